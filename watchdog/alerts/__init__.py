@@ -1,0 +1,1 @@
+"""Alerts: messages, the persistent outbox and delivery through apprise."""

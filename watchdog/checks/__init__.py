@@ -1,0 +1,1 @@
+"""Checks: pure functions from probe snapshots to `CheckResult`s (no I/O here)."""

@@ -1,0 +1,570 @@
+"""Load and validate the TOML configuration.
+
+Every error names the file, the key path and the line, and validation collects all errors
+instead of stopping at the first, so `--check-config` can list them in one run. The schema
+is declared once, on the dataclasses below (field metadata), and drives both validation and
+the defaults; `config.example.toml` documents the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import stat
+import sys
+from dataclasses import dataclass, field
+from datetime import time as dtime
+from typing import Any, Dict, List, Optional, Tuple
+
+from watchdog.units import parse_duration, parse_size
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10
+    import tomli as tomllib
+
+DEFAULT_PATH = "/etc/ha-watchdog/config.toml"
+
+SEVERITIES = ("ok", "warning", "critical", "unknown")
+ALERT_KINDS = ("warning", "critical", "recovery", "info")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+# ---------------------------------------------------------------- schema helpers
+
+
+def _f(kind: str, default: Any, toml: Optional[str] = None, **extra: Any) -> Any:
+    """A dataclass field with its TOML kind (and TOML name when it differs)."""
+    meta = {"kind": kind, "toml": toml, **extra}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _debounce(for_: str, recover_for: str, unknown_as: str) -> Dict[str, Any]:
+    """The keys every check table accepts (decision core, see watchdog.core.debounce)."""
+    return {
+        "for_": _f("duration", parse_duration(for_), toml="for"),
+        "recover_for": _f("duration", parse_duration(recover_for)),
+        "unknown_as": _f("choice", unknown_as, choices=SEVERITIES),
+        "unknown_for": _f("duration", None, optional=True),
+    }
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = _f("str", "")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    interval: float = _f("duration", 30.0)
+    state_dir: str = _f("str", "/var/lib/ha-watchdog")
+    log_level: str = _f("choice", "info", choices=("debug", "info", "warning", "error"))
+    flap_changes: int = _f("int", 4, minimum=2)
+    flap_window: float = _f("duration", 1800.0)
+
+
+@dataclass(frozen=True)
+class DrbdConfig:
+    format: str = _f(
+        "choice", "auto", choices=("auto", "proc", "drbd-overview", "drbdadm-status", "drbdsetup-json")
+    )
+    path: str = _f("str", "/proc/drbd")
+    command: Optional[Tuple[str, ...]] = _f("argv", None, optional=True)
+    resources: Optional[Tuple[str, ...]] = _f("strlist", None, optional=True)
+    timeout: float = _f("duration", 5.0)
+    for_: float = _debounce("30s", "30s", "critical")["for_"]
+    recover_for: float = _debounce("30s", "30s", "critical")["recover_for"]
+    unknown_as: str = _debounce("30s", "30s", "critical")["unknown_as"]
+    unknown_for: Optional[float] = _debounce("30s", "30s", "critical")["unknown_for"]
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    command: Tuple[str, ...] = _f("argv", ("service", "greenarrow", "status"))
+    expected_down: Tuple[str, ...] = _f("strlist", ("hvmail-qmail-smtpd3", "hvmail-dnscache"))
+    timeout: float = _f("duration", 10.0)
+    min_uptime: float = _f("duration", 4.0)
+    for_: float = _debounce("1m", "30s", "warning")["for_"]
+    recover_for: float = _debounce("1m", "30s", "warning")["recover_for"]
+    unknown_as: str = _debounce("1m", "30s", "warning")["unknown_as"]
+    unknown_for: Optional[float] = _debounce("1m", "30s", "warning")["unknown_for"]
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    dsn: str = _f("str", "")
+    connect_timeout: float = _f("duration", 3.0)
+    query_timeout: float = _f("duration", 5.0)
+
+
+@dataclass(frozen=True)
+class PostgresRoleConfig:
+    for_: float = _debounce("30s", "30s", "critical")["for_"]
+    recover_for: float = _debounce("30s", "30s", "critical")["recover_for"]
+    unknown_as: str = _debounce("30s", "30s", "critical")["unknown_as"]
+    unknown_for: Optional[float] = _debounce("30s", "30s", "critical")["unknown_for"]
+
+
+@dataclass(frozen=True)
+class StandbysConfig:
+    min_streaming: int = _f("int", 1, minimum=0)
+    max_reply_age: float = _f("duration", 15.0)
+    warning_bytes: int = _f("size", 64 * 1024**2)
+    for_: float = _debounce("0s", "30s", "warning")["for_"]
+    recover_for: float = _debounce("0s", "30s", "warning")["recover_for"]
+    unknown_as: str = _debounce("0s", "30s", "warning")["unknown_as"]
+    unknown_for: Optional[float] = _debounce("0s", "30s", "warning")["unknown_for"]
+
+
+@dataclass(frozen=True)
+class ReplayLagConfig:
+    warning: float = _f("duration", 60.0)
+    critical: float = _f("duration", 300.0)
+    warning_bytes: int = _f("size", 64 * 1024**2)
+    critical_bytes: int = _f("size", 1024**3)
+    max_receive_age: float = _f("duration", 30.0)
+    backup_warning: float = _f("duration", 7200.0)
+    backup_critical: float = _f("duration", 6 * 3600.0)
+    for_: float = _debounce("2m", "1m", "warning")["for_"]
+    recover_for: float = _debounce("2m", "1m", "warning")["recover_for"]
+    unknown_as: str = _debounce("2m", "1m", "warning")["unknown_as"]
+    unknown_for: Optional[float] = _debounce("2m", "1m", "warning")["unknown_for"]
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    detect: bool = _f("bool", True)
+    max_duration: float = _f("duration", 8 * 3600.0)
+    checks: Tuple[str, ...] = _f("strlist", ("replay_lag",))
+    application_names: Tuple[str, ...] = _f("strlist", ("pg_dump", "pg_dumpall", "pg_basebackup"))
+
+
+@dataclass(frozen=True)
+class BackupWindow:
+    days: Tuple[str, ...] = _f("days", DAYS)
+    start: dtime = _f("clock", None, required=True)
+    end: dtime = _f("clock", None, required=True)
+    timezone: str = _f("timezone", "UTC")
+    checks: Tuple[str, ...] = _f("strlist", ("replay_lag",))
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    name: str = _f("str", "", required=True)
+    url: Optional[str] = _f("str", None, optional=True, secret=True)
+    url_file: Optional[str] = _f("str", None, optional=True)
+    severities: Tuple[str, ...] = _f("kinds", ALERT_KINDS)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    renotify: float = _f("duration", 4 * 3600.0)
+    expire: float = _f("duration", 24 * 3600.0)
+    retries: int = _f("int", 3, minimum=0)
+    retry_max_wait: float = _f("duration", 30.0)
+    send_timeout: float = _f("duration", 30.0)
+    targets: Tuple[AlertTarget, ...] = _f("targets", ())
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    url: Optional[str] = _f("str", None, optional=True, secret=True)
+    timeout: float = _f("duration", 10.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration. `source` is the file it came from."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    drbd: DrbdConfig = field(default_factory=DrbdConfig)
+    services: ServicesConfig = field(default_factory=ServicesConfig)
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    postgres_role: PostgresRoleConfig = field(default_factory=PostgresRoleConfig)
+    standbys: StandbysConfig = field(default_factory=StandbysConfig)
+    replay_lag: ReplayLagConfig = field(default_factory=ReplayLagConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
+    backup_windows: Tuple[BackupWindow, ...] = ()
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    source: str = "<defaults>"
+    warnings: Tuple[str, ...] = ()
+
+    @property
+    def node_name(self) -> str:
+        return self.node.name or socket.gethostname().split(".")[0]
+
+    def check(self, name: str) -> Any:
+        """The config section of a check (drbd, services, postgres_role, standbys, replay_lag)."""
+        return getattr(self, name)
+
+
+_SECTIONS = {
+    "node": NodeConfig,
+    "daemon": DaemonConfig,
+    "drbd": DrbdConfig,
+    "services": ServicesConfig,
+    "postgres": PostgresConfig,
+    "postgres_role": PostgresRoleConfig,
+    "standbys": StandbysConfig,
+    "replay_lag": ReplayLagConfig,
+    "backup": BackupConfig,
+    "alerts": AlertsConfig,
+    "heartbeat": HeartbeatConfig,
+}
+CHECK_SECTIONS = ("drbd", "postgres_role", "services", "standbys", "replay_lag")
+
+
+# ---------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config file, located as precisely as we can."""
+
+    path: str
+    key: str
+    message: str
+    line: Optional[int] = None
+    column: Optional[int] = None
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        key = f" [{self.key}]" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; str() is one line per problem."""
+
+    def __init__(self, problems: List[ConfigProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ---------------------------------------------------------------- key locator
+
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+
+def _norm_key(text: str) -> str:
+    return ".".join(part.strip().strip("\"'") for part in text.split("."))
+
+
+def locate(text: str, keypath: str) -> Optional[int]:
+    """Line number (1-based) where `keypath` (e.g. "alerts.targets[1].url") is set.
+
+    A small scan of headers and `key =` lines: enough to point a person at the line for
+    errors that the TOML parser itself does not report (wrong type, unknown key, ...).
+    """
+    want = re.sub(r"\[(\d+)\]", r".#\1", keypath)
+    table = ""
+    counts: Dict[str, int] = {}
+    best: Optional[int] = None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER_RE.match(line)
+        if header:
+            name = _norm_key(header.group(2))
+            if header.group(1) == "[[":
+                counts[name] = counts.get(name, -1) + 1
+                table = f"{name}.#{counts[name]}"
+            else:
+                table = name
+            if table == want:
+                best = number
+            continue
+        key = _KEY_RE.match(line)
+        if key:
+            full = f"{table}.{_norm_key(key.group(1))}" if table else _norm_key(key.group(1))
+            if full == want:
+                return number
+            if best is None and want.startswith(full + "."):
+                best = number  # an inline table holding the key
+    return best
+
+
+# ---------------------------------------------------------------- conversion
+
+
+class _Collector:
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self.problems: List[ConfigProblem] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(ConfigProblem(self.path, key, message, locate(self.text, key)))
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
+    """Turn one TOML value into its typed form; ValueError with a readable reason."""
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_type_name(value)}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_type_name(value)}")
+        if "minimum" in meta and value < meta["minimum"]:
+            raise ValueError(f"must be at least {meta['minimum']}, got {value}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_type_name(value)}")
+        return value
+    if kind == "duration":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f'expected a duration string like "30s", got the number {value}')
+        return parse_duration(value)
+    if kind == "size":
+        return parse_size(value)
+    if kind == "choice":
+        if not isinstance(value, str) or value not in meta["choices"]:
+            raise ValueError(f"expected one of {', '.join(meta['choices'])}; got {value!r}")
+        return value
+    if kind in ("argv", "strlist", "days", "kinds"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected an array of strings, got {_type_name(value)}")
+        if kind == "argv" and not value:
+            raise ValueError("expected a non-empty array: the program and its arguments")
+        if kind == "days":
+            bad = [v for v in value if v.lower()[:3] not in DAYS]
+            if bad:
+                raise ValueError(f"unknown day(s) {bad}; use {', '.join(DAYS)}")
+            return tuple(v.lower()[:3] for v in value)
+        if kind == "kinds":
+            bad = [v for v in value if v not in ALERT_KINDS]
+            if bad:
+                raise ValueError(f"unknown severities {bad}; use {', '.join(ALERT_KINDS)}")
+        return tuple(value)
+    if kind == "clock":
+        if isinstance(value, dtime):
+            return value
+        if isinstance(value, str) and re.match(r"^\d{1,2}:\d{2}$", value):
+            hours, minutes = (int(x) for x in value.split(":"))
+            if hours < 24 and minutes < 60:
+                return dtime(hours, minutes)
+            if hours == 24 and minutes == 0:
+                return dtime(23, 59, 59, 999999)
+        raise ValueError(f'expected a time of day like "01:30", got {value!r}')
+    if kind == "timezone":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a time zone name, got {_type_name(value)}")
+        load_timezone(value)
+        return value
+    raise AssertionError(f"unknown kind {kind}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, key: str, out: _Collector) -> Any:
+    """Instantiate a section dataclass from a TOML table, recording every problem."""
+    if not isinstance(data, dict):
+        out.add(key, f"expected a table, got {_type_name(data)}")
+        return cls() if not _required_fields(cls) else None
+    fields = {(f.metadata.get("toml") or f.name): f for f in dataclasses.fields(cls)}
+    values: Dict[str, Any] = {}
+    for name, value in data.items():
+        keypath = f"{key}.{name}" if key else name
+        spec = fields.get(name)
+        if spec is None:
+            known = ", ".join(sorted(fields))
+            out.add(keypath, f"unknown key {name!r} (known keys: {known})")
+            continue
+        kind = spec.metadata["kind"]
+        try:
+            if kind == "targets":
+                values[spec.name] = _build_targets(value, keypath, out)
+            else:
+                values[spec.name] = _convert(kind, value, dict(spec.metadata))
+        except ValueError as exc:
+            out.add(keypath, str(exc))
+    missing = [n for n in _required_fields(cls) if n not in values]
+    for name in missing:
+        out.add(key, f"missing required key {name!r}")
+    if missing:
+        return None
+    return cls(**values)
+
+
+def _required_fields(cls: type) -> List[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("required")]
+
+
+def _build_targets(value: Any, key: str, out: _Collector) -> Tuple[AlertTarget, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected an array of tables ([[alerts.targets]])")
+    targets = []
+    names = set()
+    for index, item in enumerate(value):
+        ikey = f"{key}[{index}]"
+        target = _build(AlertTarget, item, ikey, out)
+        if target is None:
+            continue
+        if bool(target.url) == bool(target.url_file):
+            out.add(ikey, "set exactly one of 'url' or 'url_file'")
+            continue
+        if target.name in names:
+            out.add(f"{ikey}.name", f"duplicate target name {target.name!r}")
+        names.add(target.name)
+        targets.append(target)
+    return tuple(targets)
+
+
+def _cross_checks(cfg: Config, out: _Collector) -> None:
+    from watchdog.model import CHECK_NAMES
+
+    if cfg.replay_lag.critical < cfg.replay_lag.warning:
+        out.add("replay_lag.critical", "must not be smaller than replay_lag.warning")
+    if cfg.replay_lag.critical_bytes < cfg.replay_lag.warning_bytes:
+        out.add("replay_lag.critical_bytes", "must not be smaller than replay_lag.warning_bytes")
+    if cfg.replay_lag.backup_critical < cfg.replay_lag.backup_warning:
+        out.add("replay_lag.backup_critical", "must not be smaller than replay_lag.backup_warning")
+    if cfg.daemon.interval <= 0:
+        out.add("daemon.interval", "must be more than 0s")
+    for name in cfg.backup.checks:
+        if name not in CHECK_NAMES:
+            out.add("backup.checks", f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}")
+    for index, window in enumerate(cfg.backup_windows):
+        for name in window.checks:
+            if name not in CHECK_NAMES:
+                out.add(
+                    f"backup_windows[{index}].checks",
+                    f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}",
+                )
+        if window.start == window.end:
+            out.add(f"backup_windows[{index}].end", "must differ from start")
+
+
+def _permission_warnings(cfg: Config) -> Tuple[str, ...]:
+    """Secrets must not be readable by group or others."""
+    found = []
+    paths = [("config file", cfg.source)] + [
+        (f"url_file of target {t.name!r}", t.url_file) for t in cfg.alerts.targets if t.url_file
+    ]
+    for what, path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            found.append(
+                f"{what} {path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+                "it may hold alert secrets: chmod 600 it"
+            )
+    return tuple(found)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    """Validate TOML text; ConfigError listing every problem."""
+    out = _Collector(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line, column = _toml_position(exc)
+        if line is None and "end of document" in str(exc):
+            line = text.count("\n") + 1
+            column = len(text.rsplit("\n", 1)[-1]) + 1
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise ConfigError(
+            [ConfigProblem(path, "", f"TOML syntax error: {message}", line, column)]
+        ) from None
+    return _from_dict(data, path, out)
+
+
+def _toml_position(exc: Exception) -> Tuple[Optional[int], Optional[int]]:
+    line = getattr(exc, "lineno", None)
+    column = getattr(exc, "colno", None)
+    if line is None:
+        match = re.search(r"line (\d+), column (\d+)", str(exc))
+        if match:
+            line, column = int(match.group(1)), int(match.group(2))
+    return line, column
+
+
+def _from_dict(data: Dict[str, Any], path: str, out: _Collector) -> Config:
+    values: Dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _SECTIONS:
+            built = _build(_SECTIONS[name], value, name, out)
+            if built is not None:
+                values[name] = built
+        elif name == "backup_windows":
+            if not isinstance(value, list):
+                out.add(name, "expected an array of tables ([[backup_windows]])")
+                continue
+            windows = []
+            for index, item in enumerate(value):
+                window = _build(BackupWindow, item, f"{name}[{index}]", out)
+                if window is not None:
+                    windows.append(window)
+            values[name] = tuple(windows)
+        else:
+            known = ", ".join(sorted(list(_SECTIONS) + ["backup_windows"]))
+            out.add(name, f"unknown section {name!r} (known sections: {known})")
+    cfg = Config(**values, source=path)
+    _cross_checks(cfg, out)
+    if out.problems:
+        raise ConfigError(out.problems)
+    return dataclasses.replace(cfg, warnings=_permission_warnings(cfg))
+
+
+def load_config(path: str = DEFAULT_PATH) -> Config:
+    """Read and validate a config file; ConfigError (never a traceback) otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(path, "", "config file not found")]) from None
+    except PermissionError:
+        raise ConfigError([ConfigProblem(path, "", "config file not readable (permission denied)")]) from None
+    except IsADirectoryError:
+        raise ConfigError([ConfigProblem(path, "", "is a directory, not a config file")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "", f"cannot read config file: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigProblem(path, "", "not valid UTF-8", line)]) from None
+    return parse_config(text, path)
+
+
+def load_timezone(name: str) -> Any:
+    """A tzinfo for an IANA name; ValueError (not a traceback) when unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name like \"Europe/Berlin\")") from None
+
+
+def effective_unknown_for(section: Any) -> float:
+    """`unknown_for` defaults to the check's own `for`."""
+    return section.unknown_for if section.unknown_for is not None else section.for_

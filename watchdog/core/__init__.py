@@ -1,0 +1,1 @@
+"""The decision core: pure code driven by an injected clock (debounce, windows, incidents)."""

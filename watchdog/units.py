@@ -1,0 +1,81 @@
+"""Human durations ("500ms", "30s", "5m", "1h") and sizes ("16MB") for the config file."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$")
+# Like PostgreSQL's own settings, kB/MB/GB are powers of 1024.
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "kB": 1024,
+    "KB": 1024,
+    "KiB": 1024,
+    "MB": 1024**2,
+    "MiB": 1024**2,
+    "GB": 1024**3,
+    "GiB": 1024**3,
+    "TB": 1024**4,
+    "TiB": 1024**4,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration string; ValueError with a readable reason otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration string like \"30s\", got {text!r}")
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(
+            f"bad duration {text!r}: use a number and a unit, e.g. \"500ms\", \"30s\", \"5m\", \"1h\""
+        )
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size string ("16MB", "1GB", "8192"); ValueError otherwise."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected a size like \"16MB\", got {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"size must not be negative, got {text}")
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"expected a size like \"16MB\", got {text!r}")
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"bad size {text!r}: use a number and a unit, e.g. \"16MB\", \"1GB\"")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form for messages: 0.4s, 12s, 3m20s, 2h05m, 1d03h."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    total = int(round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def format_bytes(count: float) -> str:
+    """Short human form: 512 B, 3.2 MiB."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover

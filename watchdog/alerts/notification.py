@@ -1,0 +1,106 @@
+"""A notification: what the decision core emits and the delivery layer sends.
+
+Kinds, severities and notify types are a public interface (alert routes match on them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterable, Optional
+
+# What happened (`kind`).
+PROBLEM = "problem"
+ESCALATION = "escalation"
+DEESCALATION = "deescalation"
+RECOVERY = "recovery"
+REMINDER = "reminder"
+ROLE_CHANGE = "role_change"
+NO_LONGER_APPLIES = "no_longer_applies"
+FLAPPING = "flapping"
+INFO = "info"
+TEST = "test"
+DIGEST = "digest"
+KINDS = (
+    PROBLEM,
+    ESCALATION,
+    DEESCALATION,
+    RECOVERY,
+    REMINDER,
+    ROLE_CHANGE,
+    NO_LONGER_APPLIES,
+    FLAPPING,
+    INFO,
+    TEST,
+    DIGEST,
+)
+
+# Routing classes (`severity`), what `[[alerts.targets]] severities` lists.
+SEV_WARNING = "warning"
+SEV_CRITICAL = "critical"
+SEV_RECOVERY = "recovery"
+SEV_INFO = "info"
+
+# apprise notify types: every channel renders them natively (PagerDuty's action=map
+# resolves on "success").
+TYPE_INFO = "info"
+TYPE_SUCCESS = "success"
+TYPE_WARNING = "warning"
+TYPE_FAILURE = "failure"
+
+_TYPE_FOR_SEVERITY = {
+    SEV_WARNING: TYPE_WARNING,
+    SEV_CRITICAL: TYPE_FAILURE,
+    SEV_RECOVERY: TYPE_SUCCESS,
+    SEV_INFO: TYPE_INFO,
+}
+
+
+def notify_type_for(severity: str) -> str:
+    return _TYPE_FOR_SEVERITY[severity]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to send.
+
+    `severity` routes it; `problem_severity` is the severity of the problem a recovery,
+    reminder or closure belongs to, so a target that took the PROBLEM (e.g. PagerDuty,
+    critical only) also takes its RECOVERY and can resolve the incident.
+    """
+
+    id: str
+    kind: str
+    severity: str
+    notify_type: str
+    title: str
+    body: str
+    node: str
+    created: float
+    check: Optional[str] = None
+    problem_severity: Optional[str] = None
+
+    def routes_to(self, severities: Iterable[str]) -> bool:
+        wanted = set(severities)
+        if self.severity in wanted:
+            return True
+        return self.problem_severity is not None and self.problem_severity in wanted
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> Notification:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**fields)
+
+
+def make_id(*parts: Any) -> str:
+    """A stable id from the parts that make a notification unique (node, check, kind, time)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:16]
+
+
+def title_for(node: str, check: Optional[str]) -> str:
+    """Stable per node and check, so PagerDuty can resolve by it: `[mail1] replay_lag`."""
+    return f"[{node}] {check}" if check else f"[{node}] ha-watchdog"

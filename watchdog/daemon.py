@@ -1,0 +1,260 @@
+"""The daemon loop: cycles on a monotonic timetable, decisions, alerts, systemd.
+
+Signal handlers only set flags. Each cycle re-detects the role, runs that role's checks
+(each probe bounded by its own deadline), feeds the pure decision core, persists its state
+atomically, hands notifications to the delivery threads (never blocking on a channel), and
+logs one summary line. The systemd watchdog ping comes from this loop, only while it makes
+progress: a hung cycle or a stopped process stops the pings and systemd restarts us.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, List, Optional, Sequence
+
+from watchdog.config import Config, ConfigError, load_config
+from watchdog.model import Report
+from watchdog.runner import Cycle, Probes, run_cycle
+from watchdog.statefile import read_json, write_json
+
+log = logging.getLogger("watchdog.daemon")
+
+ENGINE_STATE = "engine.json"
+
+
+class Daemon:
+    """One watchdog process. Everything it touches outside is injectable for tests."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        config_path: Optional[str] = None,
+        probes: Optional[Probes] = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        notifier: Any = None,
+        deliverer_factory: Optional[Callable[[Config], Any]] = None,
+        heartbeat_factory: Optional[Callable[[Config], Any]] = None,
+    ):
+        from watchdog.core.engine import Engine, EngineState
+        from watchdog.systemd import Notifier
+
+        self.cfg = cfg
+        self.config_path = config_path
+        self.probes = probes or Probes()
+        self.monotonic = monotonic
+        self.wall = wall
+        self.notifier = notifier if notifier is not None else Notifier()
+        self._deliverer_factory = deliverer_factory or _default_deliverer
+        self._heartbeat_factory = heartbeat_factory or _default_heartbeat
+        self.state_path = os.path.join(cfg.daemon.state_dir, ENGINE_STATE)
+        raw = read_json(self.state_path)
+        state = EngineState.from_json(raw) if raw is not None else None
+        self.engine = Engine(cfg, state)
+        self.previous: Optional[Cycle] = None
+        self.cycles = 0
+        self.ready_sent = False
+        self.stop_requested = False
+        self.reload_requested = False
+        self.wakeup = threading.Event()
+        self.deliverer: Any = None
+        self.heartbeat: Any = None
+
+    # ---- signals: flags only
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        self.wakeup.set()
+
+    def _on_reload(self, signum: int, frame: Any) -> None:
+        self.reload_requested = True
+        self.wakeup.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    # ---- one cycle
+
+    def cycle(self) -> str:
+        """Run one cycle; return its one-line summary."""
+        wall_now = self.wall()
+        seen: List[Any] = []
+
+        def relax(check: str, backups: Sequence[Any]) -> bool:
+            # Called by the runner between the PostgreSQL probe and the replay_lag check,
+            # with the backup sessions that probe saw.
+            seen[:] = _to_seen(backups, wall_now)
+            return self.engine.relaxation(wall_now, check, seen).active
+
+        cycle = run_cycle(self.cfg, self.probes, previous=self.previous, relax=relax)
+        if not seen:
+            seen = _to_seen(cycle.backups_seen(), wall_now)
+        report = cycle.report
+        relaxations = {
+            c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
+        }
+        notes = self.engine.observe(wall_now, report.role, report.checks, relaxations)
+        write_json(self.state_path, self.engine.state.to_json())
+        if notes and self.deliverer is not None:
+            self.deliverer.submit(notes)
+        for note in notes:
+            level = logging.WARNING if note.severity in ("warning", "critical") else logging.INFO
+            log.log(level, "alert %s: %s", note.kind.upper(), note.title)
+        self.previous = cycle
+        self.cycles += 1
+        line = self._summary(report, cycle.duration, len(notes))
+        return line
+
+    def _summary(self, report: Report, duration: float, alerts: int) -> str:
+        open_problems = len(self.engine.open_problems())
+        return (
+            f"cycle {self.cycles}: {report.summary_line()} "
+            f"({duration * 1000:.0f} ms, {alerts} alert(s), {open_problems} open)"
+        )
+
+    # ---- reload
+
+    def reload(self) -> None:
+        from watchdog.core.engine import Engine
+
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path) if self.config_path else self.cfg
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected, keeping the running config: %s", problem)
+            self.notifier.ready()
+            self.notifier.status("reload rejected: config error (see log); running on old config")
+            return
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        self.cfg = new
+        self.engine = Engine(new, self.engine.state)
+        if self.deliverer is not None:
+            self.deliverer.stop(timeout=5.0)
+        self.deliverer = self._deliverer_factory(new)
+        self.deliverer.start()
+        self.heartbeat = self._heartbeat_factory(new)
+        log.info("configuration reloaded from %s", self.config_path)
+        self.notifier.ready()
+
+    # ---- the loop
+
+    def run(self) -> int:
+        for warning in self.cfg.warnings:
+            log.warning("%s", warning)
+        os.makedirs(self.cfg.daemon.state_dir, mode=0o700, exist_ok=True)
+        self.deliverer = self._deliverer_factory(self.cfg)
+        self.deliverer.start()
+        self.heartbeat = self._heartbeat_factory(self.cfg)
+        ping_every = self.notifier.watchdog_interval()
+        log.info(
+            "ha-watchdog started on %s: interval %gs, state in %s%s",
+            self.cfg.node_name,
+            self.cfg.daemon.interval,
+            self.cfg.daemon.state_dir,
+            f", watchdog ping every {ping_every:g}s" if ping_every else "",
+        )
+        next_due = self.monotonic()
+        last_ping = self.monotonic()
+        while not self.stop_requested:
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+                ping_every = self.notifier.watchdog_interval()
+            now = self.monotonic()
+            if now >= next_due:
+                ok = True
+                try:
+                    line = self.cycle()
+                    log.info("%s", line)
+                    self.notifier.status(line)
+                except Exception as exc:  # noqa: BLE001 - the loop must survive a bad cycle
+                    ok = False
+                    log.exception("cycle failed: %s", exc)
+                    self.notifier.status(f"cycle failed: {type(exc).__name__}")
+                if self.heartbeat is not None:
+                    self.heartbeat.ping(ok, "")
+                if not self.ready_sent:
+                    self.notifier.ready()
+                    self.ready_sent = True
+                # A completed cycle is progress: ping now.
+                self.notifier.watchdog_ping()
+                last_ping = self.monotonic()
+                interval = self.cfg.daemon.interval
+                # Monotonic timetable: skip slots a slow cycle overran, never drift.
+                next_due += interval
+                now = self.monotonic()
+                if next_due <= now:
+                    missed = int((now - next_due) // interval) + 1
+                    next_due += missed * interval
+                continue
+            wait = next_due - now
+            if ping_every:
+                since = self.monotonic() - last_ping
+                if since >= ping_every:
+                    self.notifier.watchdog_ping()
+                    last_ping = self.monotonic()
+                    since = 0.0
+                wait = min(wait, ping_every - since)
+            self.wakeup.wait(max(0.0, wait))
+            self.wakeup.clear()
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        self.notifier.stopping()
+        log.info("stopping: flushing pending alerts")
+        try:
+            write_json(self.state_path, self.engine.state.to_json())
+        except OSError as exc:
+            log.error("could not save state: %s", exc)
+        if self.deliverer is not None:
+            self.deliverer.stop(timeout=min(20.0, self.cfg.alerts.send_timeout))
+        log.info("stopped")
+        return 0
+
+
+def _to_seen(backups: Sequence[Any], wall_now: float) -> List[Any]:
+    from watchdog.core.windows import BackupSeen
+
+    return [
+        BackupSeen(
+            pid=getattr(b, "pid", None),
+            application_name=getattr(b, "application_name", "") or "",
+            started=wall_now - float(getattr(b, "age", 0.0) or 0.0),
+        )
+        for b in backups
+    ]
+
+
+def _default_deliverer(cfg: Config) -> Any:
+    from watchdog.alerts.delivery import Deliverer
+
+    return Deliverer(cfg, cfg.daemon.state_dir)
+
+
+def _default_heartbeat(cfg: Config) -> Any:
+    if not cfg.heartbeat.url:
+        return None
+    from watchdog.alerts.heartbeat import Heartbeat
+
+    return Heartbeat(cfg.heartbeat)
+
+
+def run_daemon(cfg: Config, config_path: Optional[str] = None, verbose: bool = False) -> int:
+    """Entry point of `ha-watchdog` without --once."""
+    from watchdog.systemd import enable_crash_dumps, setup_logging
+
+    level = "debug" if verbose else cfg.daemon.log_level
+    setup_logging(level)
+    enable_crash_dumps()
+    daemon = Daemon(cfg, config_path=config_path)
+    daemon.install_signal_handlers()
+    return daemon.run()
+

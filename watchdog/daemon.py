@@ -89,12 +89,12 @@ class Daemon:
         def relax(check: str, backups: Sequence[Any]) -> bool:
             # Called by the runner between the PostgreSQL probe and the replay_lag check,
             # with the backup sessions that probe saw.
-            seen[:] = _to_seen(backups, wall_now)
+            seen[:] = list(backups)
             return self.engine.relaxation(wall_now, check, seen).active
 
         cycle = run_cycle(self.cfg, self.probes, previous=self.previous, relax=relax)
         if not seen:
-            seen = _to_seen(cycle.backups_seen(), wall_now)
+            seen = list(cycle.backups_seen())
         report = cycle.report
         relaxations = {
             c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
@@ -218,19 +218,6 @@ class Daemon:
             self.deliverer.stop(timeout=min(20.0, self.cfg.alerts.send_timeout))
         log.info("stopped")
         return 0
-
-
-def _to_seen(backups: Sequence[Any], wall_now: float) -> List[Any]:
-    from watchdog.core.windows import BackupSeen
-
-    return [
-        BackupSeen(
-            pid=getattr(b, "pid", None),
-            application_name=getattr(b, "application_name", "") or "",
-            started=wall_now - float(getattr(b, "age", 0.0) or 0.0),
-        )
-        for b in backups
-    ]
 
 
 def _default_deliverer(cfg: Config) -> Any:

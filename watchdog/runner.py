@@ -207,3 +207,15 @@ def run_cycle(
 
     report = Report(node=node, role=role, checks=[results[n] for n in wanted])
     return Cycle(report=report, snapshots=snapshots, duration=clock() - start)
+
+
+def stateless_relax(cfg: Config, wall: Callable[[], float] = time.time) -> Relax:
+    """Relaxation for `--once`: backup windows and running backups, without daemon memory."""
+    from watchdog.core.windows import relaxation
+
+    memory: Dict[str, Any] = {}
+
+    def relax(check: str, backups: Sequence[Any]) -> bool:
+        return relaxation(wall(), check, cfg, backups, memory).active
+
+    return relax

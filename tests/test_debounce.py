@@ -1,0 +1,180 @@
+"""Debounce: a raw level is confirmed only after it held for for / recover_for / unknown_for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from watchdog.config import PostgresRoleConfig, ReplayLagConfig, StandbysConfig
+from watchdog.core.debounce import (
+    Change,
+    Debounce,
+    Timing,
+    effective_level,
+    rank,
+    step,
+    worse,
+)
+from watchdog.model import Status
+
+OK, W, C, U = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
+
+
+def feed(seq, timing, state=None):
+    """Feed (time, status) pairs; return the final state and the changes as (t, old, new, at)."""
+    state = state or Debounce()
+    changes = []
+    for t, status in seq:
+        state, change = step(state, t, status, timing)
+        if change is not None:
+            changes.append((t, change.old, change.new, change.at))
+    return state, changes
+
+
+T = Timing(for_=120, recover_for=60, unknown_for=300, unknown_as="critical")
+
+
+def test_timing_from_config_sections_and_unknown_for_default():
+    lag = Timing.of(ReplayLagConfig())
+    assert (lag.for_, lag.recover_for, lag.unknown_for, lag.unknown_as) == (120, 60, 120, "warning")
+    explicit = Timing.of(PostgresRoleConfig(unknown_for=10.0))
+    assert explicit.unknown_for == 10 and explicit.for_ == 30
+    assert Timing.of(StandbysConfig()).for_ == 0
+    assert Timing.of(None) == Timing()
+
+
+def test_first_ok_is_confirmed_silently():
+    state, changes = feed([(0, OK)], T)
+    assert changes == []
+    assert state.confirmed == "ok" and state.confirmed_since == 0 and not state.pending
+
+
+def test_first_problem_needs_for_from_first_observation():
+    state, changes = feed([(0, W), (60, W), (119.9, W)], T)
+    assert changes == [] and state.confirmed == "ok" and state.pending
+    state, changes = feed([(120, W)], T, state)
+    assert changes == [(120, "ok", "warning", 0)]
+
+
+def test_spike_shorter_than_for_changes_nothing_and_restarts_the_timer():
+    state, changes = feed([(0, OK), (30, C), (60, C), (90, OK), (100, C), (200, C)], T)
+    assert changes == []
+    # the second spike is timed from its own start (100), not from the first one
+    state, changes = feed([(219.9, C), (220, C)], T, state)
+    assert changes == [(220, "ok", "critical", 100)]
+
+
+def test_problem_wobbling_between_warning_and_critical_dates_from_first_bad_sample():
+    _, changes = feed([(0, OK), (10, W), (70, C), (130, C)], T)
+    assert changes == [(130, "ok", "critical", 10)]
+
+
+def test_escalation_deescalation_and_recovery_each_need_their_hold():
+    seq = [
+        (0, W),
+        (120, W),
+        (200, C),
+        (319, C),
+        (320, C),
+        (400, W),
+        (520, W),
+        (600, OK),
+        (659, OK),
+        (660, OK),
+    ]
+    _, changes = feed(seq, T)
+    assert changes == [
+        (120, "ok", "warning", 0),
+        (320, "warning", "critical", 200),
+        (520, "critical", "warning", 400),
+        (660, "warning", "ok", 600),
+    ]
+
+
+def test_short_ok_does_not_end_a_problem():
+    _, changes = feed([(0, W), (120, W), (130, OK), (180, W), (240, OK), (299, OK)], T)
+    assert changes == [(120, "ok", "warning", 0)]
+
+
+def test_unknown_uses_unknown_as_and_unknown_for():
+    _, changes = feed([(0, U), (299, U)], T)
+    assert changes == []
+    _, changes = feed([(0, U), (300, U)], T)
+    assert changes == [(300, "ok", "critical", 0)]
+
+
+def test_unknown_mixed_with_real_problem_uses_for():
+    # a real critical sample in the streak: the check's own `for` applies
+    _, changes = feed([(0, C), (60, U), (120, U)], T)
+    assert changes == [(120, "ok", "critical", 0)]
+
+
+def test_unknown_as_ok_ignores_unknowns_completely():
+    timing = Timing(for_=60, recover_for=60, unknown_for=60, unknown_as="ok")
+    state, changes = feed([(0, U), (1000, U)], timing)
+    assert changes == [] and state.confirmed is None
+    # an open problem is not "recovered" by a probe that cannot run
+    state, changes = feed([(0, C), (60, C), (100, U), (1000, U), (5000, U)], timing)
+    assert changes == [(60, "ok", "critical", 0)] and state.confirmed == "critical"
+
+
+def test_unknown_as_unknown_is_its_own_level():
+    timing = Timing(for_=0, recover_for=0, unknown_for=0, unknown_as="unknown")
+    _, changes = feed([(0, W), (10, U), (20, C)], timing)
+    assert [c[2] for c in changes] == ["warning", "unknown", "critical"]
+
+
+def test_zero_for_confirms_at_once():
+    _, changes = feed([(0, C)], Timing())
+    assert changes == [(0, "ok", "critical", 0)]
+
+
+def test_clock_going_backwards_restarts_the_timer_instead_of_stalling():
+    state, _ = feed([(1000, W)], T)
+    state, changes = feed([(10, W), (129, W)], T, state)
+    assert changes == []
+    _, changes = feed([(130, W)], T, state)
+    assert changes == [(130, "ok", "warning", 10)]
+
+
+def test_state_json_round_trip_keeps_the_timers():
+    state, _ = feed([(0, OK), (10, C), (60, C)], T)
+    again = Debounce.from_json(json.loads(json.dumps(state.to_json())))
+    assert again == state
+    _, changes = feed([(130, C)], T, again)
+    assert changes == [(130, "ok", "critical", 10)]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        None,
+        [],
+        "x",
+        {"confirmed": "bogus"},
+        {"confirmed": "ok"},
+        {"confirmed": "ok", "confirmed_since": "yesterday"},
+        {"confirmed": "ok", "confirmed_since": float("nan")},
+    ],
+)
+def test_state_from_garbage_is_fresh(garbage):
+    assert Debounce.from_json(garbage) == Debounce()
+
+
+def test_partial_garbage_drops_only_the_broken_timer():
+    state = Debounce.from_json({"confirmed": "warning", "confirmed_since": 5, "streak": "ok"})
+    assert state.confirmed == "warning" and state.streak is None
+
+
+def test_effective_level_and_rank():
+    assert effective_level(C, "warning") == "critical"
+    assert effective_level(U, "warning") == "warning"
+    assert effective_level(U, "ok") is None
+    assert rank("ok") < rank("warning") < rank("unknown") < rank("critical")
+    assert worse("warning", "critical") == "critical" and worse("unknown", "warning") == "unknown"
+
+
+def test_change_is_plain_data():
+    change = Change("ok", "warning", 1.0, 2.0)
+    assert (change.old, change.new, change.at, change.confirmed_at) == ("ok", "warning", 1.0, 2.0)

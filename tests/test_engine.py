@@ -1,0 +1,622 @@
+"""The decision core: every transition, driven by a fake clock (plain numbers)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, time, timezone
+from typing import Dict, List, Optional
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from watchdog.alerts.notification import (
+    DEESCALATION,
+    ESCALATION,
+    FLAPPING,
+    NO_LONGER_APPLIES,
+    PROBLEM,
+    RECOVERY,
+    REMINDER,
+    ROLE_CHANGE,
+    Notification,
+)
+from watchdog.config import (
+    AlertsConfig,
+    BackupConfig,
+    BackupWindow,
+    Config,
+    DaemonConfig,
+    DrbdConfig,
+    NodeConfig,
+    ReplayLagConfig,
+    ServicesConfig,
+    StandbysConfig,
+)
+from watchdog.core.engine import Engine, EngineState, OpenProblem
+from watchdog.core.windows import Relaxation
+from watchdog.model import CheckResult, Role, Status
+
+OK, W, C, U = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
+T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()  # a Monday
+HOUR = 3600.0
+
+
+def make_cfg(**sections) -> Config:
+    return dataclasses.replace(Config(node=NodeConfig(name="mail1")), **sections)
+
+
+def result(name: str, status: Status) -> CheckResult:
+    details = {"lag_seconds": 412.5, "receive_age": 3.0} if name == "replay_lag" else {"n": 1}
+    return CheckResult(name, status, f"{name} says {status.label}", details)
+
+
+class Driver:
+    """Feeds an engine one cycle at a time at T0 + t."""
+
+    def __init__(
+        self, cfg: Config, role: Role = Role.SECONDARY, state: Optional[EngineState] = None
+    ):
+        self.cfg = cfg
+        self.role = role
+        self.engine = Engine(cfg, state)
+        self.sent: List[Notification] = []
+
+    def at(
+        self,
+        t: float,
+        role: Optional[Role] = None,
+        relax: Optional[Dict[str, Relaxation]] = None,
+        **statuses,
+    ):
+        if role is not None:
+            self.role = role
+        results = [result(name, status) for name, status in statuses.items()]
+        out = self.engine.observe(T0 + t, self.role, results, relax or {})
+        self.sent.extend(out)
+        return out
+
+    def restart(self) -> None:
+        """Persist, SIGKILL, load: a new Engine from the JSON text of the state."""
+        text = json.dumps(self.engine.state.to_json())
+        self.engine = Engine(self.cfg, EngineState.from_json(json.loads(text)))
+
+
+def kinds(notes):
+    return [n.kind for n in notes]
+
+
+LAG = make_cfg()  # replay_lag: for 2m, recover_for 1m, unknown_as warning
+
+
+# ---------------------------------------------------------------- debounce through the engine
+
+
+def test_first_cycle_ok_is_silent_and_problem_needs_for():
+    d = Driver(LAG)
+    assert d.at(0, replay_lag=OK) == []
+    assert d.at(30, replay_lag=W) == []
+    assert d.at(149, replay_lag=W) == []
+    out = d.at(150, replay_lag=W)
+    assert kinds(out) == [PROBLEM]
+    p = out[0]
+    assert (p.severity, p.notify_type, p.title, p.check) == (
+        "warning",
+        "warning",
+        "[mail1] replay_lag",
+        "replay_lag",
+    )
+    assert p.problem_severity is None
+    assert "replay_lag says warning" in p.body and "2024-06-03 12:00:30 UTC" in p.body
+    assert "lag_seconds: 412.5 (6m52s)" in p.body
+    assert "secondary" in p.body and "pg_last_xact_replay_timestamp" in p.body
+    assert d.engine.open_problems() == [OpenProblem("replay_lag", "warning", T0 + 30)]
+
+
+def test_problem_present_from_the_start_still_needs_for():
+    d = Driver(LAG)
+    assert d.at(0, replay_lag=C) == [] and d.at(119, replay_lag=C) == []
+    out = d.at(120, replay_lag=C)
+    assert (
+        kinds(out) == [PROBLEM]
+        and out[0].severity == "critical"
+        and out[0].notify_type == "failure"
+    )
+
+
+def test_spike_shorter_than_for_sends_nothing():
+    d = Driver(LAG)
+    for t, s in [
+        (0, OK),
+        (30, C),
+        (60, C),
+        (120, C),
+        (149, C),
+        (150, OK),
+        (180, W),
+        (240, OK),
+        (600, OK),
+    ]:
+        assert d.at(t, replay_lag=s) == []
+    assert d.engine.open_problems() == []
+
+
+def test_escalation_then_deescalation_then_recovery_with_duration():
+    d = Driver(LAG)
+    d.at(0, replay_lag=W)
+    assert kinds(d.at(120, replay_lag=W)) == [PROBLEM]
+    assert d.at(200, replay_lag=C) == [] and d.at(319, replay_lag=C) == []
+    esc = d.at(320, replay_lag=C)
+    assert kinds(esc) == [ESCALATION]
+    assert (esc[0].severity, esc[0].notify_type, esc[0].problem_severity) == (
+        "critical",
+        "failure",
+        "warning",
+    )
+    assert "WARNING -> CRITICAL" in esc[0].body
+    d.at(400, replay_lag=W)
+    de = d.at(520, replay_lag=W)
+    assert kinds(de) == [DEESCALATION]
+    assert (de[0].severity, de[0].notify_type, de[0].problem_severity) == (
+        "warning",
+        "warning",
+        "critical",
+    )
+    assert d.at(600, replay_lag=OK) == [] and d.at(659, replay_lag=OK) == []
+    rec = d.at(660, replay_lag=OK)
+    assert kinds(rec) == [RECOVERY]
+    r = rec[0]
+    assert (r.severity, r.notify_type, r.problem_severity) == ("recovery", "success", "critical")
+    assert "lasted 10m00s" in r.body  # bad from t=0 to OK at t=600
+    assert "worst: critical" in r.body
+    assert r.title == d.sent[0].title == "[mail1] replay_lag"
+    assert d.engine.open_problems() == []
+
+
+def test_recovery_needs_recover_for():
+    d = Driver(LAG)
+    d.at(0, replay_lag=C)
+    d.at(120, replay_lag=C)
+    for t in (130, 150, 189):
+        assert d.at(t, replay_lag=OK) == []
+    assert d.at(190, replay_lag=C) == []  # back before recover_for: still the same problem
+    assert d.at(200, replay_lag=OK) == [] and d.at(259, replay_lag=OK) == []
+    assert kinds(d.at(260, replay_lag=OK)) == [RECOVERY]
+
+
+# ---------------------------------------------------------------- unknown
+
+
+def test_unknown_mapped_after_unknown_for():
+    cfg = make_cfg(replay_lag=ReplayLagConfig(unknown_as="critical", unknown_for=300.0))
+    d = Driver(cfg)
+    d.at(0, replay_lag=OK)
+    for t in (10, 120, 309):
+        assert d.at(t, replay_lag=U) == []
+    out = d.at(310, replay_lag=U)
+    assert (
+        kinds(out) == [PROBLEM]
+        and out[0].severity == "critical"
+        and out[0].notify_type == "failure"
+    )
+    assert "could not run" in out[0].body
+
+
+def test_unknown_for_defaults_to_for():
+    d = Driver(LAG)  # unknown_as warning, unknown_for unset -> for (2m)
+    d.at(0, replay_lag=U)
+    assert d.at(119, replay_lag=U) == []
+    out = d.at(120, replay_lag=U)
+    assert kinds(out) == [PROBLEM] and out[0].severity == "warning"
+
+
+def test_unknown_as_ok_ignores_unknowns():
+    cfg = make_cfg(replay_lag=ReplayLagConfig(unknown_as="ok"))
+    d = Driver(cfg)
+    for t in range(0, 3600, 60):
+        assert d.at(t, replay_lag=U) == []
+    d.at(3600, replay_lag=C)
+    assert kinds(d.at(3720, replay_lag=C)) == [PROBLEM]
+    # unknowns neither recover nor re-alert an open problem
+    for t in range(3780, 7200, 60):
+        assert d.at(t, replay_lag=U) == []
+    assert d.engine.open_problems()[0].severity == "critical"
+
+
+# ---------------------------------------------------------------- flapping
+
+
+FLAPPY = make_cfg(
+    standbys=StandbysConfig(for_=0.0, recover_for=0.0),
+    daemon=DaemonConfig(flap_changes=4, flap_window=1800.0),
+)
+
+
+def test_flapping_is_reported_once_then_quiet_until_stable():
+    d = Driver(FLAPPY, role=Role.PRIMARY)
+    sent = []
+    statuses = [W, OK] * 15
+    for i, s in enumerate(statuses):
+        sent += d.at(60 * i, standbys=s)
+    # the 4th change is a recovery: sent; the 5th would page again: FLAPPING instead
+    assert kinds(sent) == [PROBLEM, RECOVERY, PROBLEM, RECOVERY, FLAPPING]
+    flap = sent[-1]
+    assert "flaps between ok and warning" in flap.body
+    assert (flap.severity, flap.notify_type, flap.problem_severity) == ("warning", "warning", None)
+    assert flap.title == "[mail1] standbys"
+    assert d.engine.open_problems()[0].check == "standbys"
+    # stable OK: quiet for max(recover_for, flap_window / flap_changes) = 7m30s, then RECOVERY
+    last = 60 * (len(statuses) - 1)  # an OK sample
+    assert d.at(last + 60, standbys=OK) == []
+    assert d.engine.open_problems()[0].severity == "warning"
+    assert d.at(last + 449, standbys=OK) == []
+    rec = d.at(last + 450, standbys=OK)
+    assert (
+        kinds(rec) == [RECOVERY]
+        and "Stable again after flapping between ok and warning" in rec[0].body
+    )
+    assert rec[0].problem_severity == "warning"
+    # normal transitions resume
+    assert kinds(d.at(last + 600, standbys=C)) == [PROBLEM]
+
+
+def test_flapping_that_settles_in_a_worse_state_escalates():
+    d = Driver(FLAPPY, role=Role.PRIMARY)
+    sent = []
+    for i, s in enumerate([W, OK, W, OK, W, OK]):
+        sent += d.at(60 * i, standbys=s)
+    assert kinds(sent) == [PROBLEM, RECOVERY, PROBLEM, RECOVERY, FLAPPING]
+    assert d.at(400, standbys=C) == []
+    out = d.at(400 + 450, standbys=C)
+    assert kinds(out) == [ESCALATION] and out[0].severity == "critical"
+
+
+def test_flapping_from_no_incident_opens_one_at_the_worst_level():
+    cfg = make_cfg(
+        standbys=StandbysConfig(for_=0.0, recover_for=0.0),
+        daemon=DaemonConfig(flap_changes=2, flap_window=1800.0),
+    )
+    d = Driver(cfg, role=Role.PRIMARY)
+    d.at(0, standbys=C)
+    d.at(60, standbys=OK)
+    out = d.at(120, standbys=W)
+    assert kinds(out) == [FLAPPING]
+    assert out[0].severity == "critical" and "ok, warning and critical" in out[0].body
+
+
+# ---------------------------------------------------------------- reminders
+
+
+def test_reminder_every_renotify_with_the_problems_type():
+    cfg = make_cfg(alerts=AlertsConfig(renotify=4 * HOUR))
+    d = Driver(cfg)
+    d.at(0, replay_lag=C)
+    [problem] = d.at(120, replay_lag=C)
+    assert d.at(120 + 4 * HOUR - 1, replay_lag=C) == []
+    out = d.at(120 + 4 * HOUR, replay_lag=C)
+    assert kinds(out) == [REMINDER]
+    r = out[0]
+    assert (r.notify_type, r.severity, r.problem_severity) == (
+        problem.notify_type,
+        "critical",
+        "critical",
+    )
+    assert r.title == problem.title and "still not OK after 4h02m" in r.body
+    assert d.at(120 + 8 * HOUR - 1, replay_lag=C) == []
+    assert kinds(d.at(120 + 8 * HOUR, replay_lag=C)) == [REMINDER]
+
+
+def test_renotify_zero_disables_reminders():
+    d = Driver(make_cfg(alerts=AlertsConfig(renotify=0.0)))
+    d.at(0, replay_lag=W)
+    d.at(120, replay_lag=W)
+    assert d.at(100 * HOUR, replay_lag=W) == []
+
+
+# ---------------------------------------------------------------- roles
+
+
+def test_first_role_is_silent_then_role_change_closes_checks_that_no_longer_apply():
+    d = Driver(LAG, role=Role.PRIMARY)
+    assert kinds(d.at(0, drbd=OK, standbys=C, services=OK)) == [PROBLEM]  # standbys: for 0s
+    # failover: this node is now the secondary; drbd's for (30s) debounces the role
+    assert d.at(100, role=Role.SECONDARY, drbd=OK, replay_lag=OK) == []
+    assert d.at(129, drbd=OK, replay_lag=OK) == []
+    out = d.at(130, drbd=OK, replay_lag=OK)
+    assert kinds(out) == [ROLE_CHANGE, NO_LONGER_APPLIES]
+    role, closed = out
+    assert (role.title, role.severity, role.notify_type, role.check) == (
+        "[mail1] role",
+        "info",
+        "info",
+        None,
+    )
+    assert "now secondary (was primary)" in role.body
+    assert closed.title == "[mail1] standbys" and closed.kind != RECOVERY
+    assert closed.problem_severity == "critical" and "did NOT recover" in closed.body
+    assert d.engine.open_problems() == []
+
+
+def test_role_flapping_via_unknown_is_debounced():
+    d = Driver(LAG, role=Role.PRIMARY)
+    d.at(0, drbd=OK, services=OK)
+    for t in range(10, 600, 40):  # unknown for 20s, known for 20s, ...
+        assert d.at(t, role=Role.UNKNOWN, drbd=U) == []
+        assert d.at(t + 20, role=Role.PRIMARY, drbd=OK, services=OK) == []
+    # unknown that lasts the drbd check's `for` is a change, and so is the way back
+    assert d.sent == []
+    d.at(1000, role=Role.UNKNOWN, drbd=U)
+    out = d.at(1030, role=Role.UNKNOWN, drbd=U)
+    assert kinds(out) == [ROLE_CHANGE, PROBLEM]  # the drbd check itself pages separately
+    assert "now unknown (was primary)" in out[0].body and out[1].check == "drbd"
+    out = d.at(1100, role=Role.PRIMARY, drbd=OK, services=OK) + d.at(1130, drbd=OK, services=OK)
+    assert kinds(out) == [ROLE_CHANGE, RECOVERY] and "now primary (was unknown)" in out[0].body
+
+
+def test_unknown_at_start_then_known_role_is_silent():
+    d = Driver(LAG, role=Role.UNKNOWN)
+    d.at(0, drbd=U)
+    assert d.at(10, role=Role.PRIMARY, drbd=OK) == [] and d.at(100, drbd=OK) == []
+    assert d.engine.state.role == "primary"
+
+
+def test_going_unknown_keeps_other_open_problems():
+    d = Driver(LAG, role=Role.PRIMARY)
+    d.at(0, drbd=OK, standbys=C)
+    d.at(60, role=Role.UNKNOWN, drbd=U)
+    out = d.at(100, drbd=U)
+    assert kinds(out) == [ROLE_CHANGE, PROBLEM]  # no NO_LONGER_APPLIES on a change to unknown
+    assert [p.check for p in d.engine.open_problems()] == ["drbd", "standbys"]
+    d.at(200, role=Role.PRIMARY, drbd=OK, standbys=OK)
+    out = d.at(230, drbd=OK, standbys=OK)
+    assert kinds(out) == [ROLE_CHANGE, RECOVERY, RECOVERY]
+
+
+# ---------------------------------------------------------------- backup relaxation
+
+
+def window_cfg() -> Config:
+    return make_cfg(
+        services=ServicesConfig(for_=0.0, recover_for=0.0),
+        backup_windows=(
+            BackupWindow(start=time(12, 0), end=time(14, 0), checks=("replay_lag", "services")),
+        ),
+    )
+
+
+def relaxations(engine: Engine, t: float, checks, backups=()):
+    return {name: engine.relaxation(T0 + t, name, backups) for name in checks}
+
+
+def test_held_problem_is_released_with_held_by_text_when_the_window_ends():
+    d = Driver(window_cfg(), role=Role.PRIMARY)
+    d.at(0, services=OK)
+    for t in range(60, 7200, 600):
+        assert d.at(t, relax=relaxations(d.engine, t, ["services"]), services=W) == []
+    assert d.engine.open_problems() == []
+    out = d.at(7200, relax=relaxations(d.engine, 7200, ["services"]), services=W)
+    assert kinds(out) == [PROBLEM]
+    body = out[0].body
+    assert "Held by backup window daily 12:00-14:00 UTC since 2024-06-03 12:00:00 UTC" in body
+    assert "the relaxation ended" in body
+
+
+def test_held_problem_that_clears_inside_the_window_is_never_sent():
+    d = Driver(window_cfg(), role=Role.PRIMARY)
+    d.at(0, services=OK)
+    d.at(60, relax=relaxations(d.engine, 60, ["services"]), services=W)
+    d.at(600, relax=relaxations(d.engine, 600, ["services"]), services=OK)
+    assert d.at(7300, relax=relaxations(d.engine, 7300, ["services"]), services=OK) == []
+    assert d.sent == []
+
+
+def test_relaxed_critical_is_never_held():
+    d = Driver(window_cfg(), role=Role.PRIMARY)
+    d.at(0, services=OK)
+    out = d.at(60, relax=relaxations(d.engine, 60, ["services"]), services=C)
+    assert kinds(out) == [PROBLEM] and out[0].severity == "critical"
+    assert "Relaxed by backup window daily 12:00-14:00 UTC" in out[0].body
+    assert "a critical problem is never held" in out[0].body
+
+
+def test_self_relaxing_check_alerts_inside_a_window_and_says_it_was_relaxed():
+    d = Driver(window_cfg())
+    d.at(0, replay_lag=OK)
+    d.at(60, relax=relaxations(d.engine, 60, ["replay_lag"]), replay_lag=C)
+    out = d.at(180, relax=relaxations(d.engine, 180, ["replay_lag"]), replay_lag=C)
+    assert kinds(out) == [PROBLEM]
+    assert "Relaxed limits in effect (backup window daily 12:00-14:00 UTC" in out[0].body
+
+
+def test_detected_backup_held_then_max_duration_releases_it():
+    cfg = make_cfg(
+        services=ServicesConfig(for_=0.0, recover_for=0.0),
+        backup=BackupConfig(checks=("replay_lag", "services"), max_duration=HOUR),
+    )
+    d = Driver(cfg, role=Role.PRIMARY)
+    backups = [(4242, "pg_dump", None)]
+    d.at(-1, services=OK)
+    for t in range(0, 3601, 60):
+        r = relaxations(d.engine, t, ["services"], backups)
+        assert r["services"].active
+        assert d.at(t, relax=r, services=W) == []
+        d.restart()  # the backup's first sighting survives in the state
+    r = relaxations(d.engine, 3601, ["services"], backups)
+    assert r["services"].expired and not r["services"].active
+    out = d.at(3601, relax=r, services=W)
+    assert kinds(out) == [PROBLEM]
+    assert "Held by running backup pg_dump (pid 4242)" in out[0].body
+    assert "still there when backup.max_duration was reached" in out[0].body
+    assert "longer than backup.max_duration 1h00m" in out[0].body
+
+
+def test_open_problem_is_not_escalated_to_a_holdable_level_but_recovers_while_relaxed():
+    cfg = make_cfg(
+        services=ServicesConfig(for_=0.0, recover_for=0.0, unknown_as="unknown"),
+        backup_windows=(BackupWindow(start=time(12, 0), end=time(14, 0), checks=("services",)),),
+    )
+    d = Driver(cfg, role=Role.PRIMARY)
+    assert kinds(d.at(-60, services=W)) == [PROBLEM]  # 11:59, before the window
+    assert d.at(60, relax=relaxations(d.engine, 60, ["services"]), services=U) == []
+    assert kinds(d.at(120, relax=relaxations(d.engine, 120, ["services"]), services=OK)) == [
+        RECOVERY
+    ]
+
+
+# ---------------------------------------------------------------- persistence
+
+
+def test_restart_mid_incident_neither_repages_nor_forgets_the_recovery():
+    d = Driver(LAG)
+    d.at(0, replay_lag=C)
+    [problem] = d.at(120, replay_lag=C)
+    d.restart()
+    assert d.at(150, replay_lag=C) == [] and d.at(3000, replay_lag=C) == []
+    d.at(3100, replay_lag=OK)
+    d.restart()
+    out = d.at(3160, replay_lag=OK)
+    assert kinds(out) == [RECOVERY] and out[0].title == problem.title
+    assert "lasted 51m40s" in out[0].body
+
+
+def test_restart_keeps_pending_timers_and_role():
+    d = Driver(LAG, role=Role.PRIMARY)
+    d.at(0, drbd=OK, services=W)
+    d.restart()
+    assert d.engine.state.role == "primary"
+    assert kinds(d.at(60, drbd=OK, services=W)) == [PROBLEM]  # services for 1m from t=0
+
+
+def test_replayed_cycle_gives_the_same_ids():
+    """Killed after sending but before saving: the cycle runs again, later, from the old state."""
+    d = Driver(LAG)
+    d.at(0, replay_lag=W)
+    saved = json.dumps(d.engine.state.to_json())
+    first = d.at(125, replay_lag=W)
+    again = Driver(LAG, state=EngineState.from_json(json.loads(saved))).at(131, replay_lag=W)
+    assert kinds(first) == kinds(again) == [PROBLEM]
+    assert first[0].id == again[0].id
+    assert first[0].created != again[0].created
+
+
+def test_ids_differ_per_event():
+    d = Driver(make_cfg(alerts=AlertsConfig(renotify=HOUR)))
+    d.at(0, replay_lag=W)
+    d.at(120, replay_lag=W)
+    d.at(120 + HOUR, replay_lag=W)
+    d.at(120 + 2 * HOUR, replay_lag=W)
+    d.at(3 * HOUR, replay_lag=OK)
+    d.at(3 * HOUR + 60, replay_lag=OK)
+    assert kinds(d.sent) == [PROBLEM, REMINDER, REMINDER, RECOVERY]
+    assert len({n.id for n in d.sent}) == 4
+
+
+def test_corrupt_state_is_tolerated():
+    garbage = [
+        None,
+        [],
+        "state",
+        {},
+        {"version": 99, "role": "primary"},
+        {"version": 1, "role": "captain", "checks": "x"},
+        {
+            "version": 1,
+            "checks": {"replay_lag": "garbage", "standbys": {"incident": {"level": "bogus"}}},
+        },
+        {
+            "version": 1,
+            "checks": {"replay_lag": {"debounce": {"confirmed": 3}, "history": [[1, 2]]}},
+        },
+        {"version": 1, "relax_memory": {"detected_since": "yesterday"}, "role_pending_since": "x"},
+    ]
+    for data in garbage:
+        state = EngineState.from_json(data)
+        d = Driver(LAG, state=state)
+        d.at(0, replay_lag=W)
+        assert kinds(d.at(120, replay_lag=W)) == [PROBLEM]
+        json.dumps(d.engine.state.to_json())
+    assert EngineState.from_json({"version": 99, "role": "primary"}).role is None
+
+
+def test_state_round_trip_is_exact_mid_incident():
+    d = Driver(FLAPPY, role=Role.PRIMARY)
+    for i, s in enumerate([W, OK, W, OK, W]):
+        d.at(60 * i, drbd=OK, standbys=s)
+    data = d.engine.state.to_json()
+    assert EngineState.from_json(json.loads(json.dumps(data))).to_json() == data
+
+
+def test_unconfigured_check_name_does_not_crash():
+    d = Driver(LAG)
+    out = d.at(0, custom=C)
+    assert kinds(out) == [PROBLEM] and out[0].title == "[mail1] custom"
+
+
+# ---------------------------------------------------------------- property
+
+
+CHECKS_BY_ROLE = {
+    Role.PRIMARY: ("drbd", "services", "standbys"),
+    Role.SECONDARY: ("drbd", "replay_lag"),
+    Role.UNKNOWN: ("drbd",),
+}
+PROPERTY_CFG = make_cfg(
+    drbd=DrbdConfig(for_=30.0, recover_for=30.0),
+    services=ServicesConfig(for_=0.0, recover_for=20.0),
+    standbys=StandbysConfig(for_=0.0, recover_for=0.0, unknown_as="critical", unknown_for=40.0),
+    replay_lag=ReplayLagConfig(for_=60.0, recover_for=30.0, unknown_as="unknown"),
+    daemon=DaemonConfig(flap_changes=3, flap_window=600.0),
+    alerts=AlertsConfig(renotify=900.0),
+)
+STATUSES = st.sampled_from([OK, OK, W, C, U])
+STEP = st.tuples(
+    st.floats(min_value=0, max_value=400, allow_nan=False),
+    st.sampled_from([Role.PRIMARY, Role.PRIMARY, Role.SECONDARY, Role.UNKNOWN]),
+    st.fixed_dictionaries(
+        {name: STATUSES for name in ("drbd", "services", "standbys", "replay_lag")}
+    ),
+    st.booleans(),  # services relaxed this cycle
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STEP, min_size=1, max_size=60))
+def test_property_emitted_sequence_alternates_and_restarts_change_nothing(steps):
+    steady = Engine(PROPERTY_CFG)
+    restarted = Engine(PROPERTY_CFG)
+    now = T0
+    open_checks: Dict[str, str] = {}
+    ids = set()
+    for dt, role, statuses, relaxed in steps:
+        now += dt
+        results = [CheckResult(n, statuses[n], n, {}) for n in CHECKS_BY_ROLE[role]]
+        relax = {"services": Relaxation(True, "backup window", now - 10, False)} if relaxed else {}
+        out = steady.observe(now, role, results, relax)
+        # a restart before every cycle must not change a thing
+        restarted = Engine(
+            PROPERTY_CFG, EngineState.from_json(json.loads(json.dumps(restarted.state.to_json())))
+        )
+        assert [n.to_json() for n in restarted.observe(now, role, results, relax)] == [
+            n.to_json() for n in out
+        ]
+        for n in out:
+            assert n.id not in ids
+            ids.add(n.id)
+            if n.kind == ROLE_CHANGE:
+                continue
+            check = n.check
+            assert n.title == f"[mail1] {check}"
+            if n.kind == PROBLEM:
+                assert check not in open_checks, "two PROBLEMs without a closure"
+                open_checks[check] = n.severity
+            elif n.kind == FLAPPING:
+                open_checks[check] = n.severity
+            elif n.kind in (RECOVERY, NO_LONGER_APPLIES):
+                assert check in open_checks, f"{n.kind} without an open problem"
+                assert n.problem_severity is not None
+                del open_checks[check]
+            else:
+                assert n.kind in (ESCALATION, DEESCALATION, REMINDER)
+                assert check in open_checks, f"{n.kind} without an open problem"
+                assert n.problem_severity is not None
+    assert {p.check for p in steady.open_problems()} == set(open_checks)

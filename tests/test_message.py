@@ -1,0 +1,223 @@
+"""Alert text: stable titles, the notify type that carries the meaning, bodies that help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from watchdog.alerts import message
+from watchdog.alerts.message import Facts
+from watchdog.alerts.notification import Notification, make_id
+
+T = 1717416000.0  # 2024-06-03 12:00:00 UTC
+
+
+def facts(check="replay_lag", role="secondary", status="critical", **details):
+    details = details or {"lag_seconds": 412.5, "receive_lag_bytes": 3 * 1024**2, "streaming": True}
+    return Facts("mail2", check, role, status, f"{check}: replay 412s behind (limit 300s)", details)
+
+
+def test_format_time_is_utc_and_never_raises():
+    assert message.format_time(T) == "2024-06-03 12:00:00 UTC"
+    assert message.format_time(None) == "an unknown time"
+    assert message.format_time(float("nan")) == "an unknown time"
+    assert message.format_time(1e300) == "an unknown time"
+
+
+@pytest.mark.parametrize(
+    "level,severity,notify_type",
+    [
+        ("warning", "warning", "warning"),
+        ("unknown", "warning", "warning"),
+        ("critical", "critical", "failure"),
+    ],
+)
+def test_problem_severity_and_type(level, severity, notify_type):
+    n = message.problem(facts(), level, T - 120, T, T - 120)
+    assert (n.kind, n.severity, n.notify_type, n.problem_severity) == (
+        "problem",
+        severity,
+        notify_type,
+        None,
+    )
+    assert n.title == "[mail2] replay_lag" and n.check == "replay_lag" and n.node == "mail2"
+    assert n.created == T
+
+
+def test_problem_body_says_what_since_numbers_role_and_first_look():
+    body = message.problem(facts(), "critical", T - 120, T, T - 120).body
+    lines = body.splitlines()
+    assert lines[0] == "PROBLEM CRITICAL: replay_lag on mail2 (secondary)"
+    assert "replay_lag: replay 412s behind (limit 300s)" in lines
+    assert "Since: 2024-06-03 11:58:00 UTC (2m00s ago)" in lines
+    assert "  lag_seconds: 412.5 (6m52s)" in lines
+    assert "  receive_lag_bytes: 3145728 (3.0 MiB)" in lines
+    assert "  streaming: True" in lines
+    assert "Role: mail2 is the secondary" in lines
+    assert lines[-1].startswith(
+        'First look: on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
+    )
+    assert "pg_stat_wal_receiver" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    "check,needles",
+    [
+        ("drbd", ["drbd-overview", "drbdadm status", "cat /proc/drbd"]),
+        ("services", ["service greenarrow status"]),
+        ("standbys", ["on the primary", "FROM pg_stat_replication"]),
+        (
+            "replay_lag",
+            ["on the secondary", "pg_last_xact_replay_timestamp()", "pg_stat_wal_receiver"],
+        ),
+        ("postgres_role", ["SELECT pg_is_in_recovery()", "PostgreSQL log"]),
+    ],
+)
+def test_first_look_is_the_vendor_guides_manual_command(check, needles):
+    text = message.first_look(check)
+    for needle in needles:
+        assert needle in text
+    assert message.first_look(check) in message.problem(facts(check), "warning", T, T, T).body
+
+
+def test_unknown_status_is_explained():
+    body = message.problem(facts(status="unknown"), "critical", T, T, T).body
+    assert "could not run (UNKNOWN)" in body
+
+
+def test_escalation_and_deescalation():
+    esc = message.escalation(facts(), "warning", "critical", T - 600, T, T - 60, "warning")
+    assert (esc.kind, esc.severity, esc.notify_type, esc.problem_severity) == (
+        "escalation",
+        "critical",
+        "failure",
+        "warning",
+    )
+    assert esc.body.startswith("ESCALATION WARNING -> CRITICAL: replay_lag on mail2")
+    de = message.deescalation(facts(), "critical", "warning", T - 600, T, T - 60, "critical")
+    assert (de.kind, de.severity, de.notify_type, de.problem_severity) == (
+        "deescalation",
+        "warning",
+        "warning",
+        "critical",
+    )
+    assert "not recovered yet" in de.body
+    assert de.routes_to(["critical"])  # PagerDuty (critical only) hears about it
+
+
+def test_recovery_says_how_long_it_lasted_and_routes_like_its_problem():
+    n = message.recovery(facts(status="ok"), T - 3725, T - 60, T, "critical", "critical")
+    assert (n.kind, n.severity, n.notify_type, n.problem_severity) == (
+        "recovery",
+        "recovery",
+        "success",
+        "critical",
+    )
+    assert n.body.startswith("RECOVERY: replay_lag on mail2 (secondary) is OK again after 1h01m")
+    assert "lasted 1h01m: from 2024-06-03 10:57:55 UTC to 2024-06-03 11:59:00 UTC" in n.body
+    assert n.routes_to(["critical"]) and not n.routes_to(["warning"])
+
+
+def test_title_is_stable_between_problem_and_recovery():
+    p = message.problem(facts(), "critical", T - 120, T, T - 120)
+    r = message.recovery(facts(status="ok"), T - 120, T + 500, T + 600, "critical", "critical")
+    assert p.title == r.title == "[mail2] replay_lag"
+
+
+def test_reminder_keeps_the_problems_type():
+    p = message.problem(facts(), "critical", T, T, T)
+    r = message.reminder(facts(), "critical", T, T + 4 * 3600, T + 4 * 3600, "critical")
+    assert (r.kind, r.notify_type, r.severity, r.problem_severity) == (
+        "reminder",
+        p.notify_type,
+        "critical",
+        "critical",
+    )
+    assert "still not OK after 4h00m" in r.body
+
+
+def test_no_longer_applies_is_a_closure_not_a_recovery():
+    n = message.no_longer_applies(
+        facts("standbys", role="primary"),
+        "critical",
+        T - 600,
+        T,
+        T - 30,
+        "primary",
+        "secondary",
+        "critical",
+    )
+    assert (n.kind, n.notify_type, n.problem_severity) == (
+        "no_longer_applies",
+        "success",
+        "critical",
+    )
+    assert n.title == "[mail2] standbys"
+    assert "role changed primary -> secondary" in n.body and "did NOT recover" in n.body
+    assert "RECOVERY" not in n.body
+
+
+def test_role_change_is_info_with_a_stable_title():
+    n = message.role_change("mail2", "secondary", "primary", T - 30, T)
+    assert (n.kind, n.severity, n.notify_type, n.title, n.check) == (
+        "role_change",
+        "info",
+        "info",
+        "[mail2] role",
+        None,
+    )
+    assert "mail2 is now primary (was secondary) since 2024-06-03 11:59:30 UTC" in n.body
+    assert "drbd-overview" in n.body
+    lost = message.role_change("mail2", "primary", "unknown", T, T)
+    assert "cannot be read" in lost.body
+    back = message.role_change("mail2", "unknown", "secondary", T, T, last_known="primary")
+    assert "Last known role before that: primary" in back.body
+
+
+def test_flapping_says_what_it_flapped_between():
+    n = message.flapping(
+        facts(), ["ok", "warning", "critical"], 4, 1800, 450, "critical", T - 900, T, T, None
+    )
+    assert (n.kind, n.severity, n.notify_type) == ("flapping", "critical", "failure")
+    assert "flaps between ok, warning and critical" in n.body
+    assert "4 changes within 30m00s" in n.body and "stable for 7m30s" in n.body
+
+
+def test_ids_are_deterministic_and_distinct_per_event():
+    a = message.problem(facts(), "critical", T - 120, T, T - 120)
+    b = message.problem(
+        facts(), "critical", T - 120, T + 7, T - 120
+    )  # the same event, replayed later
+    assert a.id == b.id == make_id("mail2", "replay_lag", "problem", T - 120)
+    c = message.recovery(facts(), T - 120, T - 120, T, "critical", "critical")
+    d = message.problem(facts(), "critical", T - 60, T, T - 60)
+    assert len({a.id, c.id, d.id}) == 3
+
+
+def test_notes_are_in_the_body():
+    note = message.held_note(
+        "backup window daily 01:00-03:00 UTC", T - 7200, "the relaxation ended"
+    )
+    n = message.problem(facts(), "warning", T - 3600, T, T - 3600, [note])
+    assert (
+        "Held by backup window daily 01:00-03:00 UTC since 2024-06-03 10:00:00 UTC; "
+        "still there when the relaxation ended" in n.body
+    )
+    assert "Relaxed limits in effect (w, since" in message.relaxed_note("w", T)
+    assert "never held" in message.ceiling_note("w", T)
+
+
+def test_odd_details_do_not_break_the_body():
+    many = {f"k{i}": i for i in range(30)}
+    lines = message.details_lines(many)
+    assert len(lines) == 21 and lines[-1] == "  ... 10 more"
+    odd = {"nested": {"b": [1, 2]}, "long": "x" * 500, "nan": float("nan"), "none": None}
+    text = "\n".join(message.details_lines(odd))
+    assert '  nested: {"b":[1,2]}' in text and "..." in text and "nan" in text
+    assert message.details_lines("garbage") == []
+
+
+def test_notification_survives_json():
+    n = message.problem(facts(), "critical", T, T, T)
+    assert Notification.from_json(json.loads(json.dumps(n.to_json()))) == n

@@ -1,0 +1,210 @@
+"""Debounce one check's raw statuses into a confirmed level, driven by an injected clock.
+
+Why: a single bad sample must not page anyone (replay lag has "momentary spikes"), and a
+problem must not be declared over on a single good sample either. A new raw level becomes
+the confirmed level only after it has held for the check's `for` (a problem), `recover_for`
+(back to OK) or `unknown_for` (a probe that could not run). Everything here is pure: time is
+the `now` parameter (wall-clock epoch seconds, so the state survives a restart) and the
+state is a frozen, JSON-serialisable value.
+
+Levels are the Status labels: "ok", "warning", "critical", "unknown". UNKNOWN raw statuses
+are mapped through the check's `unknown_as` first; `unknown_as = "ok"` means the sample is
+ignored altogether (it neither starts, continues nor ends a problem).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+from watchdog.model import Status
+
+OK = Status.OK.label
+WARNING = Status.WARNING.label
+CRITICAL = Status.CRITICAL.label
+UNKNOWN = Status.UNKNOWN.label
+LEVELS = (OK, WARNING, CRITICAL, UNKNOWN)
+
+# While the confirmed level is OK, any non-OK raw level continues one "bad" streak: a
+# problem that wobbles between warning and critical still started at its first bad sample.
+_BAD = "bad"
+
+
+def rank(level: str) -> int:
+    """Severity order of a level: ok < warning < unknown < critical (as Status.rank)."""
+    return Status.parse(level).rank
+
+
+def worse(a: str, b: str) -> str:
+    return a if rank(a) >= rank(b) else b
+
+
+def effective_level(status: Status, unknown_as: str) -> Optional[str]:
+    """The level a raw status counts as; None when it is to be ignored (UNKNOWN as "ok")."""
+    if status == Status.UNKNOWN:
+        if unknown_as == OK:
+            return None
+        return unknown_as if unknown_as in LEVELS else CRITICAL
+    return status.label
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long a new raw level must hold before it is confirmed (seconds)."""
+
+    for_: float = 0.0
+    recover_for: float = 0.0
+    unknown_for: float = 0.0
+    unknown_as: str = WARNING
+
+    @classmethod
+    def of(cls, section: Any) -> Timing:
+        """From a check's config section (for_, recover_for, unknown_as, unknown_for)."""
+        if section is None:
+            return cls()
+        for_ = float(getattr(section, "for_", 0.0) or 0.0)
+        unknown_for = getattr(section, "unknown_for", None)
+        return cls(
+            for_=for_,
+            recover_for=float(getattr(section, "recover_for", 0.0) or 0.0),
+            unknown_for=for_ if unknown_for is None else float(unknown_for),
+            unknown_as=str(getattr(section, "unknown_as", WARNING)),
+        )
+
+    def hold(self, level: str, unknown_only: bool) -> float:
+        """The time `level` must hold to be confirmed."""
+        if level == OK:
+            return self.recover_for
+        return self.unknown_for if unknown_only else self.for_
+
+
+@dataclass(frozen=True)
+class Change:
+    """A confirmed change: `old` -> `new`; `at` is when the new level began (the raw streak's
+    first sample, stable across a replayed cycle), `confirmed_at` the cycle that confirmed it."""
+
+    old: str
+    new: str
+    at: float
+    confirmed_at: float
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """One check's debounce state.
+
+    confirmed / confirmed_since: the confirmed level and when it began (None: never observed).
+    streak / streak_since / unknown_only: the raw streak being timed against `confirmed`
+    ("bad" while confirmed is OK) and whether every sample of it was a mapped UNKNOWN.
+    level / level_since: the latest raw level and when that exact level began (stability).
+    """
+
+    confirmed: Optional[str] = None
+    confirmed_since: Optional[float] = None
+    streak: Optional[str] = None
+    streak_since: Optional[float] = None
+    unknown_only: bool = False
+    level: Optional[str] = None
+    level_since: Optional[float] = None
+    last_seen: Optional[float] = None
+
+    @property
+    def pending(self) -> bool:
+        """A raw level different from the confirmed one is being timed."""
+        return self.level is not None and self.level != self.confirmed
+
+    def to_json(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Debounce:
+        """Tolerant: any malformed field falls back to "never observed"."""
+        if not isinstance(data, dict):
+            return cls()
+        try:
+            confirmed = _level_or_none(data.get("confirmed"))
+            streak = data.get("streak")
+            if streak not in LEVELS + (_BAD, None):
+                streak = None
+            state = cls(
+                confirmed=confirmed,
+                confirmed_since=_time_or_none(data.get("confirmed_since")),
+                streak=streak,
+                streak_since=_time_or_none(data.get("streak_since")),
+                unknown_only=bool(data.get("unknown_only", False)),
+                level=_level_or_none(data.get("level")),
+                level_since=_time_or_none(data.get("level_since")),
+                last_seen=_time_or_none(data.get("last_seen")),
+            )
+        except (TypeError, ValueError):
+            return cls()
+        if state.confirmed is not None and state.confirmed_since is None:
+            return cls()
+        if (state.streak is None) != (state.streak_since is None):
+            state = dataclasses.replace(state, streak=None, streak_since=None)
+        if (state.level is None) != (state.level_since is None):
+            state = dataclasses.replace(state, level=None, level_since=None)
+        return state
+
+
+def _level_or_none(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if value not in LEVELS:
+        raise ValueError(f"bad level {value!r}")
+    return str(value)
+
+
+def _time_or_none(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"bad time {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"bad time {value!r}")
+    return value
+
+
+def step(
+    state: Debounce, now: float, status: Status, timing: Timing
+) -> Tuple[Debounce, Optional[Change]]:
+    """Feed one raw status observed at `now`; returns the new state and a confirmed change.
+
+    First observation: OK is confirmed at once (silently, no Change); a problem is timed from
+    this first sample like any other. A clock that went backwards restarts the timers at
+    `now` instead of stalling them.
+    """
+    level = effective_level(status, timing.unknown_as)
+    if level is None:
+        return state, None
+    raw_unknown = status == Status.UNKNOWN
+    if state.confirmed is None:
+        state = Debounce(confirmed=OK, confirmed_since=now)
+        if level == OK:
+            return dataclasses.replace(state, level=OK, level_since=now, last_seen=now), None
+
+    # Exact-level run (for "stable for ...").
+    if state.level != level or state.level_since is None or state.level_since > now:
+        state = dataclasses.replace(state, level=level, level_since=now)
+
+    # The streak timed against the confirmed level.
+    key = (_BAD if level != OK else OK) if state.confirmed == OK else level
+    if state.streak != key or state.streak_since is None or state.streak_since > now:
+        state = dataclasses.replace(state, streak=key, streak_since=now, unknown_only=raw_unknown)
+    elif state.unknown_only and not raw_unknown:
+        state = dataclasses.replace(state, unknown_only=False)
+    state = dataclasses.replace(state, last_seen=now)
+
+    if level == state.confirmed:
+        return state, None
+    assert state.streak_since is not None
+    if now - state.streak_since < timing.hold(level, state.unknown_only):
+        return state, None
+    change = Change(old=state.confirmed or OK, new=level, at=state.streak_since, confirmed_at=now)
+    state = dataclasses.replace(
+        state, confirmed=level, confirmed_since=state.streak_since, streak=level
+    )
+    return state, change

@@ -1,0 +1,580 @@
+"""The per-cycle decision: raw check results in, notifications out (incidents).
+
+Why a separate, pure engine: every alerting rule (debounce, escalation, flapping, reminders,
+role changes, backup holds) lives here, driven by `now` (wall-clock epoch seconds) so it can
+be tested with plain numbers and its whole state persisted as JSON after each cycle. After a
+SIGKILL and a restart the daemon loads the state: an open problem is not paged again and its
+recovery is still sent. Notification ids depend only on (node, check, kind, transition time)
+so a cycle replayed after a crash produces the same ids (the outbox drops duplicates).
+
+Per check, an *incident* is what the outside world has been told: opened by PROBLEM (or
+FLAPPING), changed by ESCALATION / DEESCALATION, closed by RECOVERY or NO_LONGER_APPLIES.
+Each cycle the debounced level is reconciled with the incident, so exactly one notification
+goes out per confirmed change, whatever happened in between.
+
+Rules beyond plain debounce:
+- Flapping: when a worsening (PROBLEM, ESCALATION) would be the `daemon.flap_changes`-th
+  (or later) notified transition within `daemon.flap_window`, one FLAPPING goes out instead
+  (it opens or keeps the incident at the worst level seen; recoveries and deescalations are
+  always sent) and the check stays quiet until its raw level has been stable for its
+  recover_for (OK) or for (a problem), and at least flap_window / flap_changes, so "stable"
+  means slower than flapping. Then the current state is reconciled (RECOVERY, ESCALATION, ...).
+- Backup relaxation: checks that apply relaxed limits themselves (replay_lag) are never held.
+  For other relaxed checks a confirmed warning/unknown that would open a problem is held (no
+  PROBLEM); when the relaxation ends or expires and the problem is still there, the PROBLEM
+  goes out then, saying what held it. A confirmed critical is never held.
+- Roles: debounced with drbd's `for`. The first role is recorded silently; a later change
+  sends ROLE CHANGE, and on a change to a known role the open problems of checks that no
+  longer run close as NO_LONGER_APPLIES. Checks not observed in a cycle keep an open
+  incident (reminders continue) but otherwise forget their pending state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
+
+from watchdog.alerts import message
+from watchdog.alerts.message import Facts
+from watchdog.alerts.notification import (
+    DEESCALATION,
+    ESCALATION,
+    PROBLEM,
+    RECOVERY,
+    Notification,
+)
+from watchdog.config import Config
+from watchdog.core.debounce import (
+    CRITICAL,
+    LEVELS,
+    OK,
+    UNKNOWN,
+    WARNING,
+    Debounce,
+    Timing,
+    rank,
+    step,
+    worse,
+)
+from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
+from watchdog.core.windows import relaxation as _relaxation
+from watchdog.model import CHECK_NAMES, REPLAY_LAG, CheckResult, Role, Status
+
+STATE_VERSION = 1
+
+# Checks that apply relaxed limits themselves when called with relaxed=True (their own hard
+# ceiling included): the engine never holds their results.
+SELF_RELAXING = frozenset({REPLAY_LAG})
+# Confirmed levels a relaxation may hold back.
+HOLDABLE = (WARNING, UNKNOWN)
+_ROLES = tuple(r.value for r in Role)
+
+
+class OpenProblem(NamedTuple):
+    """For status lines: one open incident."""
+
+    check: str
+    severity: str  # the level: warning, unknown or critical
+    since: float
+
+
+# ---------------------------------------------------------------- persisted state
+
+
+def _num(value: Any, default: Optional[float] = None) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    value = float(value)
+    return value if math.isfinite(value) else default
+
+
+def _level(value: Any, default: Optional[str] = None) -> Optional[str]:
+    return value if value in LEVELS else default
+
+
+def _jsonable(details: Any) -> Dict[str, Any]:
+    """Details as plain JSON (anything odd becomes its str)."""
+    if not isinstance(details, Mapping):
+        return {}
+    try:
+        return json.loads(json.dumps(dict(details), default=str))
+    except (TypeError, ValueError):
+        return {str(k): str(v) for k, v in details.items()}
+
+
+@dataclass
+class Incident:
+    """What the outside world has been told about one check's current problem."""
+
+    level: str
+    since: float  # when the problem began (its first bad sample)
+    peak: str  # worst level notified: follow-ups route to whoever got that
+    last_sent: float  # time of the last notification about it (reminders count from here)
+    flapping: bool = False
+    flap_since: Optional[float] = None
+    flap_levels: List[str] = field(default_factory=list)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "level": self.level,
+            "since": self.since,
+            "peak": self.peak,
+            "last_sent": self.last_sent,
+            "flapping": self.flapping,
+            "flap_since": self.flap_since,
+            "flap_levels": list(self.flap_levels),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Optional[Incident]:
+        if not isinstance(data, dict):
+            return None
+        level = _level(data.get("level"))
+        since = _num(data.get("since"))
+        if level is None or level == OK or since is None:
+            return None
+        flap_levels = data.get("flap_levels")
+        if not isinstance(flap_levels, list):
+            flap_levels = []
+        flapping = bool(data.get("flapping", False))
+        flap_since = _num(data.get("flap_since"))
+        if flapping and flap_since is None:
+            flapping = False
+        return cls(
+            level=level,
+            since=since,
+            peak=_level(data.get("peak"), level) or level,
+            last_sent=_num(data.get("last_sent"), since) or since,
+            flapping=flapping,
+            flap_since=flap_since,
+            flap_levels=[x for x in flap_levels if x in LEVELS],
+        )
+
+
+@dataclass
+class CheckState:
+    """One check: its debounce, the latest result it saw, its incident, a held problem and the
+    recent notified transitions (for flapping)."""
+
+    debounce: Debounce = field(default_factory=Debounce)
+    status: str = OK
+    summary: str = ""
+    details: Dict[str, Any] = field(default_factory=dict)
+    incident: Optional[Incident] = None
+    held: Optional[Dict[str, Any]] = None  # {"reason": str, "since": float}
+    history: List[List[Any]] = field(default_factory=list)  # [time, old level, new level]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "debounce": self.debounce.to_json(),
+            "status": self.status,
+            "summary": self.summary,
+            "details": self.details,
+            "incident": self.incident.to_json() if self.incident else None,
+            "held": self.held,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CheckState:
+        if not isinstance(data, dict):
+            raise ValueError("check state is not an object")
+        held = data.get("held")
+        if not (isinstance(held, dict) and isinstance(held.get("reason"), str)):
+            held = None
+        else:
+            held = {"reason": held["reason"], "since": _num(held.get("since"))}
+        history = []
+        raw_history = data.get("history")
+        for item in raw_history if isinstance(raw_history, list) else []:
+            if (
+                isinstance(item, list)
+                and len(item) == 3
+                and _num(item[0]) is not None
+                and item[1] in LEVELS
+                and item[2] in LEVELS
+            ):
+                history.append([float(item[0]), item[1], item[2]])
+        summary = data.get("summary")
+        return cls(
+            debounce=Debounce.from_json(data.get("debounce")),
+            status=_level(data.get("status"), OK) or OK,
+            summary=summary if isinstance(summary, str) else "",
+            details=_jsonable(data.get("details")),
+            incident=Incident.from_json(data.get("incident")),
+            held=held,
+            history=history,
+        )
+
+
+@dataclass
+class EngineState:
+    """Everything the engine remembers between cycles (and across restarts), as JSON."""
+
+    version: int = STATE_VERSION
+    role: Optional[str] = None
+    role_since: Optional[float] = None
+    role_pending: Optional[str] = None
+    role_pending_since: Optional[float] = None
+    last_known_role: Optional[str] = None
+    checks: Dict[str, CheckState] = field(default_factory=dict)
+    relax_memory: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "version": self.version,
+            "role": self.role,
+            "role_since": self.role_since,
+            "role_pending": self.role_pending,
+            "role_pending_since": self.role_pending_since,
+            "last_known_role": self.last_known_role,
+            "checks": {name: cs.to_json() for name, cs in sorted(self.checks.items())},
+            "relax_memory": dict(self.relax_memory),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> EngineState:
+        """Tolerant: a corrupt or foreign state gives a fresh state (or drops the bad parts),
+        never an exception; an unknown version gives a fresh state."""
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return cls()
+        state = cls()
+        role = data.get("role")
+        if role in _ROLES:
+            state.role = role
+            state.role_since = _num(data.get("role_since"))
+            pending = data.get("role_pending")
+            pending_since = _num(data.get("role_pending_since"))
+            if pending in _ROLES and pending != role and pending_since is not None:
+                state.role_pending, state.role_pending_since = pending, pending_since
+            known = data.get("last_known_role")
+            if known in (Role.PRIMARY.value, Role.SECONDARY.value):
+                state.last_known_role = known
+        checks = data.get("checks")
+        for name, raw in checks.items() if isinstance(checks, dict) else ():
+            if not isinstance(name, str):
+                continue
+            try:
+                state.checks[name] = CheckState.from_json(raw)
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue
+        memory = data.get("relax_memory")
+        if isinstance(memory, dict):
+            state.relax_memory = {
+                k: v for k, v in memory.items() if isinstance(k, str) and _num(v) is not None
+            }
+        return state
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class Engine:
+    """Feed it one cycle at a time; it returns the notifications to send."""
+
+    def __init__(self, cfg: Config, state: Optional[EngineState] = None):
+        self.cfg = cfg
+        self.state = state if state is not None else EngineState()
+        self.node = cfg.node_name
+
+    # -- relaxation
+
+    def relaxation(self, now: float, check: str, backups_seen: Sequence[BackupSeen]) -> Relaxation:
+        """Is `check` relaxed now (backup window or detected backup)? Call before the check."""
+        return _relaxation(now, check, self.cfg, backups_seen, self.state.relax_memory)
+
+    # -- status lines
+
+    def open_problems(self) -> List[OpenProblem]:
+        out = []
+        for name, cs in sorted(self.state.checks.items()):
+            if cs.incident is not None:
+                out.append(OpenProblem(name, cs.incident.level, cs.incident.since))
+        return out
+
+    # -- the cycle
+
+    def observe(
+        self,
+        now: float,
+        role: Role,
+        results: Sequence[CheckResult],
+        relaxations: Mapping[str, Relaxation],
+    ) -> List[Notification]:
+        """One cycle: this role's raw results (and relaxations) at `now`."""
+        now = float(now)
+        role = Role(role)
+        relaxations = relaxations or {}
+        seen: Dict[str, CheckResult] = {}
+        for result in results:
+            seen[result.name] = result
+
+        out = self._observe_role(now, role, seen)
+        for name, result in seen.items():
+            relax = relaxations.get(name) or NOT_RELAXED
+            out.extend(self._observe_check(now, role, name, result, relax))
+
+        for name in list(self.state.checks):
+            cs = self.state.checks[name]
+            if name not in seen and cs.incident is None:
+                del self.state.checks[name]
+
+        renotify = float(self.cfg.alerts.renotify or 0.0)
+        touched = {n.check for n in out}
+        if renotify > 0:
+            for name, cs in sorted(self.state.checks.items()):
+                incident = cs.incident
+                if incident is None or name in touched:
+                    continue
+                due = incident.last_sent + renotify
+                if now >= due:
+                    notes = []
+                    if incident.flapping:
+                        notes.append(
+                            "Still flapping between " + message.join_and(incident.flap_levels) + "."
+                        )
+                    out.append(
+                        message.reminder(
+                            self._facts(name, cs),
+                            incident.level,
+                            incident.since,
+                            now,
+                            due,
+                            message.severity_for(incident.peak),
+                            notes,
+                        )
+                    )
+                    incident.last_sent = now
+        return out
+
+    # -- roles
+
+    def _observe_role(self, now: float, role: Role, seen: Mapping[str, Any]) -> List[Notification]:
+        st = self.state
+        value = role.value
+        if st.role is None:
+            st.role, st.role_since = value, now
+            st.role_pending = st.role_pending_since = None
+            if role != Role.UNKNOWN:
+                st.last_known_role = value
+            return []
+        if value == st.role:
+            st.role_pending = st.role_pending_since = None
+            return []
+        if st.role_pending != value or st.role_pending_since is None or st.role_pending_since > now:
+            st.role_pending, st.role_pending_since = value, now
+        if now - st.role_pending_since < float(self.cfg.drbd.for_):
+            return []
+
+        old, at = st.role, st.role_pending_since
+        st.role, st.role_since = value, at
+        st.role_pending = st.role_pending_since = None
+        out: List[Notification] = []
+        if not (old == Role.UNKNOWN.value and st.last_known_role is None):
+            out.append(message.role_change(self.node, old, value, at, now, st.last_known_role))
+        if role != Role.UNKNOWN:
+            previous_known = st.last_known_role or old
+            st.last_known_role = value
+            for name in sorted(st.checks):
+                cs = st.checks[name]
+                if name in seen or cs.incident is None:
+                    continue
+                incident = cs.incident
+                out.append(
+                    message.no_longer_applies(
+                        self._facts(name, cs, previous_known),
+                        incident.level,
+                        incident.since,
+                        now,
+                        at,
+                        previous_known,
+                        value,
+                        message.severity_for(incident.peak),
+                    )
+                )
+                del st.checks[name]
+        return out
+
+    # -- one check
+
+    def _timing(self, name: str) -> Timing:
+        section = None
+        if name in CHECK_NAMES:
+            try:
+                section = self.cfg.check(name)
+            except AttributeError:
+                section = None
+        return Timing.of(section)
+
+    def _facts(self, name: str, cs: CheckState, role: Optional[str] = None) -> Facts:
+        return message.Facts(
+            node=self.node,
+            check=name,
+            role=role or self.state.role or Role.UNKNOWN.value,
+            status=cs.status,
+            summary=cs.summary,
+            details=cs.details,
+        )
+
+    def _quiet_for(self, timing: Timing, level: str) -> float:
+        daemon = self.cfg.daemon
+        floor = float(daemon.flap_window) / max(2, int(daemon.flap_changes))
+        hold = timing.recover_for if level == OK else timing.for_
+        return max(hold, floor)
+
+    def _observe_check(
+        self, now: float, role: Role, name: str, result: CheckResult, relax: Relaxation
+    ) -> List[Notification]:
+        cs = self.state.checks.get(name)
+        if cs is None:
+            cs = self.state.checks[name] = CheckState()
+        timing = self._timing(name)
+        try:
+            status = Status(result.status)
+        except ValueError:
+            status = Status.UNKNOWN
+        cs.status = status.label
+        cs.summary = str(result.summary)
+        cs.details = _jsonable(result.details)
+        cs.debounce, _change = step(cs.debounce, now, status, timing)
+        db = cs.debounce
+        target = db.confirmed
+        if target is None or db.confirmed_since is None:
+            return []
+        facts = self._facts(name, cs, role.value)
+        incident = cs.incident
+
+        after_flapping = False
+        if incident is not None and incident.flapping:
+            if not self._flap_settled(db, incident, now, timing):
+                return []
+            incident.flapping = False
+            cs.history = []
+            after_flapping = True
+
+        notes: List[str] = []
+        if after_flapping:
+            notes.append(
+                f"Stable again after flapping between {message.join_and(incident.flap_levels)}."
+            )
+        if target != OK:
+            if relax.active and name in SELF_RELAXING:
+                notes.append(message.relaxed_note(relax.reason, relax.since))
+            elif relax.active and target == CRITICAL:
+                notes.append(message.ceiling_note(relax.reason, relax.since))
+            elif relax.expired:
+                notes.append(message.expired_note(relax.reason))
+
+        holding = relax.active and name not in SELF_RELAXING and target in HOLDABLE
+        if holding and incident is None:
+            if cs.held is None:
+                cs.held = {"reason": relax.reason, "since": relax.since if relax.since else now}
+            return []
+        if holding and incident is not None and rank(target) > rank(incident.level):
+            return []  # no escalation to a holdable level while relaxed
+
+        if target == OK:
+            cs.held = None
+            if incident is None:
+                return []
+            kind = RECOVERY
+        elif incident is None:
+            kind = PROBLEM
+            if cs.held is not None and not relax.active:
+                released = (
+                    "backup.max_duration was reached" if relax.expired else "the relaxation ended"
+                )
+                notes.insert(0, message.held_note(cs.held["reason"], cs.held["since"], released))
+            cs.held = None
+        elif target == incident.level:
+            return []
+        else:
+            kind = ESCALATION if rank(target) > rank(incident.level) else DEESCALATION
+
+        old_level = incident.level if incident is not None else OK
+        at = db.confirmed_since
+        worsening = kind in (PROBLEM, ESCALATION)
+        if worsening and not after_flapping and self._would_flap(cs, now):
+            return [self._start_flapping(cs, facts, now, at, old_level, target, timing)]
+        cs.history.append([now, old_level, target])
+
+        if kind == PROBLEM:
+            cs.incident = Incident(level=target, since=at, peak=target, last_sent=now)
+            return [message.problem(facts, target, at, now, at, notes)]
+        assert incident is not None
+        peak_severity = message.severity_for(incident.peak)
+        if kind == RECOVERY:
+            cs.incident = None
+            return [
+                message.recovery(
+                    facts, incident.since, at, now, incident.peak, peak_severity, notes
+                )
+            ]
+        incident.level = target
+        incident.peak = worse(incident.peak, target)
+        incident.last_sent = now
+        build = message.escalation if kind == ESCALATION else message.deescalation
+        return [build(facts, old_level, target, incident.since, now, at, peak_severity, notes)]
+
+    # -- flapping
+
+    def _would_flap(self, cs: CheckState, now: float) -> bool:
+        """Would one more transition now be the flap_changes-th (or later) within flap_window?
+
+        Only a worsening (PROBLEM, ESCALATION) turns into FLAPPING: a recovery or
+        deescalation is still sent, so what people were told last is never worse than true.
+        """
+        window = float(self.cfg.daemon.flap_window)
+        cs.history = [h for h in cs.history if now - h[0] < window and h[0] <= now]
+        return len(cs.history) + 1 >= int(self.cfg.daemon.flap_changes)
+
+    def _start_flapping(
+        self,
+        cs: CheckState,
+        facts: Facts,
+        now: float,
+        at: float,
+        old: str,
+        new: str,
+        timing: Timing,
+    ) -> Notification:
+        levels = {old, new}
+        for _, a, b in cs.history:
+            levels.update((a, b))
+        ordered = sorted(levels, key=rank)
+        worst = ordered[-1]
+        changes = len(cs.history) + 1
+        incident = cs.incident
+        problem_severity = message.severity_for(incident.peak) if incident else None
+        if incident is None:
+            incident = cs.incident = Incident(level=worst, since=at, peak=worst, last_sent=now)
+        else:
+            incident.level = worse(incident.level, worst)
+            incident.peak = worse(incident.peak, worst)
+            incident.last_sent = now
+        incident.flapping = True
+        incident.flap_since = now
+        incident.flap_levels = ordered
+        cs.held = None
+        return message.flapping(
+            facts,
+            ordered,
+            changes,
+            float(self.cfg.daemon.flap_window),
+            self._quiet_for(timing, new),
+            incident.level,
+            incident.since,
+            now,
+            at,
+            problem_severity,
+        )
+
+    def _flap_settled(self, db: Debounce, incident: Incident, now: float, timing: Timing) -> bool:
+        if db.pending or db.level is None or db.level_since is None or incident.flap_since is None:
+            return False
+        if now <= incident.flap_since:
+            return False
+        base = max(db.level_since, incident.flap_since)
+        return now - base >= self._quiet_for(timing, db.level)

@@ -22,10 +22,178 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 # ---- postgres fixtures (begin)
+def read_psql_expanded(path: Path) -> list:
+    """Records of a `psql -x` capture as dicts (NULL -> None); `(0 rows)` -> []."""
+    records: list = []
+    for line in path.read_text().splitlines():
+        if line.startswith("-[ RECORD"):
+            records.append({})
+        elif "|" in line and records:
+            key, _, value = line.partition("|")
+            value = value[1:] if value.startswith(" ") else value
+            records[-1][key.strip()] = value.rstrip() or None
+    return records
+
+
+@pytest.fixture
+def pg_sample():
+    """`pg_sample("09")`: the records of tests/fixtures/postgres/postgres15-09-*.txt."""
+
+    def load(number: str) -> list:
+        (path,) = sorted((FIXTURES / "postgres").glob(f"postgres15-{number}-*.txt"))
+        return read_psql_expanded(path)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One real primary + streaming standby for the whole session (tests repair it, see `pg`)."""
+    import tempfile
+
+    pytest.importorskip("psycopg")
+    from watchdog.lab.pgcluster import PgCluster, PgClusterError, find_bindir
+
+    try:
+        find_bindir()
+    except PgClusterError as exc:
+        pytest.skip(str(exc))
+    cluster = PgCluster(tempfile.mkdtemp(prefix="ha-watchdog-pg-"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def pg(pg_cluster):
+    """The shared cluster; whatever a test froze, stopped or paused is undone afterwards."""
+    yield pg_cluster
+    pg_cluster.heal()
+
+
+@pytest.fixture
+def pg_private():
+    """A cluster of its own, for tests that break it beyond `heal()` (promotion)."""
+    import tempfile
+
+    pytest.importorskip("psycopg")
+    from watchdog.lab.pgcluster import PgCluster, PgClusterError, find_bindir
+
+    try:
+        find_bindir()
+    except PgClusterError as exc:
+        pytest.skip(str(exc))
+    with PgCluster(tempfile.mkdtemp(prefix="ha-watchdog-pg-")) as cluster:
+        yield cluster
 # ---- postgres fixtures (end)
 
 # ---- daemontools fixtures (begin)
+@pytest.fixture
+def daemontools_fixtures() -> Path:
+    """Recorded svstat outputs (provenance in tests/fixtures/SOURCES.md)."""
+    return FIXTURES / "daemontools"
+
+
+@pytest.fixture
+def service_tree(tmp_path):
+    """Factory for real svscan service trees (watchdog.lab.services), closed at teardown.
+
+    Skips the test when daemontools (svscan, supervise, svstat, svc) is not installed.
+    """
+    from watchdog.lab.services import ServiceTree, missing_tools
+
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    trees = []
+
+    def make(services, **kwargs):
+        tree = ServiceTree(str(tmp_path), services, **kwargs)
+        tree.open()
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        tree.close()
 # ---- daemontools fixtures (end)
 
 # ---- alerts fixtures (begin)
+@pytest.fixture
+def http_receiver():
+    """A real HTTP server on loopback that records what apprise's json:// posts."""
+    from watchdog.lab.receivers import HttpReceiver
+
+    with HttpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp_receiver():
+    """A real SMTP server (aiosmtpd) on loopback for apprise's mailto://."""
+    from watchdog.lab.receivers import SmtpReceiver
+
+    with SmtpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def make_notification():
+    """Build a Notification the way the decision core does: stable title per node and check."""
+    import itertools
+
+    from watchdog.alerts import notification as nt
+
+    counter = itertools.count()
+    kinds = {
+        nt.SEV_CRITICAL: nt.PROBLEM,
+        nt.SEV_WARNING: nt.PROBLEM,
+        nt.SEV_RECOVERY: nt.RECOVERY,
+        nt.SEV_INFO: nt.INFO,
+    }
+
+    def make(check="drbd", severity=nt.SEV_CRITICAL, body=None, created=None, node="mail1",
+             kind=None, problem_severity=None):
+        seq = next(counter)
+        kind = kind or kinds[severity]
+        created = 1_700_000_000.0 + seq if created is None else created
+        return nt.Notification(
+            id=nt.make_id(node, check, kind, created, seq),
+            kind=kind,
+            severity=severity,
+            notify_type=nt.notify_type_for(severity),
+            title=nt.title_for(node, check),
+            body=body or f"{check} {kind} ({severity}) #{seq}",
+            node=node,
+            created=created,
+            check=check,
+            problem_severity=problem_severity,
+        )
+
+    return make
+
+
+@pytest.fixture
+def alerts_config():
+    """A Config with the given alert targets and fast retries (tests talk to loopback)."""
+    from watchdog.config import AlertsConfig, AlertTarget, Config, NodeConfig
+
+    def make(*targets, retries=2, retry_max_wait=0.05, send_timeout=5.0, expire=86400.0):
+        built = tuple(
+            t if isinstance(t, AlertTarget) else AlertTarget(**t) for t in targets
+        )
+        return Config(
+            node=NodeConfig(name="mail1"),
+            alerts=AlertsConfig(
+                retries=retries,
+                retry_max_wait=retry_max_wait,
+                send_timeout=send_timeout,
+                expire=expire,
+                targets=built,
+            ),
+        )
+
+    return make
 # ---- alerts fixtures (end)

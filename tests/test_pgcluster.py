@@ -1,0 +1,75 @@
+"""The lab cluster itself: failover, and teardown that always leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+from watchdog.checks.postgres_role import check_postgres_role
+from watchdog.checks.standbys import check_standbys
+from watchdog.config import PostgresConfig, StandbysConfig
+from watchdog.lab.pgcluster import PgCluster, PgClusterError, _alive
+from watchdog.model import Role, Status
+from watchdog.probes.postgres import probe_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+def _probe(dsn: str):
+    return probe_postgres(PostgresConfig(dsn=dsn, connect_timeout=2.0, query_timeout=3.0))
+
+
+def test_dsns_work_as_attribute_and_call(pg):
+    assert pg.primary_dsn() == pg.primary_dsn
+    assert f"port={pg.port('standby')}" in pg.standby_dsn
+    assert set(pg.pids()) == {"primary", "standby"} and all(pg.pids().values())
+
+
+def test_failover_split_brain_then_reattach(pg_private):
+    cluster = pg_private
+    old_primary_port = cluster.port("primary")
+    cluster.write(10)
+    cluster.wait_replayed()
+
+    cluster.promote_standby()  # the old primary still runs: two primaries
+    promoted = _probe(cluster.standby_dsn)
+    assert promoted.in_recovery is False
+    split = check_postgres_role(promoted, Role.SECONDARY)
+    assert split.status == Status.CRITICAL and "split brain" in split.summary
+
+    cluster.reattach_old_primary()
+    assert cluster.port("standby") == old_primary_port  # roles swapped
+    assert _probe(cluster.primary_dsn).in_recovery is False
+    assert _probe(cluster.standby_dsn).in_recovery is True
+    assert cluster.scalar("primary", "SELECT count(*) FROM lab_writes") == 10
+    cluster.write(1)
+    cluster.wait_replayed()
+    assert check_standbys(_probe(cluster.primary_dsn), StandbysConfig()).status == Status.OK
+
+
+def test_close_stops_frozen_servers_and_removes_everything():
+    base = tempfile.mkdtemp(prefix="ha-watchdog-pg-")
+    cluster = PgCluster(base).start()
+    pids = cluster.pids()
+    cluster.freeze_walreceiver()
+    cluster.freeze("standby")
+    cluster.freeze("primary")
+    cluster.close()
+    assert not os.path.exists(base)
+    assert not any(_alive(pid) for pid in pids.values())
+
+
+def test_failed_start_cleans_up():
+    base = tempfile.mkdtemp(prefix="ha-watchdog-pg-")
+    with pytest.raises(PgClusterError, match="shared_buffers"):
+        PgCluster(base, settings={"shared_buffers": "lots"}, timeout=10).start()
+    assert not os.path.exists(base)
+
+
+def test_non_empty_base_dir_is_refused(tmp_path):
+    (tmp_path / "something").write_text("x")
+    with pytest.raises(PgClusterError, match="not empty"):
+        PgCluster(str(tmp_path)).start()
+    assert (tmp_path / "something").exists()  # not ours: left alone

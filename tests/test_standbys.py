@@ -1,0 +1,215 @@
+"""standbys: pure verdicts from hand-built and recorded walsender rows, then the real pair."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+import pytest
+
+from watchdog.checks.standbys import check_standbys
+from watchdog.config import PostgresConfig, StandbysConfig
+from watchdog.model import Status
+from watchdog.probes.postgres import PgSnapshot, WalSender, parse_lsn, probe_postgres
+
+MB = 1024**2
+CFG = StandbysConfig(min_streaming=1, max_reply_age=15.0, warning_bytes=64 * MB)
+
+
+def sender(**overrides: Any) -> WalSender:
+    values: Dict[str, Any] = {
+        "pid": 23613, "application_name": "standby1", "client_addr": "10.0.0.2",
+        "state": "streaming", "replay_lsn": parse_lsn("0/3016070"), "reply_age": 0.4,
+        "replay_lag_bytes": 0, "backend_age": 600.0, "sync_state": "async",
+    }
+    values.update(overrides)
+    return WalSender(**values)
+
+
+def primary(*senders: WalSender, **overrides: Any) -> PgSnapshot:
+    values: Dict[str, Any] = {"reachable": True, "in_recovery": False, "server_version": 150020,
+                              "current_lsn": parse_lsn("0/3016070"), "walsenders": senders}
+    values.update(overrides)
+    return PgSnapshot(**values)
+
+
+def from_record(record: Dict[str, Any], current_lsn: str, reply_age: Any) -> WalSender:
+    """A WalSender from a recorded pg_stat_replication row (ages given by the test)."""
+    replay = parse_lsn(record["replay_lsn"])
+    return WalSender(
+        pid=int(record["pid"]), application_name=record["application_name"],
+        client_addr=record["client_addr"], state=record["state"],
+        sent_lsn=parse_lsn(record["sent_lsn"]), write_lsn=parse_lsn(record["write_lsn"]),
+        flush_lsn=parse_lsn(record["flush_lsn"]), replay_lsn=replay, reply_age=reply_age,
+        replay_lag_bytes=None if replay is None else parse_lsn(current_lsn) - replay,
+        sync_state=record.get("sync_state"), backend_age=0.1,
+    )
+
+
+# ------------------------------------------------------------ recorded states
+
+
+def test_recorded_fresh_streaming_standby_is_ok(pg_sample):
+    (row,) = pg_sample("03")
+    result = check_standbys(primary(from_record(row, "0/3000000", 0.1)), CFG)
+    assert result.status == Status.OK
+    assert result.summary.startswith("1 standby streaming (min 1): standby1@127.0.0.1")
+    (entry,) = result.details["standbys"]
+    assert entry["state"] == "streaming" and entry["replay_lag_bytes"] == 0
+
+
+def test_recorded_idle_standby_with_null_lag_columns_is_ok(pg_sample):
+    (row,) = pg_sample("10")  # *_lag columns NULL after 60 s idle: normal
+    assert row["replay_lag"] is None
+    # reply_time 09:42:51.33 vs the standby's clock 09:43:00.64 in the same run (sample 09)
+    result = check_standbys(primary(from_record(row, "0/3016070", 9.3)), CFG)
+    assert result.status == Status.OK
+    assert result.details["standbys"][0]["reply_age"] == 9.3
+
+
+def test_recorded_null_replay_lsn_at_connect_counts(pg_sample):
+    (row,) = pg_sample("28")
+    assert row["replay_lsn"] is None and row["reply_time"] is None
+    record = dict(row, pid="1", application_name="standby1", client_addr="127.0.0.1",
+                  sent_lsn=None, write_lsn=None, flush_lsn=None)
+    result = check_standbys(primary(from_record(record, "0/3016038", None)), CFG)
+    assert result.status == Status.OK
+    entry = result.details["standbys"][0]
+    assert entry["counted"] and entry["replay_lag_bytes"] is None and entry["reply_age"] is None
+
+
+def test_recorded_paused_standby_still_streams_with_small_byte_lag(pg_sample):
+    (row,) = pg_sample("15")
+    result = check_standbys(primary(from_record(row, "0/3016110", 0.1)), CFG)
+    assert result.status == Status.OK
+    assert result.details["standbys"][0]["replay_lag_bytes"] == 0xA0
+
+
+# ------------------------------------------------------------ hand-built branches
+
+
+def test_duplicated_walsender_rows_count_once():
+    frozen = sender(pid=100, reply_age=50.0)  # the old walsender, until wal_sender_timeout
+    fresh = sender(pid=200, reply_age=0.2, backend_age=3.0)
+    result = check_standbys(primary(frozen, fresh), StandbysConfig(min_streaming=2))
+    assert result.status == Status.CRITICAL  # one standby, not two
+    assert result.details["streaming"] == 1
+    (entry,) = result.details["standbys"]
+    assert entry["pids"] == [200, 100] and entry["rows"] == 2
+    assert check_standbys(primary(frozen, fresh), CFG).status == Status.OK
+
+
+@pytest.mark.parametrize("state", ["startup", "catchup", "backup", "stopping"])
+def test_non_streaming_states_do_not_count(state):
+    result = check_standbys(primary(sender(state=state)), CFG)
+    assert result.status == Status.CRITICAL
+    assert result.details["streaming"] == 0
+    if state != "backup":
+        assert f"standby1@10.0.0.2 state {state}" in result.summary
+
+
+def test_backups_are_listed_but_never_counted():
+    basebackup = sender(pid=300, application_name="pg_basebackup", state="streaming",
+                        is_backup=True)
+    copying = sender(pid=301, application_name="pg_basebackup", state="backup", is_backup=True)
+    result = check_standbys(primary(basebackup, copying), CFG)
+    assert result.status == Status.CRITICAL
+    assert result.summary == "no standby connected (0 of 1 required standbys streaming)"
+    assert [b["pid"] for b in result.details["backup_walsenders"]] == [300, 301]
+
+
+def test_stale_reply_does_not_count():
+    result = check_standbys(primary(sender(reply_age=16.0)), CFG)
+    assert result.status == Status.CRITICAL
+    assert "standby1@10.0.0.2 no reply for 16s (limit 15s)" in result.summary
+    assert result.summary.startswith("0 of 1 required standbys streaming")
+
+
+def test_no_reply_long_after_connect_does_not_count():
+    result = check_standbys(primary(sender(reply_age=None, backend_age=20.0)), CFG)
+    assert result.status == Status.CRITICAL
+    assert "no reply since it connected 20s ago" in result.summary
+
+
+def test_no_standby_at_all_is_critical():
+    result = check_standbys(primary(), CFG)
+    assert result.status == Status.CRITICAL
+    assert result.details["standbys"] == []
+
+
+def test_min_streaming_zero_accepts_none():
+    result = check_standbys(primary(), StandbysConfig(min_streaming=0))
+    assert result.status == Status.OK
+    assert result.summary == "no standby streaming (min_streaming 0)"
+
+
+def test_min_streaming_two_with_two_standbys():
+    other = sender(pid=2, application_name="standby2", client_addr="10.0.0.3")
+    result = check_standbys(primary(sender(), other), StandbysConfig(min_streaming=2))
+    assert result.status == Status.OK
+    assert result.summary.startswith("2 standbys streaming (min 2)")
+
+
+def test_extra_unhealthy_standby_is_mentioned_when_minimum_is_met():
+    other = sender(pid=2, application_name="standby2", client_addr="10.0.0.3", state="catchup")
+    result = check_standbys(primary(sender(), other), CFG)
+    assert result.status == Status.OK
+    assert "not counted: standby2@10.0.0.3 state catchup" in result.summary
+
+
+def test_large_replay_lag_in_bytes_is_warning():
+    result = check_standbys(primary(sender(replay_lag_bytes=64 * MB + 1)), CFG)
+    assert result.status == Status.WARNING
+    assert "replay lag 64.0 MiB > 64.0 MiB" in result.summary
+    assert check_standbys(primary(sender(replay_lag_bytes=64 * MB)), CFG).status == Status.OK
+
+
+def test_hidden_state_without_pg_monitor_is_unknown():
+    hidden = sender(state=None, reply_age=None, replay_lsn=None, replay_lag_bytes=None)
+    result = check_standbys(primary(hidden), CFG)
+    assert result.status == Status.UNKNOWN
+    assert "pg_monitor" in result.summary
+
+
+def test_unix_socket_standby_is_labelled_local():
+    result = check_standbys(primary(sender(client_addr=None)), CFG)
+    assert "standby1@local" in result.summary
+
+
+def test_unreachable_and_wrong_role_are_unknown():
+    down = check_standbys(PgSnapshot(reachable=False, error="timeout expired"), CFG)
+    assert down.status == Status.UNKNOWN
+    assert down.summary == "PostgreSQL unreachable: timeout expired (see postgres_role)"
+    standby = check_standbys(PgSnapshot(reachable=True, in_recovery=True), CFG)
+    assert standby.status == Status.UNKNOWN
+    assert "in recovery" in standby.summary
+
+
+def test_details_are_json_serialisable():
+    frozen = sender(pid=100, reply_age=50.0)
+    data = check_standbys(primary(frozen, sender(pid=200)), CFG).to_json()
+    assert json.loads(json.dumps(data))["details"]["standbys"][0]["rows"] == 2
+
+
+# ------------------------------------------------------------ the real pair
+
+
+def _probe(dsn: str) -> PgSnapshot:
+    return probe_postgres(PostgresConfig(dsn=dsn, connect_timeout=2.0, query_timeout=3.0))
+
+
+@pytest.mark.postgres
+def test_real_standby_streaming_then_stopped_then_back(pg):
+    result = check_standbys(_probe(pg.primary_dsn), StandbysConfig())
+    assert result.status == Status.OK, result.summary
+    (entry,) = result.details["standbys"]
+    assert entry["application_name"] == "standby1" and entry["client_addr"] == "127.0.0.1"
+
+    pg.stop_standby()
+    result = check_standbys(_probe(pg.primary_dsn), StandbysConfig())
+    assert result.status == Status.CRITICAL
+    assert "0 of 1" in result.summary
+
+    pg.start_standby()  # waits until the primary sees it streaming
+    result = check_standbys(_probe(pg.primary_dsn), StandbysConfig())
+    assert result.status == Status.OK, result.summary

@@ -1,0 +1,157 @@
+"""`standbys` (primary): enough standbys really streaming, one entry per standby.
+
+Better than `count(*) WHERE state = 'streaming'`, which counted one standby twice after a
+walsender froze and the standby reconnected, and counted a hung standby until
+wal_sender_timeout:
+- rows are grouped per standby (application_name, client_addr): a frozen old walsender plus
+  the reconnected one count once;
+- only `streaming` counts (`startup`, `catchup` are not healthy yet, `stopping` is leaving);
+  backups (state `backup`, or a backup application such as pg_basebackup's WAL stream) are
+  listed but never counted;
+- a walsender whose last reply (reply_time) is older than `max_reply_age` does not count.
+  replay_lsn/reply_time are NULL for a moment after a standby connects: that is not a
+  failure by itself, only once the walsender is older than `max_reply_age` without a reply.
+Fewer than `min_streaming`: CRITICAL. A counted standby whose replay lag in bytes exceeds
+`warning_bytes`: WARNING.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from watchdog.config import StandbysConfig
+from watchdog.model import STANDBYS, CheckResult, Status
+from watchdog.probes.postgres import PgSnapshot, WalSender, format_lsn, snapshot_details
+from watchdog.units import format_bytes, format_duration
+
+PRIVILEGE_HINT = "grant pg_monitor to the watchdog's database role"
+
+
+def _why_not_counted(sender: WalSender, cfg: StandbysConfig) -> Optional[str]:
+    """None if this walsender is a healthy streaming standby, else the reason it is not."""
+    if sender.state is None:
+        return f"state not visible ({PRIVILEGE_HINT})"
+    if sender.state != "streaming":
+        return f"state {sender.state}"
+    if sender.reply_age is not None:
+        if sender.reply_age > cfg.max_reply_age:
+            return (f"no reply for {format_duration(sender.reply_age)} "
+                    f"(limit {format_duration(cfg.max_reply_age)})")
+        return None
+    if sender.backend_age is not None and sender.backend_age > cfg.max_reply_age:
+        return f"no reply since it connected {format_duration(sender.backend_age)} ago"
+    return None  # just connected: no reply yet is normal
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 3)
+
+
+def _entry(rows: List[WalSender], cfg: StandbysConfig) -> Dict[str, Any]:
+    """One standby (all its walsender rows): its best row decides."""
+    judged = [(row, _why_not_counted(row, cfg)) for row in rows]
+    # Healthy rows first, then the freshest reply.
+    judged.sort(key=lambda rw: (rw[1] is not None, rw[0].reply_age if rw[0].reply_age
+                                is not None else 0.0))
+    best, reason = judged[0]
+    entry: Dict[str, Any] = {
+        "application_name": best.application_name,
+        "client_addr": best.client_addr,
+        "state": best.state,
+        "reply_age": _round(best.reply_age),
+        "replay_lag_bytes": best.replay_lag_bytes,
+        "replay_lsn": format_lsn(best.replay_lsn),
+        "sync_state": best.sync_state,
+        "pids": [row.pid for row, _ in judged],
+        "counted": reason is None,
+    }
+    if reason is not None:
+        entry["reason"] = reason
+    if len(rows) > 1:
+        entry["rows"] = len(rows)
+        entry["other_states"] = [row.state for row, _ in judged[1:]]
+    return entry
+
+
+def _describe(entry: Dict[str, Any]) -> str:
+    label = f"{entry['application_name'] or '?'}@{entry['client_addr'] or 'local'}"
+    if not entry["counted"]:
+        return f"{label} {entry['reason']}"
+    parts = [label]
+    if entry["reply_age"] is not None:
+        parts.append(f"reply {format_duration(entry['reply_age'])} ago")
+    if entry["replay_lag_bytes"] is not None:
+        parts.append(f"replay lag {format_bytes(entry['replay_lag_bytes'])}")
+    if entry.get("rows"):
+        parts.append(f"({entry['rows']} walsender rows)")
+    return " ".join(parts)
+
+
+def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
+    """Count the healthy streaming standbys of this primary."""
+    details = snapshot_details(snapshot)
+    if not snapshot.answered:
+        return CheckResult(STANDBYS, Status.UNKNOWN,
+                           f"PostgreSQL unreachable: {snapshot.error} (see postgres_role)",
+                           details)
+    if snapshot.in_recovery:
+        return CheckResult(
+            STANDBYS, Status.UNKNOWN,
+            "PostgreSQL is in recovery (a standby), not a primary: no standbys to count "
+            "(see postgres_role)",
+            details,
+        )
+
+    groups: Dict[Tuple[str, str], List[WalSender]] = {}
+    backups = []
+    for sender in snapshot.walsenders:
+        if sender.is_backup:
+            backups.append({"pid": sender.pid, "application_name": sender.application_name,
+                            "client_addr": sender.client_addr, "state": sender.state})
+            continue
+        groups.setdefault(sender.key, []).append(sender)
+    entries = [_entry(rows, cfg) for rows in groups.values()]
+    counted = [e for e in entries if e["counted"]]
+    others = [e for e in entries if not e["counted"]]
+    details.update({
+        "streaming": len(counted),
+        "min_streaming": cfg.min_streaming,
+        "max_reply_age": cfg.max_reply_age,
+        "warning_bytes": cfg.warning_bytes,
+        "standbys": entries,
+        "backup_walsenders": backups,
+    })
+
+    if len(counted) < cfg.min_streaming:
+        if any(e["state"] is None for e in others):
+            return CheckResult(
+                STANDBYS, Status.UNKNOWN,
+                f"cannot see walsender states: {PRIVILEGE_HINT}", details)
+        if entries:
+            listing = "; ".join(_describe(e) for e in entries)
+            summary = (f"{len(counted)} of {cfg.min_streaming} required standbys streaming: "
+                       f"{listing}")
+        else:
+            summary = (f"no standby connected (0 of {cfg.min_streaming} required "
+                       "standbys streaming)")
+        return CheckResult(STANDBYS, Status.CRITICAL, summary, details)
+
+    lagging = [e for e in counted
+               if e["replay_lag_bytes"] is not None and e["replay_lag_bytes"] > cfg.warning_bytes]
+    tail = ""
+    if others:
+        tail = "; not counted: " + "; ".join(_describe(e) for e in others)
+    if lagging:
+        listing = "; ".join(
+            f"{_describe(e)} > {format_bytes(cfg.warning_bytes)}" for e in lagging)
+        return CheckResult(STANDBYS, Status.WARNING,
+                           f"standby replay lag too large: {listing}{tail}", details)
+    if not counted:
+        return CheckResult(
+            STANDBYS, Status.OK,
+            f"no standby streaming (min_streaming {cfg.min_streaming}){tail}", details)
+    noun = "standby" if len(counted) == 1 else "standbys"
+    listing = "; ".join(_describe(e) for e in counted)
+    return CheckResult(
+        STANDBYS, Status.OK,
+        f"{len(counted)} {noun} streaming (min {cfg.min_streaming}): {listing}{tail}", details)

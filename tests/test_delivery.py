@@ -475,3 +475,17 @@ def test_plan_sends_a_single_notification_as_itself(make_notification):
         (n.id,),
     )
     assert not message.digest
+
+
+def test_several_changes_in_one_cycle_are_separate_alerts_without_an_outage(
+    tmp_path, http_receiver, alerts_config, make_notification
+):
+    """A digest is for a backlog after an outage; a healthy channel gets each alert."""
+    cfg = alerts_config({"name": "hook", "url": http_receiver.url})
+    d = deliverer(cfg, tmp_path)
+    d.submit([make_notification("drbd"), make_notification("standbys")])
+    assert http_receiver.wait_count(2, WAIT)
+    d.stop(5)
+    titles = sorted(m["title"] for m in http_receiver.messages)
+    assert titles == ["[mail1] drbd", "[mail1] standbys"]
+    assert not plan_messages("mail1", [make_notification("drbd")] * 2, backlog=False)[0].digest

@@ -43,13 +43,17 @@ def _f(kind: str, default: Any, toml: Optional[str] = None, **extra: Any) -> Any
     return field(default=default, metadata=meta)
 
 
-def _debounce(for_: str, recover_for: str, unknown_as: str) -> Dict[str, Any]:
+def _debounce(
+    for_: str, recover_for: str, unknown_as: str, unknown_for: Optional[str] = None
+) -> Dict[str, Any]:
     """The keys every check table accepts (decision core, see watchdog.core.debounce)."""
     return {
         "for_": _f("duration", parse_duration(for_), toml="for"),
         "recover_for": _f("duration", parse_duration(recover_for)),
         "unknown_as": _f("choice", unknown_as, choices=SEVERITIES),
-        "unknown_for": _f("duration", None, optional=True),
+        "unknown_for": _f(
+            "duration", parse_duration(unknown_for) if unknown_for else None, optional=True
+        ),
     }
 
 
@@ -120,7 +124,8 @@ class StandbysConfig:
     for_: float = _debounce("0s", "30s", "warning")["for_"]
     recover_for: float = _debounce("0s", "30s", "warning")["recover_for"]
     unknown_as: str = _debounce("0s", "30s", "warning")["unknown_as"]
-    unknown_for: Optional[float] = _debounce("0s", "30s", "warning")["unknown_for"]
+    # PostgreSQL unreachable already pages through postgres_role: give that a head start.
+    unknown_for: Optional[float] = _debounce("0s", "30s", "warning", "2m")["unknown_for"]
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ class Daemon:
         except OSError as exc:
             log.error("could not save state: %s", exc)
         if self.deliverer is not None:
-            self.deliverer.stop(timeout=min(20.0, self.cfg.alerts.send_timeout))
+            self.deliverer.stop(timeout=min(5.0, self.cfg.alerts.send_timeout))
         log.info("stopped")
         return 0
 

@@ -161,8 +161,10 @@ def quiet_library_loggers() -> None:
             return
         for name in _NOISY_LOGGERS:
             logger = logging.getLogger(name)
-            if logger.level == logging.NOTSET or logger.level < logging.INFO:
-                logger.setLevel(logging.INFO)
+            # WARNING: apprise's INFO lines ("Notifying 1 service(s)") are noise in a
+            # journal; what matters (send failures) is logged at WARNING. Never DEBUG.
+            if logger.level == logging.NOTSET or logger.level < logging.WARNING:
+                logger.setLevel(logging.WARNING)
             logger.addFilter(_REDACTOR)
         _quieted = True
 
@@ -306,14 +308,17 @@ def build_latest(group: Sequence[Notification]) -> Message:
 
 
 def plan_messages(
-    node: str, items: Sequence[Notification], incident: bool = False
+    node: str, items: Sequence[Notification], incident: bool = False, backlog: bool = True
 ) -> List[Message]:
-    """What to send for a target's pending `items` (oldest first)."""
+    """What to send for a target's pending `items` (oldest first).
+
+    Without a `backlog` (the target has not been failing) each notification goes out as
+    itself: two checks changing in the same cycle are two alerts, not a digest.
+    """
     if not items:
         return []
-    if len(items) == 1:
-        n = items[0]
-        return [Message(n.title, n.body, n.notify_type, (n.id,))]
+    if len(items) == 1 or not backlog:
+        return [Message(n.title, n.body, n.notify_type, (n.id,)) for n in items]
     if incident:
         return [build_latest(group) for group in collapse(items)]
     return [build_digest(node, items)]
@@ -424,6 +429,8 @@ class _TargetState:
         self.last_failure: Optional[float] = None
         self.last_error: Optional[str] = None
         self.sent = 0
+        # A backlog (items left from before a restart) is sent as a digest too.
+        self.backlog = False
 
 
 class Deliverer:
@@ -491,6 +498,7 @@ class Deliverer:
         if pending:
             log.info("alerts: %d notification(s) pending in the outbox; delivering", pending)
         for state in self._targets.values():
+            state.backlog = self.outbox.count(state.target.name) > 1
             state.thread = threading.Thread(
                 target=self._worker, args=(state,), name=f"alerts-{state.target.name}", daemon=True
             )
@@ -636,7 +644,8 @@ class Deliverer:
         if url is None:
             self._failed(state, error or "no URL", len(items), attempts=0)
             return False
-        messages = plan_messages(self._node, items, incident=is_incident_url(url))
+        backlog = state.failures > 0 or state.backlog
+        messages = plan_messages(self._node, items, incident=is_incident_url(url), backlog=backlog)
         for message in messages:
             ok, error, attempts = self._send_with_retries(state.target, url, message)
             if not ok:
@@ -654,6 +663,7 @@ class Deliverer:
                 else repr(message.title),
                 f" after {attempts} attempts" if attempts > 1 else "",
             )
+        state.backlog = False
         return True
 
     def _failed(self, state: _TargetState, error: str, pending: int, attempts: int) -> None:

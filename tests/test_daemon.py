@@ -1,0 +1,314 @@
+"""The daemon end to end: real `ha-watchdog` processes, real PostgreSQL, real receivers.
+
+Intervals are 0.5 s and debounce a few seconds, so each scenario takes seconds. Every
+assertion is about which alerts arrived (or did not), never about speed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from watchdog.lab.drbdstate import DrbdStateFile
+from watchdog.lab.node import NodeDaemon, node_sections
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+HEALTHY_SERVICES = [
+    "sh",
+    "-c",
+    "echo '/service/hvmail-httpd: up (pid 100) 1000 seconds';"
+    "echo '/service/hvmail-dnscache: down 1000 seconds'",
+]
+
+
+def make_node(
+    tmp_path: Path,
+    pg: Any,
+    role: str,
+    targets: List[Dict[str, Any]],
+    overrides: Optional[Dict[str, Any]] = None,
+    name: str = "",
+) -> tuple:
+    name = name or ("p1" if role == "primary" else "s1")
+    work = tmp_path / name
+    work.mkdir(exist_ok=True)
+    drbd = DrbdStateFile(str(work / "proc_drbd"))
+    if role == "primary":
+        drbd.primary()
+    else:
+        drbd.secondary()
+    dsn = pg.primary_dsn if role == "primary" else pg.standby_dsn
+    sections = node_sections(
+        name,
+        str(work / "state"),
+        drbd.path,
+        str(dsn),
+        services_command=HEALTHY_SERVICES,
+        targets=targets,
+        overrides=overrides,
+    )
+    return NodeDaemon(name, str(work), sections), drbd
+
+
+def hook(receiver: Any, **extra: Any) -> Dict[str, Any]:
+    return {"name": "hook", "url": receiver.url, **extra}
+
+
+def titled(receiver: Any, title: str) -> List[Dict[str, Any]]:
+    return [m for m in receiver.messages if m.get("title") == title]
+
+
+def kinds(messages: List[Dict[str, Any]]) -> List[str]:
+    return [m["message"].split(":", 1)[0].split()[0] for m in messages]
+
+
+def wait_cycles(node: NodeDaemon, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    start = node.cycles()
+    while node.cycles() < start + count:
+        assert node.running(), "\n".join(node.log()[-30:])
+        assert time.monotonic() < deadline, "\n".join(node.log()[-30:])
+        time.sleep(0.1)
+
+
+def keep_writing(pg: Any, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pg.write(1)
+        time.sleep(0.2)
+
+
+def fresh_replay(pg: Any) -> None:
+    """A replayed commit just now, so lag measures from here (not from an idle stretch)."""
+    pg.write(1)
+    pg.wait_replayed()
+
+
+# ---------------------------------------------------------------- replay lag
+
+
+def test_lag_spike_shorter_than_for_is_not_alerted(tmp_path, pg, http_receiver):
+    node, _ = make_node(
+        tmp_path, pg, "secondary", [hook(http_receiver)],
+        {"replay_lag": {"warning": "1s", "critical": "30s", "for": "5s"}},
+    )
+    with node:
+        wait_cycles(node, 2)
+        fresh_replay(pg)
+        pg.pause_replay()
+        keep_writing(pg, 2.5)
+        assert node.wait_log(r"replay_lag=(warning|critical)", 5), "the spike was never seen raw"
+        pg.resume_replay()
+        pg.wait_replayed()
+        wait_cycles(node, 8)
+    assert http_receiver.messages == []
+
+
+def test_sustained_lag_one_problem_then_one_recovery(tmp_path, pg, http_receiver):
+    node, _ = make_node(
+        tmp_path, pg, "secondary", [hook(http_receiver)],
+        {"replay_lag": {"warning": "1s", "critical": "60s", "for": "2s", "recover_for": "1s"}},
+    )
+    title = "[s1] replay_lag"
+    with node:
+        wait_cycles(node, 2)
+        fresh_replay(pg)
+        pg.pause_replay()
+        deadline = time.monotonic() + 20
+        while not titled(http_receiver, title) and time.monotonic() < deadline:
+            pg.write(1)
+            time.sleep(0.2)
+        problem = titled(http_receiver, title)
+        assert problem, "\n".join(node.log()[-20:])
+        assert problem[0]["type"] == "warning" and "PROBLEM WARNING" in problem[0]["message"]
+        assert "paused" in problem[0]["message"]
+        keep_writing(pg, 2)  # more cycles while still lagging: no second PROBLEM
+        pg.resume_replay()
+        assert http_receiver.wait_for(lambda msgs: len(titled(http_receiver, title)) >= 2, 20)
+        wait_cycles(node, 4)
+    messages = titled(http_receiver, title)
+    assert kinds(messages) == ["PROBLEM", "RECOVERY"], [m["message"] for m in messages]
+    assert messages[1]["type"] == "success" and "OK again after" in messages[1]["message"]
+
+
+def test_idle_primary_for_a_minute_pages_nobody(tmp_path, pg, http_receiver):
+    """The naive now()-pg_last_xact_replay_timestamp() would read ~60 s against a 5 s limit."""
+    targets = [hook(http_receiver)]
+    lag = {"replay_lag": {"warning": "5s", "critical": "10s", "for": "2s"}}
+    primary, _ = make_node(tmp_path, pg, "primary", targets, lag)
+    secondary, _ = make_node(tmp_path, pg, "secondary", targets, lag)
+    fresh_replay(pg)
+    with primary, secondary:
+        time.sleep(60)
+        assert primary.running() and secondary.running()
+        naive = pg.scalar(
+            "standby", "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
+        )
+        last = [line for line in secondary.log() if "cycle" in line][-1]
+    assert float(naive) > 30, naive
+    assert "replay_lag=ok" in last and "s1 secondary ok" in last, last
+    assert http_receiver.messages == []
+
+
+def test_backup_window_holds_but_hard_ceiling_alerts(tmp_path, pg, http_receiver):
+    node, _ = make_node(
+        tmp_path, pg, "secondary", [hook(http_receiver)],
+        {
+            "replay_lag": {
+                "warning": "1s", "critical": "2s", "backup_warning": "9s",
+                "backup_critical": "9s", "for": "1s",
+            },
+            "backup_windows": [{"start": "00:00", "end": "24:00", "timezone": "UTC"}],
+            # an all-day window has been running for hours: lift the default 8 h ceiling
+            "backup": {"max_duration": "1d"},
+        },
+    )
+    title = "[s1] replay_lag"
+    with node:
+        wait_cycles(node, 2)
+        fresh_replay(pg)
+        pg.pause_replay()
+        keep_writing(pg, 4.5)
+        # 4.5 s of lag is over the normal critical (2 s + for 1 s) but under backup_warning.
+        assert titled(http_receiver, title) == [], "held limits were not applied"
+        deadline = time.monotonic() + 25
+        while not titled(http_receiver, title) and time.monotonic() < deadline:
+            pg.write(1)
+            time.sleep(0.2)
+        pg.resume_replay()
+    alerts = titled(http_receiver, title)
+    assert alerts, "\n".join(node.log()[-20:])
+    first = alerts[0]
+    assert first["type"] == "failure", first  # the ceiling: CRITICAL even inside the window
+    assert "backup window" in first["message"]
+
+
+def test_running_pg_dump_relaxes_replay_lag(tmp_path, pg, http_receiver):
+    node, _ = make_node(
+        tmp_path, pg, "secondary", [hook(http_receiver)],
+        {
+            "replay_lag": {
+                "warning": "1s", "critical": "2s", "backup_warning": "1m",
+                "backup_critical": "2m", "for": "1s",
+            },
+        },
+    )
+    title = "[s1] replay_lag"
+    dump = pg.connect("standby", application_name="pg_dump")
+    try:
+        with node:
+            wait_cycles(node, 2)
+            fresh_replay(pg)
+            pg.pause_replay()
+            keep_writing(pg, 5)
+            assert titled(http_receiver, title) == []
+            assert node.wait_log(r"replay_lag=ok", 1), "\n".join(node.log()[-10:])
+            dump.close()  # the backup ends: normal limits return
+            deadline = time.monotonic() + 15
+            while not titled(http_receiver, title) and time.monotonic() < deadline:
+                pg.write(1)
+                time.sleep(0.2)
+            pg.resume_replay()
+    finally:
+        dump.close()
+    alerts = titled(http_receiver, title)
+    assert alerts and alerts[0]["type"] == "failure", "\n".join(node.log()[-20:])
+
+
+# ---------------------------------------------------------------- standbys, delivery, restart
+
+
+def test_standby_stopped_and_started(tmp_path, pg, http_receiver, smtp_receiver):
+    targets = [
+        hook(http_receiver),
+        {"name": "email", "url": smtp_receiver.mailto_url()},
+    ]
+    overrides = {"heartbeat": {"url": http_receiver.http_url + "/hb", "timeout": "2s"}}
+    node, _ = make_node(tmp_path, pg, "primary", targets, overrides)
+    title = "[p1] standbys"
+    with node:
+        wait_cycles(node, 2)
+        pg.stop_standby()
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, title), 20)
+        pg.start_standby()
+        assert http_receiver.wait_for(lambda m: len(titled(http_receiver, title)) >= 2, 20)
+        assert smtp_receiver.wait_for(lambda m: len(m) >= 2, 20)
+        wait_cycles(node, 2)
+    messages = titled(http_receiver, title)
+    assert kinds(messages) == ["PROBLEM", "RECOVERY"]
+    assert messages[0]["type"] == "failure" and "pg_stat_replication" in messages[0]["message"]
+    subjects = [mail.subject for mail in smtp_receiver.messages]
+    assert subjects == [title, title], subjects
+    assert "RECOVERY" in smtp_receiver.messages[1].body
+    heartbeats = [r for r in http_receiver.requests if r.path.endswith("/hb")]
+    assert len(heartbeats) >= 2
+
+
+def test_receiver_down_then_back_delivers_each_alert_once(tmp_path, pg, http_receiver):
+    node, _ = make_node(tmp_path, pg, "primary", [hook(http_receiver)])
+    with node:
+        wait_cycles(node, 2)
+        http_receiver.set_down(True)
+        pg.stop_standby()
+        assert node.wait_log(r"alert PROBLEM: \[p1\] standbys", 20)
+        pg.start_standby()
+        assert node.wait_log(r"alert RECOVERY: \[p1\] standbys", 20)
+        assert node.wait_log(r"kept in the outbox", 20)
+        assert http_receiver.rejected > 0 and http_receiver.messages == []
+        http_receiver.set_down(False)
+        assert http_receiver.wait_for(lambda m: len(m) >= 1, 60), "\n".join(node.log()[-20:])
+        wait_cycles(node, 6)
+    messages = http_receiver.messages
+    assert len(messages) == 1, messages  # one digest, not a flood, nothing doubled
+    digest = messages[0]
+    assert digest["title"] == "[p1] ha-watchdog digest"
+    assert "standbys" in digest["message"] and "RECOVERY" in digest["message"]
+    assert "PROBLEM" in digest["message"]
+    assert digest["type"] == "success"  # everything in it recovered
+
+
+def test_sigkill_with_open_problem_then_restart(tmp_path, pg, http_receiver):
+    node, _ = make_node(tmp_path, pg, "primary", [hook(http_receiver)])
+    title = "[p1] standbys"
+    node.start()
+    try:
+        wait_cycles(node, 2)
+        pg.stop_standby()
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, title), 20)
+        wait_cycles(node, 2)
+        node.kill()
+        assert node.proc is not None and node.proc.returncode == -signal.SIGKILL
+        restarted = NodeDaemon(node.name, node.workdir, node.sections).start()
+        try:
+            wait_cycles(restarted, 6)
+            assert len(titled(http_receiver, title)) == 1, "the restart re-paged an open problem"
+            pg.start_standby()
+            assert http_receiver.wait_for(lambda m: len(titled(http_receiver, title)) >= 2, 20)
+            wait_cycles(restarted, 3)
+        finally:
+            restarted.stop()
+    finally:
+        node.stop()
+    assert kinds(titled(http_receiver, title)) == ["PROBLEM", "RECOVERY"]
+
+
+def test_drbd_switch_secondary_to_primary_is_a_role_change(tmp_path, pg, http_receiver):
+    node, drbd = make_node(
+        tmp_path, pg, "secondary", [hook(http_receiver)], {"drbd": {"for": "1s"}}
+    )
+    with node:
+        wait_cycles(node, 3)
+        drbd.primary()
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, "[s1] role"), 20)
+        # PostgreSQL is still a standby under a DRBD primary: split brain risk, paged.
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, "[s1] postgres_role"), 20)
+    role = titled(http_receiver, "[s1] role")
+    assert len(role) == 1 and role[0]["type"] == "info"
+    assert "secondary" in role[0]["message"] and "primary" in role[0]["message"]
+    mismatch = titled(http_receiver, "[s1] postgres_role")[0]
+    assert mismatch["type"] == "failure" and "recovery" in mismatch["message"]

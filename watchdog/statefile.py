@@ -11,33 +11,58 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
+import threading
 import time
 from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
 
-def write_json(path: str, data: Any) -> None:
-    """Atomically replace `path` with `data` as JSON (mode 0600: it may name targets)."""
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` so that a crash leaves either the old or the new content.
+
+    Temp file in the same directory, fsync, rename over the target, fsync the directory
+    (without the last step the rename itself may be lost on power failure).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    tmp = os.path.join(directory, f"{temp_prefix(path)}{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, sort_keys=True, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        unlink_quietly(tmp)
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def temp_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}.tmp-"
+
+
+def unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def write_json(path: str, data: Any) -> None:
+    """Atomically replace `path` with `data` as JSON (mode 0600: it may name targets)."""
+    write_atomic(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 def read_json(path: str, clock=time.time) -> Optional[Any]:

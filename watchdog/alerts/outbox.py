@@ -15,7 +15,6 @@ This module must stay cheap to import: no apprise here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -24,6 +23,9 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from watchdog.alerts.notification import Notification
+from watchdog.statefile import temp_prefix as _temp_prefix
+from watchdog.statefile import unlink_quietly as _unlink_quietly
+from watchdog.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -262,48 +264,6 @@ class Outbox:
         if self.last_error is not None:
             log.info("alerts: outbox %s written again", self.path)
             self.last_error = None
-
-
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` so that a crash leaves either the old or the new content.
-
-    Temp file in the same directory, fsync, rename over the target, fsync the directory
-    (without the last step the rename itself may be lost on power failure).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = os.path.join(directory, f"{_temp_prefix(path)}{os.getpid()}-{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _temp_prefix(path: str) -> str:
-    return f".{os.path.basename(path)}.tmp-"
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def notifications_by_target(

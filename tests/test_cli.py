@@ -287,3 +287,32 @@ def test_once_does_not_import_apprise(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "rc 2" in result.stdout
+
+
+def test_test_alert_reports_each_target(tmp_path, http_receiver):
+    from watchdog.lab.receivers import free_port
+
+    dead = f"json://127.0.0.1:{free_port()}/"
+    path = write_config(
+        tmp_path,
+        f"""
+[node]
+name = "test1"
+[alerts]
+send_timeout = "5s"
+[[alerts.targets]]
+name = "hook"
+url = "{http_receiver.url}"
+[[alerts.targets]]
+name = "dead"
+url = "{dead}"
+""",
+    )
+    result = run("--config", str(path), "--test-alert")
+    assert result.returncode == 2, result
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert lines["hook"].startswith("ok")
+    assert lines["dead"].startswith("FAILED")
+    assert dead not in result.stdout + result.stderr  # targets by name, never by URL
+    (message,) = http_receiver.messages
+    assert message["title"].startswith("[test1]")

@@ -6,6 +6,7 @@ touches is on loopback or in the node's work directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -167,10 +168,8 @@ class NodeDaemon:
     def kill(self) -> None:
         """SIGKILL, as a crash or the OOM killer would."""
         if self.proc is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(10)
             if self._reader is not None:
                 self._reader.join(5)

@@ -12,7 +12,9 @@ import contextlib
 import email
 import email.policy
 import json
+import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -308,3 +310,62 @@ class SmtpReceiver(_Recorder):
             body=body,
             headers={k: str(v) for k, v in message.items()},
         )
+
+
+# -- command line: a receiver as a process of its own --------------------------------------
+
+
+def _append_line(path: str, message: Any) -> None:
+    """One JSON document per line; opened per message so a reader never sees half a line
+    held back in a buffer. A failed write is reported (the recorder would swallow it)."""
+    line = json.dumps(message, sort_keys=True, ensure_ascii=True) + "\n"
+    try:
+        with open(path, "a", encoding="ascii") as handle:
+            handle.write(line)
+    except OSError as exc:
+        print(f"cannot append to {path}: {exc}", file=sys.stderr, flush=True)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -m watchdog.lab.receivers http --out FILE [--port-file FILE]`.
+
+    Runs an HttpReceiver until SIGTERM/SIGINT, appending each received JSON body as one
+    line to FILE. It is for a daemon that runs where an in-process receiver cannot be
+    (e.g. inside a container with its own network): the port it bound is written to
+    --port-file (atomically, so its appearance means "listening") and printed.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m watchdog.lab.receivers")
+    parser.add_argument("kind", choices=["http"], help="http: apprise json:// receiver")
+    parser.add_argument("--out", required=True, help="append each JSON body here, one a line")
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    out = args.out
+    with HttpReceiver(on_message=lambda message: _append_line(out, message)) as receiver:
+        if args.port_file:
+            _write_atomically(args.port_file, f"{receiver.port}\n")
+        print(f"listening on {receiver.url}, writing to {out}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

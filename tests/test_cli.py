@@ -319,3 +319,17 @@ url = "{dead}"
     assert dead not in result.stdout + result.stderr  # targets by name, never by URL
     (message,) = http_receiver.messages
     assert message["title"].startswith("[test1]")
+
+
+def test_config_errors_carry_a_syslog_priority_under_systemd(tmp_path):
+    """Under a unit (INVOCATION_ID set, stderr not a terminal) `journalctl -p err` shows them."""
+    import os as _os
+
+    path = write_config(tmp_path, "[daemon]\ninterval = 30\n")
+    argv = [script()] if script() else [sys.executable, "-m", "watchdog"]
+    env = {**_os.environ, "INVOCATION_ID": "0123456789abcdef"}
+    env.pop("JOURNAL_STREAM", None)
+    result = subprocess.run([*argv, "--config", str(path)], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 3
+    assert result.stderr.startswith("<3>config error: ")

@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(message: str, priority: int) -> None:
+    """A line on stderr; under systemd with a syslog priority prefix (`journalctl -p`)."""
+    from watchdog.systemd import journal_detected
+
+    prefix = f"<{priority}>" if journal_detected() else ""
+    print(f"{prefix}{message}", file=sys.stderr)
+
+
 def _load(args: argparse.Namespace) -> Config:
     """The config: an explicit --config must exist; the default path may be absent."""
     if args.config is None and not os.path.exists(DEFAULT_PATH):
@@ -77,12 +85,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = _load(args)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+            _say(f"config error: {problem}", 3)
         if args.check_config and len(exc.problems) > 1:
-            print(f"{len(exc.problems)} errors", file=sys.stderr)
+            _say(f"{len(exc.problems)} errors", 3)
         return EXIT_UNKNOWN
-    for warning in cfg.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    if args.check_config or args.once or args.test_alert:
+        for warning in cfg.warnings:
+            _say(f"warning: {warning}", 4)  # the daemon logs them itself
     if args.check_config:
         print(f"{cfg.source}: OK")
         return 0

@@ -1,0 +1,778 @@
+"""`ha-watchdog demo`: a whole two-node cluster on loopback, watched by two real daemons.
+
+Why: the quickest way to see what ha-watchdog says, and when, is to break a real cluster
+in front of it. Everything here is real and local: a PostgreSQL primary and streaming
+standby (watchdog.lab.pgcluster), one /proc/drbd-format file per node that the demo
+rewrites (watchdog.lab.drbdstate), a daemontools tree of hvmail-like services under a real
+svscan (watchdog.lab.services), one `ha-watchdog` daemon process per node
+(watchdog.lab.node) and an HTTP receiver on 127.0.0.1 that gets apprise's json:// posts
+(watchdog.lab.receivers) and prints each alert as it arrives.
+
+Node "mail1" starts as DRBD Primary with the PostgreSQL primary, "mail2" as DRBD Secondary
+with the standby. Each daemon watches ITS OWN PostgreSQL server (a fixed port), whatever
+role it has, exactly as on real nodes; after the failover the roles swap underneath them.
+
+The scenarios wait for what they expect with timeouts and print one check mark per
+expectation; the exit status is 0 when all held, 1 otherwise, 3 when a prerequisite is
+missing, 130/143 on Ctrl-C/SIGTERM. Everything (daemons, PostgreSQL, svscan, the temporary
+directory) is removed in `finally`, so an interrupted run leaves nothing behind and a
+second run works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
+
+from watchdog.probes.command import run_command
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_MISSING = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+NODES = ("mail1", "mail2")
+CRASH_SERVICE = "hvmail-httpd"
+# hvmail-like services (names from GreenArrow's docs); the last two are down by default.
+SERVICES: Dict[str, str] = {
+    "hvmail-httpd": "up",
+    "hvmail-studio-worker": "up",
+    "hvmail-qmail-smtpd3": "normally_down",
+    "hvmail-dnscache": "normally_down",
+}
+
+# Per-check debounce for the demo (the lab defaults are 1-2 s). replay_lag's `for` is longer
+# than the lag spike, so the spike is absorbed; postgres_role and standbys ride out the
+# second or two a planned failover usually takes.
+DEMO_OVERRIDES: Dict[str, Dict[str, Any]] = {
+    "postgres_role": {"for": "4s", "recover_for": "1s"},
+    "standbys": {"for": "3s", "recover_for": "1s"},
+    "replay_lag": {"warning": "2s", "critical": "6s", "for": "5s", "recover_for": "1s"},
+}
+SPIKE_SECONDS = 2.5  # shorter than replay_lag's `for`
+BACKUP_PAUSE_SECONDS = 9.0  # past critical (6 s) and for (5 s): would page outside a window
+
+# Environment a daemon must not inherit from whatever runs the demo (a systemd unit, say).
+_PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
+
+
+# ---------------------------------------------------------------- parsing what arrives
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as the receiver got it; `at` is seconds since the demo started."""
+
+    at: float
+    node: str
+    check: str
+    kind: str  # PROBLEM, RECOVERY, ESCALATION, ROLE CHANGE, NO LONGER APPLIES, ...
+    type: str  # apprise notify type: info, success, warning, failure
+    headline: str
+    summary: str
+    body: str
+
+
+_TITLE = re.compile(r"^\[(?P<node>[^\]]*)\]\s*(?P<check>.*)$")
+_MULTIWORD_KINDS = ("ROLE CHANGE", "NO LONGER APPLIES")
+
+
+def parse_alert(message: Mapping[str, Any], at: float) -> Alert:
+    """An apprise json:// body ({"title", "message", "type"}) as an Alert."""
+    title = str(message.get("title") or "")
+    body = str(message.get("message") or "")
+    match = _TITLE.match(title)
+    node, check = (match.group("node"), match.group("check")) if match else ("?", title)
+    lines = body.splitlines() or [""]
+    headline = lines[0].strip()
+    kind = next((k for k in _MULTIWORD_KINDS if headline.startswith(k)), "")
+    if not kind:
+        kind = headline.split(":", 1)[0].split(" ", 1)[0] if headline else "?"
+    summary = lines[1].strip() if len(lines) > 1 else ""
+    return Alert(at, node, check, kind, str(message.get("type") or "?"), headline, summary, body)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What a daemon's `cycle N: ...` log line says: its role, worst status, each check."""
+
+    node: str
+    role: str
+    status: str
+    checks: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        parts = " ".join(f"{name}={status}" for name, status in self.checks.items())
+        return f"{self.role} {self.status}: {parts}"
+
+    def all_ok(self, role: Optional[str] = None) -> bool:
+        return self.status == "ok" and (role is None or self.role == role)
+
+
+_CYCLE = re.compile(
+    r"cycle \d+: (?P<node>\S+) (?P<role>\S+) (?P<status>\S+): (?P<checks>.*?) \(\d+ ms"
+)
+
+
+def parse_cycle_line(line: str) -> Optional[NodeView]:
+    """The daemon's per-cycle summary line, or None for any other log line."""
+    match = _CYCLE.search(line)
+    if not match:
+        return None
+    checks: Dict[str, str] = {}
+    for part in match.group("checks").split():
+        name, sep, status = part.partition("=")
+        if sep:
+            checks[name] = status
+    return NodeView(match.group("node"), match.group("role"), match.group("status"), checks)
+
+
+def backup_window_around(now: float, before: float = 60.0, after: float = 600.0
+                         ) -> Tuple[str, str]:
+    """("HH:MM", "HH:MM") in UTC covering [now - before, now + after], whole minutes.
+
+    A window that crosses midnight (23:58-00:09) is valid: it belongs to the day it starts.
+    """
+    start = datetime.fromtimestamp(now - before, timezone.utc)
+    end = datetime.fromtimestamp(now + after + 59.0, timezone.utc)
+    return start.strftime("%H:%M"), end.strftime("%H:%M")
+
+
+def missing_prerequisites() -> List[str]:
+    """What this machine lacks to run the demo (empty: nothing)."""
+    from watchdog.lab.pgcluster import DEFAULT_OS_USER, PgClusterError, find_bindir
+    from watchdog.lab.services import missing_tools
+
+    missing: List[str] = []
+    try:
+        find_bindir()
+    except PgClusterError as exc:
+        missing.append(f"PostgreSQL server binaries: {exc}")
+    reason = missing_tools()
+    if reason:
+        missing.append(reason)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing.append("the psycopg Python package (pip install 'psycopg>=3.1')")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam(DEFAULT_OS_USER)
+        except KeyError:
+            missing.append(f"the OS user {DEFAULT_OS_USER!r} (PostgreSQL refuses to run as "
+                           "root; the Debian postgresql package creates it)")
+        if shutil.which("runuser") is None:
+            missing.append("runuser (util-linux)")
+    return missing
+
+
+# ---------------------------------------------------------------- console
+
+
+_COLOURS = {"failure": "31", "warning": "33", "success": "32", "info": "36", "bold": "1",
+            "dim": "2", "ok": "32", "fail": "31"}
+
+
+class Console:
+    """Timestamped, thread-safe printing; colour only on a terminal, ASCII when needed."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic):
+        self.stream = stream
+        self.clock = clock
+        self.start = clock()
+        self.lock = threading.Lock()
+        self.muted = False
+        isatty = getattr(stream, "isatty", lambda: False)
+        self.colour = bool(isatty()) and "NO_COLOR" not in os.environ
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        self.unicode = encoding.startswith("utf")
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def paint(self, text: str, style: str) -> str:
+        code = _COLOURS.get(style)
+        return f"\033[{code}m{text}\033[0m" if self.colour and code else text
+
+    @property
+    def tick(self) -> str:
+        return "\u2713" if self.unicode else "ok"
+
+    @property
+    def cross(self) -> str:
+        return "\u2717" if self.unicode else "FAIL"
+
+    def write(self, text: str = "", stamp: bool = False, force: bool = False) -> None:
+        with self.lock:
+            if self.muted and not force:
+                return
+            prefix = f"[+{self.elapsed():5.1f}s] " if stamp else ""
+            text = prefix + text + "\n"
+            if not self.unicode:  # an alert may quote anything; never die on printing it
+                text = text.encode("ascii", "replace").decode("ascii")
+            self.stream.write(text)
+            self.stream.flush()
+
+    def event(self, text: str) -> None:
+        self.write(text, stamp=True)
+
+
+# ---------------------------------------------------------------- the demo
+
+
+@dataclass(frozen=True)
+class Expectation:
+    scenario: str
+    text: str
+    ok: bool
+    detail: str = ""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or Ctrl-C while the demo runs; unwinds to the cleanup."""
+
+    def __init__(self, code: int, what: str):
+        super().__init__(what)
+        self.code = code
+        self.what = what
+
+
+class Demo:
+    """The lab, the two daemons, what they said, and the scenarios."""
+
+    def __init__(self, console: Console, quick: bool = False, verbose: bool = False,
+                 python: str = sys.executable, temp_root: Optional[str] = None):
+        self.console = console
+        self.quick = quick
+        self.verbose = verbose
+        self.python = python
+        self.temp_root = temp_root
+        self.base: Optional[str] = None
+        self.pg: Any = None
+        self.tree: Any = None
+        self.receiver: Any = None
+        self.drbd: Dict[str, Any] = {}
+        self.daemons: Dict[str, Any] = {}
+        self.base_sections: Dict[str, Dict[str, Any]] = {}
+        self.expectations: List[Expectation] = []
+        self.scenario = "setup"
+        self._cond = threading.Condition()
+        self.alerts: List[Alert] = []
+        self.views: Dict[str, NodeView] = {}
+        self.history: List[Tuple[float, NodeView]] = []  # each change of a node's view
+        self.cycles: Dict[str, int] = {name: 0 for name in NODES}
+
+    # ------------------------------------------------------------ callbacks (other threads)
+
+    def on_message(self, message: Any) -> None:
+        if not isinstance(message, Mapping):
+            return
+        alert = parse_alert(message, self.console.elapsed())
+        with self._cond:
+            self.alerts.append(alert)
+            self._cond.notify_all()
+        c = self.console
+        text = (f"{c.paint('ALERT', 'bold')}  {alert.node:<5}  "
+                f"{c.paint(f'{alert.type:<7}', alert.type)}  {alert.headline}")
+        if alert.summary:  # the body's second line: what is wrong, in the check's words
+            text += "\n" + " " * 20 + c.paint(alert.summary[:160], "dim")
+        c.event(text)
+
+    def on_line(self, name: str, line: str) -> None:
+        view = parse_cycle_line(line)
+        if view is None:
+            if self.verbose or " ERROR " in line or " CRITICAL " in line or line.startswith(
+                ("Traceback", "  File")
+            ):
+                self.console.event(self.console.paint(f"{name} log: {line}", "dim"))
+            return
+        with self._cond:
+            self.cycles[name] = self.cycles.get(name, 0) + 1
+            old = self.views.get(name)
+            self.views[name] = view
+            changed = old is None or old.text != view.text
+            if changed:
+                self.history.append((self.console.elapsed(), view))
+            self._cond.notify_all()
+        if changed:
+            status = self.console.paint(view.status, {"ok": "ok", "warning": "warning"}.get(
+                view.status, "failure"))
+            parts = " ".join(f"{n}={s}" for n, s in view.checks.items())
+            self.console.event(f"{name} says: {view.role} {status}: {parts}")
+        elif self.verbose:
+            self.console.event(self.console.paint(f"{name} log: {line}", "dim"))
+
+    # ------------------------------------------------------------ waiting
+
+    def _wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """Until predicate() is truthy (checked under the lock); its value, or None."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                dead = [n for n, d in self.daemons.items() if not d.running()]
+                if dead:
+                    self.console.event(f"daemon {', '.join(dead)} exited; see its log with -v")
+                    return None
+                self._cond.wait(min(remaining, 0.25))
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.alerts)
+
+    def find_alert(self, since: int, node: str, check: str, kind: str,
+                   contains: str = "") -> Optional[Alert]:
+        for alert in self.alerts[since:]:
+            if (alert.node == node and alert.check == check and alert.kind == kind
+                    and contains in alert.body):
+                return alert
+        return None
+
+    def wait_alert(self, since: int, node: str, check: str, kind: str, timeout: float,
+                   contains: str = "") -> Optional[Alert]:
+        return self._wait(lambda: self.find_alert(since, node, check, kind, contains), timeout)
+
+    def wait_view(self, node: str, predicate: Callable[[NodeView], bool], timeout: float
+                  ) -> Optional[NodeView]:
+        def match() -> Optional[NodeView]:
+            view = self.views.get(node)
+            return view if view is not None and predicate(view) else None
+
+        return self._wait(match, timeout)
+
+    def wait_cycles(self, node: str, count: int, timeout: float = 20.0) -> bool:
+        with self._cond:
+            target = self.cycles.get(node, 0) + count
+        return bool(self._wait(lambda: self.cycles.get(node, 0) >= target, timeout))
+
+    def alerts_since(self, since: int) -> List[Alert]:
+        with self._cond:
+            return list(self.alerts[since:])
+
+    def views_since(self, at: float, node: str) -> List[NodeView]:
+        with self._cond:
+            return [view for when, view in self.history if when >= at and view.node == node]
+
+    # ------------------------------------------------------------ output helpers
+
+    def heading(self, number: int, title: str, text: str) -> None:
+        self.scenario = title
+        self.console.write()
+        self.console.write(self.console.paint(f"== {number}. {title} ==", "bold"))
+        for line in text.strip().splitlines():
+            self.console.write("   " + line.strip())
+
+    def step(self, text: str) -> None:
+        self.console.event(self.console.paint("demo: ", "bold") + text)
+
+    def expect(self, text: str, ok: bool, detail: str = "") -> bool:
+        self.expectations.append(Expectation(self.scenario, text, bool(ok), detail))
+        c = self.console
+        mark = c.paint(c.tick, "ok") if ok else c.paint(c.cross, "fail")
+        self.console.write(f"   {mark} {text}" + (f" ({detail})" if detail else ""))
+        return bool(ok)
+
+    def expect_alert(self, since: int, node: str, check: str, kind: str, timeout: float,
+                     started: float, contains: str = "", what: str = "") -> Optional[Alert]:
+        alert = self.wait_alert(since, node, check, kind, timeout, contains)
+        label = what or f"{node} sends {kind} for {check}"
+        if alert is None:
+            self.expect(label, False, f"nothing within {timeout:g}s")
+        else:
+            self.expect(label, True, f"after {max(0.0, alert.at - started):.1f}s")
+        return alert
+
+    # ------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        from watchdog.lab.drbdstate import DrbdStateFile
+        from watchdog.lab.node import NodeDaemon, node_sections
+        from watchdog.lab.pgcluster import PgCluster
+        from watchdog.lab.receivers import HttpReceiver
+        from watchdog.lab.services import ServiceTree
+
+        self.base = tempfile.mkdtemp(prefix="ha-watchdog-demo-", dir=self.temp_root)
+        os.chmod(self.base, 0o755)  # the PostgreSQL OS user must reach its directory
+        self.console.write(f"lab directory: {self.base}")
+
+        self.step("starting the alert receiver (HTTP on 127.0.0.1, apprise json://)")
+        self.receiver = HttpReceiver(on_message=self.on_message).start()
+
+        self.step("starting PostgreSQL: a primary (mail1) and a streaming standby (mail2)")
+        self.pg = PgCluster(os.path.join(self.base, "pg"),
+                            standby_settings={"wal_receiver_status_interval": "1s"})
+        self.pg.start()
+        ports = {"mail1": self.pg.port("primary"), "mail2": self.pg.port("standby")}
+        self.console.write(f"   mail1 PostgreSQL on 127.0.0.1:{ports['mail1']} (primary), "
+                           f"mail2 on 127.0.0.1:{ports['mail2']} (standby)")
+
+        self.step("starting svscan over hvmail-like services: " + ", ".join(SERVICES))
+        self.tree = ServiceTree(self.base, SERVICES)
+        self.tree.open()
+        command = self.tree.status_command()
+
+        for name in NODES:
+            work = os.path.join(self.base, name)
+            os.makedirs(work)
+            drbd = DrbdStateFile(os.path.join(work, "proc_drbd"))
+            if name == "mail1":
+                drbd.primary()
+            else:
+                drbd.secondary()
+            self.drbd[name] = drbd
+            # Each node's daemon watches its own server, whatever role it has later.
+            dsn = self.pg.dsn("primary" if name == "mail1" else "standby")
+            self.base_sections[name] = node_sections(
+                name, os.path.join(work, "state"), drbd.path, dsn,
+                services_command=command,
+                targets=[{"name": "demo-receiver", "url": self.receiver.url}],
+                overrides=DEMO_OVERRIDES,
+            )
+        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        self.pg.write(1)
+        self.pg.wait_replayed()
+        self.step("starting both nodes' ha-watchdog daemons (interval 0.5s)")
+        for name in NODES:
+            daemon = NodeDaemon(name, os.path.join(self.base, name), self.base_sections[name],
+                                python=self.python, on_line=self.on_line, env=env)
+            self.daemons[name] = daemon
+            daemon.start()
+
+    # ------------------------------------------------------------ scenarios
+
+    def start_ok(self, number: int) -> None:
+        self.heading(number, "A healthy cluster", """
+            mail1 is DRBD Primary and runs the PostgreSQL primary and the services;
+            mail2 is DRBD Secondary and runs the streaming standby. Both should say ok
+            and send nothing.""")
+        since = self.mark()
+        one = self.wait_view("mail1", lambda v: v.all_ok("primary"), 30)
+        two = self.wait_view("mail2", lambda v: v.all_ok("secondary"), 30)
+        self.expect("mail1 says primary ok", one is not None)
+        self.expect("mail2 says secondary ok", two is not None)
+        self.wait_cycles("mail1", 2)
+        sent = self.alerts_since(since)
+        self.expect("no alert", not sent, ", ".join(a.headline for a in sent))
+
+    def lag_spike(self, number: int) -> None:
+        self.heading(number, "A lag spike, absorbed", f"""
+            Replay on the standby is paused for {SPIKE_SECONDS:g}s while the primary keeps
+            writing, then resumed. mail2 sees it at once (replay_lag=warning in its cycle
+            line), but replay_lag's `for` is {_lag('for')}: a shorter spike pages nobody.""")
+        self.pg.write(1)
+        self.pg.wait_replayed()
+        since, started = self.mark(), self.console.elapsed()
+        self.step("pg_wal_replay_pause() on mail2, writing on mail1")
+        self.pg.pause_replay()
+        _keep_writing(self.pg, SPIKE_SECONDS)
+        self.step("pg_wal_replay_resume() on mail2")
+        self.pg.resume_replay()
+        self.pg.wait_replayed()
+        back = self.wait_view("mail2", lambda v: v.checks.get("replay_lag") == "ok", 15)
+        self.wait_cycles("mail2", 6)
+        seen = [v for v in self.views_since(started, "mail2")
+                if v.checks.get("replay_lag") not in (None, "ok")]
+        self.expect("mail2 saw the spike (replay_lag not ok in its cycle line)", bool(seen),
+                    seen[0].text if seen else "never seen")
+        self.expect("mail2's replay_lag is ok again", back is not None)
+        sent = [a for a in self.alerts_since(since) if a.check == "replay_lag"]
+        self.expect("no replay_lag alert (absorbed by `for`)", not sent,
+                    ", ".join(a.headline for a in sent))
+
+    def standby_stops(self, number: int) -> None:
+        self.heading(number, "The standby stops", """
+            mail2's PostgreSQL is stopped. mail1 (primary) sees no streaming standby:
+            standbys CRITICAL. mail2 cannot reach its own PostgreSQL: postgres_role
+            CRITICAL. Then it is started again: RECOVERY from both.""")
+        since, started = self.mark(), self.console.elapsed()
+        self.step("pg_ctl stop on mail2's PostgreSQL")
+        self.pg.stop_standby()
+        self.expect_alert(since, "mail1", "standbys", "PROBLEM", 20, started,
+                          what="mail1 sends PROBLEM CRITICAL for standbys")
+        self.expect_alert(since, "mail2", "postgres_role", "PROBLEM", 20, started,
+                          what="mail2 sends PROBLEM CRITICAL for postgres_role")
+        started = self.console.elapsed()
+        self.step("pg_ctl start on mail2's PostgreSQL")
+        self.pg.start_standby()
+        self.expect_alert(since, "mail1", "standbys", "RECOVERY", 20, started)
+        self.expect_alert(since, "mail2", "postgres_role", "RECOVERY", 20, started)
+        problem = self.find_alert(since, "mail1", "standbys", "PROBLEM")
+        if problem is not None:
+            self.expect("the standbys PROBLEM is CRITICAL (notify type failure)",
+                        problem.type == "failure" and "PROBLEM CRITICAL" in problem.headline,
+                        problem.type)
+        self.wait_view("mail1", lambda v: v.all_ok("primary"), 15)
+        self.wait_view("mail2", lambda v: v.all_ok("secondary"), 15)
+
+    def crash_loop(self, number: int) -> None:
+        self.heading(number, "A service crash-loops", f"""
+            {CRASH_SERVICE}'s run script now exits at once; supervise restarts it every
+            second, so svstat shows it "up" with a new pid each time. mail1's services
+            check must name it (CRITICAL), and send RECOVERY once it runs again.""")
+        since, started = self.mark(), self.console.elapsed()
+        self.step(f"{CRASH_SERVICE}: run script replaced by one that exits 1")
+        self.tree.make_crashloop(CRASH_SERVICE)
+        self.expect_alert(since, "mail1", "services", "PROBLEM", 25, started,
+                          contains=CRASH_SERVICE,
+                          what=f"mail1 sends PROBLEM CRITICAL for services naming {CRASH_SERVICE}")
+        started = self.console.elapsed()
+        self.step(f"{CRASH_SERVICE}: healthy run script again")
+        self.tree.make_healthy(CRASH_SERVICE)
+        self.expect_alert(since, "mail1", "services", "RECOVERY", 25, started)
+        self.wait_view("mail1", lambda v: v.all_ok("primary"), 15)
+
+    def backup_window(self, number: int) -> None:
+        start, end = backup_window_around(time.time())
+        self.heading(number, "Replay paused during a backup window", f"""
+            mail2's config gets a [[backup_windows]] {start}-{end} UTC (covering now), and
+            mail2 reloads it on SIGHUP. Replay is paused for {BACKUP_PAUSE_SECONDS:g}s while mail1
+            writes: past the normal limits (critical {_lag('critical')}, for {_lag('for')}), but
+            inside the window replay_lag uses its backup limits, so nothing is sent.""")
+        mail2 = self.daemons["mail2"]
+        relaxed = dict(self.base_sections["mail2"])
+        relaxed["backup_windows"] = [{"start": start, "end": end, "timezone": "UTC"}]
+        relaxed["backup"] = {"max_duration": "1h"}
+        if not self._reload(mail2, relaxed, "with the backup window"):
+            return
+        self.pg.write(1)
+        self.pg.wait_replayed()
+        since, started = self.mark(), self.console.elapsed()
+        self.step("pg_wal_replay_pause() on mail2, writing on mail1")
+        self.pg.pause_replay()
+        _keep_writing(self.pg, BACKUP_PAUSE_SECONDS - 2)
+        once = self._once_summary("mail2", "replay_lag")
+        self.console.event(f"mail2 --once: replay_lag {once}")
+        _keep_writing(self.pg, 2)
+        lag = self.pg.scalar(
+            "standby", "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())")
+        self.step(f"pg_wal_replay_resume() on mail2 (it was {float(lag or 0):.1f}s behind)")
+        self.pg.resume_replay()
+        self.pg.wait_replayed()
+        self.wait_cycles("mail2", 3)
+        seen = [v for v in self.views_since(started, "mail2")
+                if v.checks.get("replay_lag") not in (None, "ok")]
+        self.expect("the backup limits were applied", "[backup limits applied]" in once, once)
+        self.expect("mail2's replay_lag stayed ok in the window", not seen,
+                    seen[0].text if seen else "")
+        sent = [a for a in self.alerts_since(since) if a.check == "replay_lag"]
+        self.expect("no replay_lag alert", not sent, ", ".join(a.headline for a in sent))
+        self._reload(mail2, self.base_sections["mail2"], "without the window")
+
+    def failover(self, number: int) -> None:
+        self.heading(number, "Failover: the roles swap", """
+            Like GreenArrow's hvmail_make_secondary on mail1 then hvmail_make_primary on
+            mail2: mail1's PostgreSQL stops and its DRBD becomes Secondary, mail2's DRBD
+            becomes Primary and its PostgreSQL is promoted, then mail1's PostgreSQL is rebuilt
+            as a standby of mail2. Both daemons keep watching their own server and must send
+            ROLE CHANGE; checks that no longer apply to a role close (NO LONGER APPLIES if
+            they had an open problem). While mail1 is rebuilt, mail2 has no standby and mail1
+            no database for a second or two: if that outlasts a check's `for`, the node says
+            so, and RECOVERY follows. Then everything settles ok.""")
+        since, started = self.mark(), self.console.elapsed()
+        self.step("mail1: pg_ctl stop (hvmail_make_secondary stops the services' database)")
+        self.pg.stop_primary()
+        self.step("mail1: DRBD Secondary; mail2: DRBD Primary")
+        self.drbd["mail1"].secondary()
+        self.drbd["mail2"].primary()
+        self.step("mail2: pg_ctl promote")
+        self.pg.promote_standby()
+        self.step("mail1: rebuilt as a standby of mail2 (pg_basebackup), started")
+        self.pg.reattach_old_primary()
+        for name, new in (("mail1", "secondary"), ("mail2", "primary")):
+            alert = self.wait_alert(since, name, "role", "ROLE CHANGE", 20)
+            ok = alert is not None and alert.type == "info" and f"is now {new}" in alert.headline
+            self.expect(f"{name} sends ROLE CHANGE to {new} (type info)", ok,
+                        f"after {alert.at - started:.1f}s" if alert else "nothing within 20s")
+        one = self.wait_view("mail1", lambda v: v.all_ok("secondary"), 30)
+        two = self.wait_view("mail2", lambda v: v.all_ok("primary"), 30)
+        self.expect("mail1 settles: secondary ok", one is not None)
+        self.expect("mail2 settles: primary ok (services and standbys now checked here)",
+                    two is not None)
+        closed = self._wait(lambda: not _still_open(self.alerts[since:]), 20)
+        opened = [a for a in self.alerts_since(since) if a.kind in _OPENING]
+        if opened:
+            text = "what the failover broke for a moment was closed again"
+        else:
+            text = "no PROBLEM during the planned failover"
+        self.expect(text, bool(closed),
+                    ", ".join(f"{a.node} {a.check}" for a in _still_open(self.alerts_since(since))))
+
+    # ------------------------------------------------------------ helpers
+
+    def _reload(self, daemon: Any, sections: Mapping[str, Any], what: str) -> bool:
+        start = len(daemon.log())
+        daemon.write_config(sections)
+        self.step(f"{daemon.name}: config rewritten {what}, SIGHUP")
+        daemon.reload()
+        line = daemon.wait_log(r"configuration reloaded|reload rejected", 15, start=start)
+        ok = line is not None and "reloaded" in line
+        self.expect(f"{daemon.name} reloads its config ({what})", ok, "" if ok else str(line))
+        return ok
+
+    def _once_summary(self, node: str, check: str) -> str:
+        """`ha-watchdog --config <node's> --once --json`: one check's status and summary."""
+        daemon = self.daemons[node]
+        result = run_command(
+            [self.python, "-m", "watchdog", "--config", daemon.config_path, "--once", "--json"],
+            timeout=20, env=daemon.env,
+        )
+        try:
+            report = json.loads(result.stdout)
+            for item in report["checks"]:
+                if item["name"] == check:
+                    return f"{item['status']}: {item['summary']}"
+        except (ValueError, KeyError, TypeError):
+            pass
+        return f"(no answer: {result.error or result.stderr.strip()[-200:]})"
+
+    # ------------------------------------------------------------ run, summary, cleanup
+
+    def run(self) -> int:
+        scenarios: List[Callable[[int], None]] = [self.start_ok]
+        if not self.quick:
+            scenarios.append(self.lag_spike)
+        scenarios += [self.standby_stops, self.crash_loop]
+        if not self.quick:
+            scenarios.append(self.backup_window)
+        scenarios.append(self.failover)
+        self.setup()
+        for number, scenario in enumerate(scenarios, 1):
+            scenario(number)
+            if not self.quick:
+                time.sleep(1.0)  # a moment to read
+        return self.summary()
+
+    def summary(self) -> int:
+        c = self.console
+        with self._cond:
+            alerts = list(self.alerts)
+        c.muted = True
+        counts: Dict[Tuple[str, str, str, str], int] = {}
+        for alert in alerts:
+            key = (alert.node, alert.check, alert.kind, alert.type)
+            counts[key] = counts.get(key, 0) + 1
+        c.write(force=True)
+        c.write(c.paint("== Summary ==", "bold"), force=True)
+        c.write(f"   {'NODE':<6} {'CHECK':<14} {'ALERT':<18} {'TYPE':<8} COUNT", force=True)
+        for (node, check, kind, kind_type), count in sorted(counts.items()):
+            c.write(f"   {node:<6} {check:<14} {kind:<18} {kind_type:<8} {count}", force=True)
+        if not counts:
+            c.write("   (no alerts)", force=True)
+        failed = [e for e in self.expectations if not e.ok]
+        held = len(self.expectations) - len(failed)
+        c.write(f"   {len(alerts)} alert(s); {held} of {len(self.expectations)} "
+                "expectations held", force=True)
+        for expectation in failed:
+            c.write(f"   {c.cross} [{expectation.scenario}] {expectation.text}"
+                    + (f" ({expectation.detail})" if expectation.detail else ""), force=True)
+        return EXIT_OK if not failed and self.expectations else EXIT_FAILED
+
+    def cleanup(self) -> None:
+        """Stop and remove everything; each part on its own so one failure stops nothing."""
+        self.console.muted = True
+        for daemon in self.daemons.values():
+            with contextlib.suppress(Exception):
+                daemon.stop(timeout=10)
+        for part in (self.receiver, self.tree, self.pg):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+        self.console.write(f"cleaned up: daemons, PostgreSQL, svscan and {self.base or 'nothing'}"
+                           " removed", force=True)
+
+
+_OPENING = ("PROBLEM", "ESCALATION", "DEESCALATION", "FLAPPING", "REMINDER")
+_CLOSING = ("RECOVERY", "NO LONGER APPLIES")
+
+
+def _lag(key: str) -> str:
+    return str(DEMO_OVERRIDES["replay_lag"][key])
+
+
+def _still_open(alerts: Sequence[Alert]) -> List[Alert]:
+    """The last alert of each (node, check) whose incident is still open (no RECOVERY yet)."""
+    last: Dict[Tuple[str, str], Alert] = {}
+    for alert in alerts:
+        if alert.kind in _OPENING or alert.kind in _CLOSING:
+            last[(alert.node, alert.check)] = alert
+    return [a for a in last.values() if a.kind in _OPENING]
+
+
+def _keep_writing(pg: Any, seconds: float) -> None:
+    """Commit a row every 0.2 s on the primary for `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pg.write(1)
+        time.sleep(0.2)
+
+
+def run_demo(quick: bool = False, verbose: bool = False, *, stream: Optional[TextIO] = None,
+             python: str = sys.executable, temp_root: Optional[str] = None) -> int:
+    """Entry point of `ha-watchdog demo`; the exit status (see the module docstring)."""
+    console = Console(stream or sys.stdout)
+    missing = missing_prerequisites()
+    if missing:
+        console.write("ha-watchdog demo cannot run here; missing:", force=True)
+        for item in missing:
+            console.write(f"  - {item}", force=True)
+        console.write("Install them with `.ci/setup` as root from a checkout (Debian 12: "
+                      "apt-get install postgresql daemontools), then run the demo again.",
+                      force=True)
+        return EXIT_MISSING
+
+    mode = "quick form" if quick else "about a minute"
+    console.write(console.paint(f"ha-watchdog demo: a two-node cluster on loopback ({mode})",
+                                "bold"))
+    demo = Demo(console, quick=quick, verbose=verbose, python=python, temp_root=temp_root)
+    previous: Dict[int, Any] = {}
+    in_main = threading.current_thread() is threading.main_thread()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            raise Interrupted(EXIT_TERMINATED, "SIGTERM")
+        raise Interrupted(EXIT_INTERRUPTED, "Ctrl-C")
+
+    if in_main:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    code = EXIT_FAILED
+    try:
+        code = demo.run()
+    except Interrupted as exc:
+        console.write(f"\ninterrupted ({exc.what}); cleaning up", force=True)
+        code = exc.code
+    except Exception as exc:  # noqa: BLE001 - a lab failure is reported, then cleaned up
+        console.write(f"\ndemo failed: {type(exc).__name__}: {exc}", force=True)
+        code = EXIT_FAILED
+    finally:
+        if in_main:  # a second Ctrl-C must not cut the cleanup short
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+        try:
+            demo.cleanup()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return code

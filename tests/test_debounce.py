@@ -178,3 +178,13 @@ def test_effective_level_and_rank():
 def test_change_is_plain_data():
     change = Change("ok", "warning", 1.0, 2.0)
     assert (change.old, change.new, change.at, change.confirmed_at) == ("ok", "warning", 1.0, 2.0)
+
+
+def test_for_of_whole_intervals_is_not_lost_to_scheduling_jitter():
+    """Cycles 10 s apart on the timetable, the second woken 2 ms sooner: `for` 10s holds."""
+    timing = Timing(for_=10, recover_for=10, unknown_for=10, unknown_as="critical")
+    _, changes = feed([(0.0, OK), (1000.004, W), (1010.002, W)], timing)
+    assert changes == [(1010.002, "ok", "warning", 1000.004)]
+    # ...but a spike really shorter than `for` still waits
+    _, changes = feed([(0.0, OK), (1000.0, W), (1009.9, W)], timing)
+    assert changes == []

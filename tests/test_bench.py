@@ -1,0 +1,94 @@
+"""Smoke test of bench/run.py: with tiny counts it sets up its lab, measures, and writes its
+JSON and markdown with every key the README and the lead's tooling read.
+
+Nothing here is timed: the figures are only checked to exist and to be plausible (a median
+above zero, a check that said OK), never compared with a target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from watchdog.probes.command import run_command
+
+pytestmark = [pytest.mark.postgres, pytest.mark.daemontools, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "run.py"
+
+
+def _skip_reason() -> str:
+    for tool in ("check_postgres", "psql", "svscan", "svstat"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    try:
+        from watchdog.lab.pgcluster import PgClusterError, find_bindir
+
+        find_bindir()
+    except PgClusterError as exc:
+        return str(exc)
+    return ""
+
+
+def test_bench_smoke_writes_every_figure(tmp_path):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    pytest.importorskip("psycopg")
+    out_json = tmp_path / "results.json"
+    out_md = tmp_path / "results.md"
+    result = run_command(
+        [sys.executable, str(BENCH), "--runs", "2", "--warmup", "1", "--cycles", "20",
+         "--cold-cycles", "2", "--cold-interval", "0.2", "--skip-detect",
+         "--json", str(out_json), "--markdown", str(out_md)],
+        timeout=240,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
+    assert result.ok, f"{result.error or result.returncode}\n{result.stderr[-3000:]}"
+
+    data = json.loads(out_json.read_text())
+    assert {"schema", "started", "machine", "settings", "once", "daemon", "detect",
+            "targets", "duration_s", "skipped"} <= set(data)
+    assert data["skipped"] == ["detect"] and data["detect"] == []
+    assert {"cpu_model", "cores", "python", "postgresql", "check_postgres"} <= set(
+        data["machine"])
+
+    once = {row["key"]: row for row in data["once"]["commands"]}
+    assert set(once) == {"once_secondary", "once_primary", "check_postgres",
+                         "psql_select_1", "import_psycopg"}
+    for row in once.values():
+        assert row["wall_s"]["n"] == 2 and row["wall_s"]["median"] > 0
+        assert row["peak_rss_mib"] > 0 and row["ratio_wall_vs_check_postgres"] > 0
+    # Each command really ran its OK path (a benchmark of an error path is worthless).
+    assert "HOT_STANDBY_DELAY OK" in once["check_postgres"]["output"]
+    assert "status=OK" in once["once_primary"]["output"]
+    assert "standbys" in once["once_primary"]["output"]
+    assert "replay_lag" in once["once_secondary"]["output"]
+    assert once["check_postgres"]["ratio_wall_vs_check_postgres"] == 1.0
+
+    daemon = {(row["role"], row["interval_s"]): row for row in data["daemon"]}
+    assert set(daemon) == {("primary", 0.05), ("secondary", 0.05), ("primary", 0.2)}
+    assert daemon["primary", 0.05]["checks"] == ["drbd", "postgres_role", "services",
+                                                 "standbys"]
+    assert daemon["secondary", 0.05]["checks"] == ["drbd", "postgres_role", "replay_lag"]
+    assert daemon["primary", 0.2]["cycles"] == 12 and daemon["primary", 0.2]["warm_cycle"] == 10
+    for row in daemon.values():
+        assert row["cpu_ms_per_cycle"] >= 0 and row["rss_mib_at_end"] > 10
+        assert "ok" in row["statuses"] and row["non_ok_cycles"] <= 1 and row["alerts"] == 0
+    assert daemon["primary", 0.05]["cycles"] == 20
+    assert daemon["primary", 0.05]["warm_cycle"] == 10
+
+    names = [t["target"] for t in data["targets"]]
+    assert any("check_postgres" in n for n in names)
+    assert any(n.startswith("daemon primary @ 50ms: CPU") for n in names)
+    assert all(t["met"] in (True, False) for t in data["targets"])
+
+    table = out_md.read_text()
+    assert "| command | wall median" in table and "check_postgres" in table
+    assert "**Daemon, steady state**" in table and "**Targets**" in table

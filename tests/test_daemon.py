@@ -312,3 +312,26 @@ def test_drbd_switch_secondary_to_primary_is_a_role_change(tmp_path, pg, http_re
     assert "secondary" in role[0]["message"] and "primary" in role[0]["message"]
     mismatch = titled(http_receiver, "[s1] postgres_role")[0]
     assert mismatch["type"] == "failure" and "recovery" in mismatch["message"]
+
+
+def test_hung_standby_is_caught_between_regular_cycles(tmp_path, pg, http_receiver):
+    """SIGSTOP of the walreceiver: TCP stays open and the primary's view says `streaming`.
+
+    With a 90 s interval the next regular cycle is far away; the standbys check reports
+    when its replies go stale (max_reply_age 15 s) and the loop re-checks then.
+    """
+    node, _ = make_node(
+        tmp_path, pg, "primary", [hook(http_receiver)],
+        {"daemon": {"interval": "90s"}, "standbys": {"for": "0s", "max_reply_age": "15s"}},
+    )
+    title = "[p1] standbys"
+    with node:
+        wait_cycles(node, 1)
+        pg.freeze_walreceiver()
+        arrived = http_receiver.wait_for(lambda m: titled(http_receiver, title), 60)
+        assert node.running()
+        cycles = node.cycles()
+    assert arrived, "\n".join(node.log()[-20:])
+    problem = titled(http_receiver, title)[0]
+    assert problem["type"] == "failure" and "no reply for" in problem["message"]
+    assert cycles >= 2  # extra cycles ran: the next regular one was 90 s away

@@ -349,3 +349,10 @@ def test_real_replay_lag_on_the_primary_is_a_wrong_role(pg):
     result = check_replay_lag(_probe(pg.primary_dsn), ReplayLagConfig())
     assert result.status == Status.UNKNOWN
     assert "not in recovery" in result.summary
+
+
+def test_recheck_in_is_when_the_primary_silence_passes_the_limit():
+    result = check_replay_lag(standby(walreceiver=receiver(last_msg_receipt_age=12.0)), CFG)
+    assert result.status == Status.OK and result.details["recheck_in"] == 18.0
+    gone = check_replay_lag(standby(walreceiver=None), CFG)
+    assert gone.status == Status.CRITICAL and gone.details["recheck_in"] is None

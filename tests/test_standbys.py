@@ -213,3 +213,13 @@ def test_real_standby_streaming_then_stopped_then_back(pg):
     pg.start_standby()  # waits until the primary sees it streaming
     result = check_standbys(_probe(pg.primary_dsn), StandbysConfig())
     assert result.status == Status.OK, result.summary
+
+
+def test_recheck_in_is_when_the_stalest_counted_reply_goes_stale():
+    """The daemon re-checks then: a standby hung with TCP open is caught on time."""
+    result = check_standbys(primary(sender(reply_age=4.0),
+                                    sender(application_name="standby2", reply_age=9.5)), CFG)
+    assert result.status == Status.OK
+    assert result.details["recheck_in"] == 5.5
+    stale = check_standbys(primary(sender(reply_age=16.0)), CFG)
+    assert stale.details["recheck_in"] is None  # nothing counted: nothing to re-check

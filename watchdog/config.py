@@ -134,7 +134,7 @@ class ReplayLagConfig:
     critical: float = _f("duration", 300.0)
     warning_bytes: int = _f("size", 64 * 1024**2)
     critical_bytes: int = _f("size", 1024**3)
-    max_receive_age: float = _f("duration", 30.0)
+    max_receive_age: float = _f("duration", 45.0)
     backup_warning: float = _f("duration", 7200.0)
     backup_critical: float = _f("duration", 6 * 3600.0)
     for_: float = _debounce("2m", "1m", "warning")["for_"]

@@ -24,6 +24,14 @@ from watchdog.statefile import read_json, write_json
 log = logging.getLogger("watchdog.daemon")
 
 ENGINE_STATE = "engine.json"
+# A check may say in its details when a liveness deadline falls due (seconds from now):
+# standbys (a reply about to pass max_reply_age), replay_lag (the primary's silence about to
+# pass max_receive_age). The loop runs an extra cycle just after it, so a hung standby is
+# caught when it goes stale rather than up to a whole interval later; the timetable of
+# regular cycles does not move.
+RECHECK_KEY = "recheck_in"
+RECHECK_MARGIN = 0.5
+RECHECK_MIN_SPACING = 1.0
 
 
 class Daemon:
@@ -111,6 +119,17 @@ class Daemon:
         line = self._summary(report, cycle.duration, len(notes))
         return line
 
+    def recheck_in(self) -> Optional[float]:
+        """The soonest liveness deadline the last cycle's checks reported, if any."""
+        if self.previous is None:
+            return None
+        hints = []
+        for check in self.previous.report.checks:
+            value = check.details.get(RECHECK_KEY) if isinstance(check.details, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                hints.append(float(value))
+        return min(hints) if hints else None
+
     def _summary(self, report: Report, duration: float, alerts: int) -> str:
         open_problems = len(self.engine.open_problems())
         return (
@@ -162,6 +181,7 @@ class Daemon:
             f", watchdog ping every {ping_every:g}s" if ping_every else "",
         )
         next_due = self.monotonic()
+        extra_due: Optional[float] = None
         last_ping = self.monotonic()
         while not self.stop_requested:
             if self.reload_requested:
@@ -169,7 +189,9 @@ class Daemon:
                 self.reload()
                 ping_every = self.notifier.watchdog_interval()
             now = self.monotonic()
-            if now >= next_due:
+            regular = now >= next_due
+            if regular or (extra_due is not None and now >= extra_due):
+                extra_due = None
                 ok = True
                 try:
                     line = self.cycle()
@@ -188,14 +210,21 @@ class Daemon:
                 self.notifier.watchdog_ping()
                 last_ping = self.monotonic()
                 interval = self.cfg.daemon.interval
-                # Monotonic timetable: skip slots a slow cycle overran, never drift.
-                next_due += interval
                 now = self.monotonic()
-                if next_due <= now:
-                    missed = int((now - next_due) // interval) + 1
-                    next_due += missed * interval
+                if regular:
+                    # Monotonic timetable: skip slots a slow cycle overran, never drift.
+                    next_due += interval
+                    if next_due <= now:
+                        missed = int((now - next_due) // interval) + 1
+                        next_due += missed * interval
+                recheck = self.recheck_in()
+                if recheck is not None:
+                    due = now + max(recheck + RECHECK_MARGIN, RECHECK_MIN_SPACING)
+                    if due < next_due - RECHECK_MIN_SPACING:
+                        extra_due = due
+                        log.debug("extra cycle in %.1fs: a liveness deadline falls due", due - now)
                 continue
-            wait = next_due - now
+            wait = (next_due if extra_due is None else min(next_due, extra_due)) - now
             if ping_every:
                 since = self.monotonic() - last_ping
                 if since >= ping_every:

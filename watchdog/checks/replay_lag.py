@@ -143,7 +143,11 @@ def check_replay_lag(snapshot: PgSnapshot, cfg: ReplayLagConfig, relaxed: bool =
     if relaxed:
         summary += " [backup limits applied]"
 
+    age = receiver.last_msg_receipt_age if receiver is not None else None
     details.update({
+        # When the primary's silence would pass max_receive_age: the daemon re-checks then.
+        "recheck_in": _round(max(0.0, cfg.max_receive_age - age))
+        if receiving and age is not None else None,
         "lag_seconds": _round(lag_seconds),
         "lag_bytes": gap,
         "naive_lag_seconds": _round(snapshot.last_replay_age),

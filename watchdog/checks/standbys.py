@@ -87,6 +87,19 @@ def _describe(entry: Dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _recheck_in(counted: List[Dict[str, Any]], cfg: StandbysConfig) -> Optional[float]:
+    """Seconds until the stalest counted standby would pass max_reply_age.
+
+    The daemon runs an extra cycle then (see RECHECK_KEY in watchdog.daemon), so a standby
+    that hangs with its TCP connection open is caught when its reply goes stale, not up to
+    a whole interval later.
+    """
+    ages = [e["reply_age"] for e in counted if e["reply_age"] is not None]
+    if not ages:
+        return None
+    return _round(max(0.0, cfg.max_reply_age - max(ages)))
+
+
 def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
     """Count the healthy streaming standbys of this primary."""
     details = snapshot_details(snapshot)
@@ -120,6 +133,7 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
         "warning_bytes": cfg.warning_bytes,
         "standbys": entries,
         "backup_walsenders": backups,
+        "recheck_in": _recheck_in(counted, cfg),
     })
 
     if len(counted) < cfg.min_streaming:

@@ -76,7 +76,7 @@ def node_sections(
             "critical": "6s",
             "for": "2s",
             "recover_for": "1s",
-            "max_receive_age": "30s",
+            "max_receive_age": "45s",
         },
         "alerts": {"retries": 1, "retry_max_wait": "200ms", "send_timeout": "5s"},
     }

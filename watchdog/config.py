@@ -43,18 +43,25 @@ def _f(kind: str, default: Any, toml: Optional[str] = None, **extra: Any) -> Any
     return field(default=default, metadata=meta)
 
 
-def _debounce(
-    for_: str, recover_for: str, unknown_as: str, unknown_for: Optional[str] = None
-) -> Dict[str, Any]:
-    """The keys every check table accepts (decision core, see watchdog.core.debounce)."""
-    return {
-        "for_": _f("duration", parse_duration(for_), toml="for"),
-        "recover_for": _f("duration", parse_duration(recover_for)),
-        "unknown_as": _f("choice", unknown_as, choices=SEVERITIES),
-        "unknown_for": _f(
-            "duration", parse_duration(unknown_for) if unknown_for else None, optional=True
-        ),
-    }
+# The keys every check table accepts (decision core, see watchdog.core.debounce); each
+# section declares them with its own defaults.
+
+
+def _for(default: str) -> Any:
+    return _f("duration", parse_duration(default), toml="for")
+
+
+def _recover_for(default: str) -> Any:
+    return _f("duration", parse_duration(default))
+
+
+def _unknown_as(default: str) -> Any:
+    return _f("choice", default, choices=SEVERITIES)
+
+
+def _unknown_for(default: Optional[str] = None) -> Any:
+    """None: the check's own `for` (see effective_unknown_for)."""
+    return _f("duration", parse_duration(default) if default else None, optional=True)
 
 
 # ---------------------------------------------------------------- sections
@@ -83,10 +90,10 @@ class DrbdConfig:
     command: Optional[Tuple[str, ...]] = _f("argv", None, optional=True)
     resources: Optional[Tuple[str, ...]] = _f("strlist", None, optional=True)
     timeout: float = _f("duration", 5.0)
-    for_: float = _debounce("30s", "30s", "critical")["for_"]
-    recover_for: float = _debounce("30s", "30s", "critical")["recover_for"]
-    unknown_as: str = _debounce("30s", "30s", "critical")["unknown_as"]
-    unknown_for: Optional[float] = _debounce("30s", "30s", "critical")["unknown_for"]
+    for_: float = _for("30s")
+    recover_for: float = _recover_for("30s")
+    unknown_as: str = _unknown_as("critical")
+    unknown_for: Optional[float] = _unknown_for()
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,10 @@ class ServicesConfig:
     expected_down: Tuple[str, ...] = _f("strlist", ("hvmail-qmail-smtpd3", "hvmail-dnscache"))
     timeout: float = _f("duration", 10.0)
     min_uptime: float = _f("duration", 4.0)
-    for_: float = _debounce("1m", "30s", "warning")["for_"]
-    recover_for: float = _debounce("1m", "30s", "warning")["recover_for"]
-    unknown_as: str = _debounce("1m", "30s", "warning")["unknown_as"]
-    unknown_for: Optional[float] = _debounce("1m", "30s", "warning")["unknown_for"]
+    for_: float = _for("1m")
+    recover_for: float = _recover_for("30s")
+    unknown_as: str = _unknown_as("warning")
+    unknown_for: Optional[float] = _unknown_for()
 
 
 @dataclass(frozen=True)
@@ -110,10 +117,10 @@ class PostgresConfig:
 
 @dataclass(frozen=True)
 class PostgresRoleConfig:
-    for_: float = _debounce("30s", "30s", "critical")["for_"]
-    recover_for: float = _debounce("30s", "30s", "critical")["recover_for"]
-    unknown_as: str = _debounce("30s", "30s", "critical")["unknown_as"]
-    unknown_for: Optional[float] = _debounce("30s", "30s", "critical")["unknown_for"]
+    for_: float = _for("30s")
+    recover_for: float = _recover_for("30s")
+    unknown_as: str = _unknown_as("critical")
+    unknown_for: Optional[float] = _unknown_for()
 
 
 @dataclass(frozen=True)
@@ -121,11 +128,11 @@ class StandbysConfig:
     min_streaming: int = _f("int", 1, minimum=0)
     max_reply_age: float = _f("duration", 15.0)
     warning_bytes: int = _f("size", 64 * 1024**2)
-    for_: float = _debounce("0s", "30s", "warning")["for_"]
-    recover_for: float = _debounce("0s", "30s", "warning")["recover_for"]
-    unknown_as: str = _debounce("0s", "30s", "warning")["unknown_as"]
+    for_: float = _for("0s")
+    recover_for: float = _recover_for("30s")
+    unknown_as: str = _unknown_as("warning")
     # PostgreSQL unreachable already pages through postgres_role: give that a head start.
-    unknown_for: Optional[float] = _debounce("0s", "30s", "warning", "2m")["unknown_for"]
+    unknown_for: Optional[float] = _unknown_for("2m")
 
 
 @dataclass(frozen=True)
@@ -137,10 +144,10 @@ class ReplayLagConfig:
     max_receive_age: float = _f("duration", 45.0)
     backup_warning: float = _f("duration", 7200.0)
     backup_critical: float = _f("duration", 6 * 3600.0)
-    for_: float = _debounce("2m", "1m", "warning")["for_"]
-    recover_for: float = _debounce("2m", "1m", "warning")["recover_for"]
-    unknown_as: str = _debounce("2m", "1m", "warning")["unknown_as"]
-    unknown_for: Optional[float] = _debounce("2m", "1m", "warning")["unknown_for"]
+    for_: float = _for("2m")
+    recover_for: float = _recover_for("1m")
+    unknown_as: str = _unknown_as("warning")
+    unknown_for: Optional[float] = _unknown_for()
 
 
 @dataclass(frozen=True)

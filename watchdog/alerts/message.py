@@ -247,6 +247,23 @@ def problem(
     return _make(PROBLEM, severity, notify_type_for(severity), facts, body, now, at)
 
 
+def _level_change(
+    kind: str,
+    headline: str,
+    facts: Facts,
+    new: str,
+    since: float,
+    now: float,
+    at: float,
+    problem_severity: str,
+    notes: Sequence[str],
+) -> Notification:
+    severity = severity_for(new)
+    lines = [_since_line(since, now) + f"; {new} since {format_time(at)}"]
+    body = _body(headline, facts, lines, notes)
+    return _make(kind, severity, notify_type_for(severity), facts, body, now, at, problem_severity)
+
+
 def escalation(
     facts: Facts,
     old: str,
@@ -258,13 +275,8 @@ def escalation(
     notes: Sequence[str] = (),
 ) -> Notification:
     """The open problem got worse (e.g. warning -> critical)."""
-    severity = severity_for(new)
     headline = f"ESCALATION {old.upper()} -> {new.upper()}: {_where(facts)}"
-    lines = [_since_line(since, now) + f"; {new} since {format_time(at)}"]
-    body = _body(headline, facts, lines, notes)
-    return _make(
-        ESCALATION, severity, notify_type_for(severity), facts, body, now, at, problem_severity
-    )
+    return _level_change(ESCALATION, headline, facts, new, since, now, at, problem_severity, notes)
 
 
 def deescalation(
@@ -278,12 +290,9 @@ def deescalation(
     notes: Sequence[str] = (),
 ) -> Notification:
     """The open problem got less bad (critical -> warning) but is not over."""
-    severity = severity_for(new)
     headline = f"DEESCALATION {old.upper()} -> {new.upper()}: {_where(facts)} (not recovered yet)"
-    lines = [_since_line(since, now) + f"; {new} since {format_time(at)}"]
-    body = _body(headline, facts, lines, notes)
-    return _make(
-        DEESCALATION, severity, notify_type_for(severity), facts, body, now, at, problem_severity
+    return _level_change(
+        DEESCALATION, headline, facts, new, since, now, at, problem_severity, notes
     )
 
 

@@ -56,6 +56,15 @@ def _round(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 3)
 
 
+def _over_limit(value: float, warning: float, critical: float, fmt: Any, text: str
+                ) -> List[Tuple[Status, str]]:
+    """One finding when `value` reaches the critical or else the warning limit."""
+    for status, limit in ((Status.CRITICAL, critical), (Status.WARNING, warning)):
+        if value >= limit:
+            return [(status, text.format(value=fmt(value), limit=fmt(limit)))]
+    return []
+
+
 def _receiver_problem(snapshot: PgSnapshot, cfg: ReplayLagConfig) -> Tuple[Status, Optional[str]]:
     receiver = snapshot.walreceiver
     if receiver is None:
@@ -108,19 +117,11 @@ def check_replay_lag(snapshot: PgSnapshot, cfg: ReplayLagConfig, relaxed: bool =
                          f"replay {snapshot.replay_paused} by an operator "
                          "(pg_wal_replay_resume() resumes it)"))
     if lag_seconds is not None:
-        if lag_seconds >= lim["critical"]:
-            findings.append((Status.CRITICAL, f"replay lag {format_duration(lag_seconds)} >= "
-                                              f"{format_duration(lim['critical'])}"))
-        elif lag_seconds >= lim["warning"]:
-            findings.append((Status.WARNING, f"replay lag {format_duration(lag_seconds)} >= "
-                                             f"{format_duration(lim['warning'])}"))
+        findings.extend(_over_limit(lag_seconds, lim["warning"], lim["critical"],
+                                    format_duration, "replay lag {value} >= {limit}"))
     if gap is not None:
-        if gap >= lim["critical_bytes"]:
-            findings.append((Status.CRITICAL, f"{format_bytes(gap)} received but not replayed "
-                                              f">= {format_bytes(lim['critical_bytes'])}"))
-        elif gap >= lim["warning_bytes"]:
-            findings.append((Status.WARNING, f"{format_bytes(gap)} received but not replayed "
-                                             f">= {format_bytes(lim['warning_bytes'])}"))
+        findings.extend(_over_limit(gap, lim["warning_bytes"], lim["critical_bytes"],
+                                    format_bytes, "{value} received but not replayed >= {limit}"))
 
     status = worst(s for s, _ in findings)
     if lag_seconds is not None:

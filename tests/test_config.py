@@ -30,7 +30,8 @@ def test_example_config_is_valid_and_matches_defaults():
     cfg = load_config(str(ROOT / "config.example.toml"))
     defaults = Config()
     for section in ("daemon", "drbd", "services", "postgres", "postgres_role", "standbys",
-                    "replay_lag", "backup", "alerts", "heartbeat"):
+                    "replay_lag", "backup", "alerts", "heartbeat", "metrics", "maintenance",
+                    "digest"):
         assert getattr(cfg, section) == getattr(defaults, section), section
 
 
@@ -185,3 +186,82 @@ def test_permission_warning(tmp_path):
     assert len(cfg.warnings) == 1 and "hook" in cfg.warnings[0] and "0644" in cfg.warnings[0]
     secret.chmod(0o600)
     assert load_config(str(path)).warnings == ()
+
+
+# ---------------------------------------------------------------- metrics, maintenance, digest
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('"127.0.0.1:9642"', ("127.0.0.1", 9642)),
+        ('":9642"', ("127.0.0.1", 9642)),  # no host written: loopback, never all addresses
+        ('"9642"', ("127.0.0.1", 9642)),
+        ('"0.0.0.0:9642"', ("0.0.0.0", 9642)),
+        ('"[::1]:9100"', ("::1", 9100)),
+        ('"localhost:9642"', ("localhost", 9642)),
+    ],
+)
+def test_metrics_listen_forms(text, expected):
+    cfg = parse_config(f"[metrics]\nlisten = {text}\n")
+    assert cfg.metrics.listen == expected
+
+
+@pytest.mark.parametrize("text", ['""', '"abc"', '"1.2.3.4"', '"::1:9642"', '"h:0"', '"h:70000"', "9642"])
+def test_metrics_listen_errors_are_located(text):
+    (problem,) = problems(f"[node]\nname = 'x'\n[metrics]\nlisten = {text}\n")
+    assert problem.key == "metrics.listen" and problem.line == 4, problem
+    assert "9642" in problem.message or "port" in problem.message or "address" in problem.message
+
+
+def test_metrics_textfile_must_be_prom(tmp_path):
+    (problem,) = problems(f'[metrics]\ntextfile = "{tmp_path}/metrics.txt"\n')
+    assert problem.key == "metrics.textfile" and problem.line == 2
+    assert ".prom" in problem.message
+
+
+def test_metrics_without_the_extra_is_a_located_error(tmp_path):
+    """With prometheus-client missing, the key itself is the error (file, key, line)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.toml"
+    path.write_text('[node]\nname = "n"\n\n[metrics]\nlisten = ":9642"\n')
+    os.chmod(path, 0o600)
+    # None in sys.modules hides the package, as on a machine without the extra.
+    code = (
+        "import sys\n"
+        "sys.modules['prometheus_client'] = None\n"
+        "from watchdog.cli import main\n"
+        f"sys.exit(main(['--config', {str(path)!r}, '--check-config']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert f"{path}:5: [metrics.listen] needs the prometheus-client package" in proc.stderr
+    assert "pip install 'ha-watchdog[metrics]'" in proc.stderr
+
+
+def test_maintenance_and_digest_keys():
+    cfg = parse_config(
+        '[maintenance]\nmax_duration = "2h"\n[digest]\nat = "08:15"\ntimezone = "Europe/Berlin"\n'
+    )
+    assert cfg.maintenance.max_duration == 7200
+    assert (cfg.digest.at.hour, cfg.digest.at.minute, cfg.digest.timezone) == (8, 15, "Europe/Berlin")
+    seconds = parse_config('[digest]\nat = "23:59:30"\n')
+    assert (seconds.digest.at.minute, seconds.digest.at.second) == (59, 30)
+    assert parse_config("").digest.at is None  # off by default
+    assert parse_config("").maintenance.max_duration == 8 * 3600
+
+
+def test_maintenance_and_digest_errors_are_located():
+    found = problems('[maintenance]\nmax_duration = "0s"\n[digest]\nat = "25:00"\ntimezone = "Mars/Base"\n')
+    keys = {(p.key, p.line) for p in found}
+    assert keys == {("maintenance.max_duration", 2), ("digest.at", 4), ("digest.timezone", 5)}, found
+
+
+def test_digest_without_an_info_target_warns():
+    cfg = parse_config(
+        '[digest]\nat = "08:00"\n[[alerts.targets]]\nname = "pd"\nurl = "json://h/"\n'
+        'severities = ["critical"]\n'
+    )
+    assert any("no [[alerts.targets]] receives" in w for w in cfg.warnings), cfg.warnings

@@ -9,6 +9,7 @@ the defaults; `config.example.toml` documents the same keys.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import socket
@@ -192,6 +193,24 @@ class HeartbeatConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Empty: off. "host:port"; a bare ":port" or "port" listens on loopback only.
+    listen: Optional[Tuple[str, int]] = _f("listen", None, optional=True)
+    textfile: Optional[str] = _f("str", None, optional=True)
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    max_duration: float = _f("duration", 8 * 3600.0)
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    at: Optional[dtime] = _f("clock", None, optional=True)
+    timezone: str = _f("timezone", "UTC")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration. `source` is the file it came from."""
 
@@ -207,6 +226,9 @@ class Config:
     backup_windows: Tuple[BackupWindow, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
     source: str = "<defaults>"
     warnings: Tuple[str, ...] = ()
 
@@ -231,6 +253,9 @@ _SECTIONS = {
     "backup": BackupConfig,
     "alerts": AlertsConfig,
     "heartbeat": HeartbeatConfig,
+    "metrics": MetricsConfig,
+    "maintenance": MaintenanceConfig,
+    "digest": DigestConfig,
 }
 CHECK_SECTIONS = ("drbd", "postgres_role", "services", "standbys", "replay_lag")
 
@@ -376,19 +401,43 @@ def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
     if kind == "clock":
         if isinstance(value, dtime):
             return value
-        if isinstance(value, str) and re.match(r"^\d{1,2}:\d{2}$", value):
-            hours, minutes = (int(x) for x in value.split(":"))
-            if hours < 24 and minutes < 60:
-                return dtime(hours, minutes)
-            if hours == 24 and minutes == 0:
+        if isinstance(value, str) and re.match(r"^\d{1,2}:\d{2}(:\d{2})?$", value):
+            hours, minutes, *rest = (int(x) for x in value.split(":"))
+            seconds = rest[0] if rest else 0
+            if hours < 24 and minutes < 60 and seconds < 60:
+                return dtime(hours, minutes, seconds)
+            if hours == 24 and minutes == 0 and seconds == 0:
                 return dtime(23, 59, 59, 999999)
         raise ValueError(f'expected a time of day like "01:30", got {value!r}')
+    if kind == "listen":
+        return parse_listen(value)
     if kind == "timezone":
         if not isinstance(value, str):
             raise ValueError(f"expected a time zone name, got {_type_name(value)}")
         load_timezone(value)
         return value
     raise AssertionError(f"unknown kind {kind}")  # pragma: no cover
+
+
+def parse_listen(value: Any) -> Tuple[str, int]:
+    """`"127.0.0.1:9642"`, `"[::1]:9642"`, `"0.0.0.0:9642"`; `":9642"` or `"9642"` mean
+    loopback: another address is used only when written out."""
+    if not isinstance(value, str):
+        raise ValueError(f'expected an address like "127.0.0.1:9642", got {_type_name(value)}')
+    text = value.strip()
+    bad = f'expected "host:port" like "127.0.0.1:9642" (or ":9642" for loopback), got {value!r}'
+    if text.isdigit():
+        host, port_text = "", text
+    else:
+        match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.\-]*)):(\d+)$", text)
+        if not match:
+            raise ValueError(bad)
+        host, port_text = match.group(1) or match.group(2) or "", match.group(3)
+    host = host or "127.0.0.1"
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    return host, port
 
 
 def _build(cls: type, data: Any, key: str, out: _Collector) -> Any:
@@ -468,6 +517,28 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
                 )
         if window.start == window.end:
             out.add(f"backup_windows[{index}].end", "must differ from start")
+    if cfg.maintenance.max_duration <= 0:
+        out.add("maintenance.max_duration", "must be more than 0s")
+    if cfg.metrics.textfile is not None and not cfg.metrics.textfile.endswith(".prom"):
+        out.add(
+            "metrics.textfile",
+            "must end in .prom (node_exporter's textfile collector reads only *.prom)",
+        )
+    wanted = [k for k in ("listen", "textfile") if getattr(cfg.metrics, k) is not None]
+    if wanted and not _installed("prometheus_client"):
+        out.add(
+            f"metrics.{wanted[0]}",
+            "needs the prometheus-client package, which is not installed: "
+            "pip install 'ha-watchdog[metrics]'",
+        )
+
+
+def _installed(module: str) -> bool:
+    """Is `module` importable? (Looked up, not imported: --check-config stays fast.)"""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _permission_warnings(cfg: Config) -> Tuple[str, ...]:
@@ -486,6 +557,23 @@ def _permission_warnings(cfg: Config) -> Tuple[str, ...]:
                 f"{what} {path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
                 "it may hold alert secrets: chmod 600 it"
             )
+    return tuple(found)
+
+
+def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
+    """Valid settings that will not do what their author probably wants."""
+    found = []
+    if cfg.digest.at is not None and not any("info" in t.severities for t in cfg.alerts.targets):
+        found.append(
+            "[digest] at is set but no [[alerts.targets]] receives \"info\": "
+            "the daily message will go nowhere"
+        )
+    textfile = cfg.metrics.textfile
+    if textfile and not os.path.isdir(os.path.dirname(os.path.abspath(textfile))):
+        found.append(
+            f"[metrics] textfile: directory {os.path.dirname(os.path.abspath(textfile))} "
+            "does not exist (yet); the file is written once it does"
+        )
     return tuple(found)
 
 
@@ -543,7 +631,7 @@ def _from_dict(data: Dict[str, Any], path: str, out: _Collector) -> Config:
     _cross_checks(cfg, out)
     if out.problems:
         raise ConfigError(out.problems)
-    return dataclasses.replace(cfg, warnings=_permission_warnings(cfg))
+    return dataclasses.replace(cfg, warnings=_permission_warnings(cfg) + _usage_warnings(cfg))
 
 
 def load_config(path: str = DEFAULT_PATH) -> Config:

@@ -231,7 +231,8 @@ def test_once_primary_ok_table_and_json(tmp_path, pg, service_tree):
     result = run("--config", str(path), "--once", "--json")
     report = json.loads(result.stdout)
     assert result.returncode == 0
-    assert set(report) == {"node", "role", "status", "checks"}
+    assert set(report) == {"node", "role", "status", "checks", "maintenance"}
+    assert report["maintenance"] == {"active": False}
     assert report["node"] == "test1" and report["role"] == "primary" and report["status"] == "ok"
     for check in report["checks"]:
         assert set(check) == {"name", "status", "summary", "details"}

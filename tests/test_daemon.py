@@ -6,7 +6,10 @@ assertion is about which alerts arrived (or did not), never about speed.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -336,3 +339,91 @@ def test_hung_standby_is_caught_between_regular_cycles(tmp_path, pg, http_receiv
     problem = titled(http_receiver, title)[0]
     assert problem["type"] == "failure" and "no reply for" in problem["message"]
     assert cycles >= 2  # extra cycles ran: the next regular one was 90 s away
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def cli(node: NodeDaemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", "--config", node.config_path, *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_maintenance_holds_a_stopped_standby_then_pages_after_expiry(tmp_path, pg, http_receiver):
+    node, _ = make_node(tmp_path, pg, "primary", [hook(http_receiver)])
+    title, quiet = "[p1] standbys", "[p1] maintenance"
+    with node:
+        wait_cycles(node, 2)
+        on = cli(node, "maintenance", "on", "--for", "8s", "--reason", "failover test")
+        assert on.returncode == 0, on.stdout + on.stderr
+        assert "the running daemon applied it" in on.stdout
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, quiet), 10)
+        started = titled(http_receiver, quiet)[0]
+        assert started["type"] == "info" and "MAINTENANCE ON" in started["message"]
+        assert "failover test" in started["message"]
+        assert node.wait_log(r"MAINTENANCE until", 5)
+
+        pg.stop_standby()
+        assert node.wait_log(r"standbys=critical", 10)
+        once = cli(node, "--once", "--json")
+        assert json.loads(once.stdout)["maintenance"]["active"] is True
+        assert "maintenance: ON until" in cli(node, "--once").stdout
+        # Held back: confirmed (for 1s) but not paged.
+        assert node.wait_log(r"standbys=critical.*1 open", 10)
+        status = cli(node, "maintenance", "status")
+        assert "PROBLEM CRITICAL: standbys on p1 (primary) [held back]" in status.stdout, status.stdout
+        assert titled(http_receiver, title) == []
+
+        # Expiry (8 s after `on`): one summary, then the still-open problem pages.
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, title), 20)
+        wait_cycles(node, 2)
+        pg.start_standby()
+        assert http_receiver.wait_for(lambda m: len(titled(http_receiver, title)) >= 2, 20)
+    ended = titled(http_receiver, quiet)
+    assert len(ended) == 2 and "MAINTENANCE OVER" in ended[1]["message"], ended
+    assert "expired" in ended[1]["message"]
+    assert "PROBLEM CRITICAL: standbys on p1 (primary) [held back]" in ended[1]["message"]
+    assert "standbys critical since" in ended[1]["message"] and "paging now" in ended[1]["message"]
+    pages = titled(http_receiver, title)
+    assert kinds(pages) == ["PROBLEM", "RECOVERY"]
+    assert "Held back by maintenance (failover test)" in pages[0]["message"]
+    order = [m["title"] for m in http_receiver.messages]
+    assert order.index(quiet, 1) < order.index(title)  # the summary comes first
+
+
+def test_maintenance_off_early_lists_what_recovered_meanwhile(tmp_path, pg, http_receiver):
+    node, _ = make_node(tmp_path, pg, "primary", [hook(http_receiver)])
+    title, quiet = "[p1] standbys", "[p1] maintenance"
+    with node:
+        wait_cycles(node, 2)
+        assert cli(node, "maintenance", "on", "--for", "1h", "--reason", "pg upgrade").returncode == 0
+        pg.stop_standby()
+        assert node.wait_log(r"standbys=critical.*1 open", 15)
+        mark = len(node.log())
+        pg.start_standby()
+        assert node.wait_log(r"standbys=ok.*, 0 open", 15, start=mark)
+        off = cli(node, "maintenance", "off")
+        assert off.returncode == 0 and "the running daemon applied it" in off.stdout, off.stdout
+        assert http_receiver.wait_for(lambda m: len(titled(http_receiver, quiet)) >= 2, 10)
+        wait_cycles(node, 3)
+    assert titled(http_receiver, title) == []  # began and ended inside: nobody paged
+    end = titled(http_receiver, quiet)[1]["message"]
+    assert "turned off by" in end and "pg upgrade" in end
+    assert "PROBLEM CRITICAL: standbys" in end and "RECOVERY: standbys" in end
+    assert "Still open: nothing." in end
+
+
+def test_maintenance_needs_a_duration_and_respects_the_cap(tmp_path, pg):
+    node, _ = make_node(tmp_path, pg, "primary", [], {"maintenance": {"max_duration": "1h"}})
+    missing = cli(node, "maintenance", "on", "--reason", "x")
+    assert missing.returncode == 3 and "--for is required" in missing.stderr
+    too_long = cli(node, "maintenance", "on", "--for", "2h", "--reason", "x")
+    assert too_long.returncode == 3 and "max_duration (1h00m)" in too_long.stderr
+    no_reason = cli(node, "maintenance", "on", "--for", "10m")
+    assert no_reason.returncode == 3 and "--reason" in no_reason.stderr
+    assert not (Path(node.workdir) / "state" / "maintenance.json").exists()
+    # No daemon running: recorded, but said plainly that nobody confirmed it.
+    lonely = cli(node, "maintenance", "on", "--for", "10m", "--reason", "x", "--wait", "2")
+    assert lonely.returncode == 1 and "NOT confirmed by a running daemon" in lonely.stdout

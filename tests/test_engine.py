@@ -620,3 +620,242 @@ def test_property_emitted_sequence_alternates_and_restarts_change_nothing(steps)
                 assert check in open_checks, f"{n.kind} without an open problem"
                 assert n.problem_severity is not None
     assert {p.check for p in steady.open_problems()} == set(open_checks)
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def maint(start: float, hours: float = 2.0, **changes) -> "Maintenance":
+    from watchdog.core.maintenance import Maintenance
+
+    fields = dict(id="m1", reason="failover test", by="alice", started=T0 + start,
+                  until=T0 + start + hours * HOUR, requested_until=T0 + start + hours * HOUR)
+    fields.update(changes)
+    return Maintenance(**fields)
+
+
+class MDriver(Driver):
+    """A Driver that passes a maintenance request (or None) every cycle."""
+
+    request = None
+
+    def at(self, t, role=None, relax=None, **statuses):
+        if role is not None:
+            self.role = role
+        results = [result(name, status) for name, status in statuses.items()]
+        out = self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
+        self.sent.extend(out)
+        return out
+
+
+PRIMARY_CFG = make_cfg(alerts=AlertsConfig(renotify=HOUR))  # standbys: for 0s, recover_for 30s
+
+
+def test_maintenance_holds_a_problem_that_begins_and_ends_inside_it():
+    d = MDriver(PRIMARY_CFG, Role.PRIMARY)
+    d.at(0, standbys=OK)
+    d.request = maint(10)
+    start = d.at(10, standbys=OK)
+    assert kinds(start) == ["maintenance"] and start[0].severity == "info"
+    assert start[0].title == "[mail1] maintenance"
+    body = start[0].body
+    assert "until 2024-06-03 14:00:10 UTC" in body and "alice" in body
+    assert "failover test" in body and "ha-watchdog maintenance off" in body
+    assert d.at(20, standbys=C) == []  # would page: held back
+    assert d.engine.open_problems() == [OpenProblem("standbys", "critical", T0 + 20)]
+    assert d.at(30, standbys=OK) == [] and d.at(60, standbys=OK) == []  # recovery held too
+    assert d.engine.open_problems() == []
+    assert d.at(HOUR, standbys=OK) == []  # nothing else while it lasts
+    end = d.at(2 * HOUR + 10, standbys=OK)
+    assert kinds(end) == ["maintenance"]
+    text = end[0].body
+    assert text.startswith("MAINTENANCE OVER: mail1 (the primary), expired at 2024-06-03 14:00:10")
+    assert "PROBLEM CRITICAL: standbys on mail1 (primary) [held back]" in text
+    assert "RECOVERY: standbys on mail1 (primary) is OK again after 10s [held back]" in text
+    assert "Still open: nothing." in text
+    assert d.at(2 * HOUR + 20, standbys=OK) == []
+    # The day's history knows it happened without a page.
+    (closed,), _ = d.engine.recent(T0 + 2 * HOUR + 20)
+    assert (closed.check, closed.worst, closed.paged) == ("standbys", "critical", False)
+    assert closed.until - closed.since == 10
+
+
+def test_problem_still_open_when_maintenance_expires_pages_then():
+    d = MDriver(PRIMARY_CFG, Role.PRIMARY)
+    d.request = maint(0, hours=1)
+    d.at(0, standbys=OK)
+    assert d.at(60, standbys=C) == []
+    assert d.at(1800, standbys=C) == []
+    out = d.at(HOUR + 5, standbys=C)
+    assert kinds(out) == ["maintenance", PROBLEM]
+    summary, page = out
+    assert "standbys critical since 2024-06-03 12:01:00 UTC" in summary.body
+    assert "paging now" in summary.body
+    assert page.severity == "critical" and page.title == "[mail1] standbys"
+    assert "Held back by maintenance (failover test)" in page.body
+    assert d.at(HOUR + 30, standbys=C) == []  # paged once
+    assert kinds(d.at(HOUR + 60, standbys=OK) + d.at(HOUR + 90, standbys=OK)) == [RECOVERY]
+
+
+def test_paged_problem_recovering_during_maintenance_still_resolves():
+    d = MDriver(PRIMARY_CFG, Role.PRIMARY)
+    d.at(0, standbys=OK)
+    assert kinds(d.at(10, standbys=C)) == [PROBLEM]
+    d.request = maint(20)
+    start = d.at(20, standbys=C)
+    assert kinds(start) == ["maintenance"]
+    assert "Open now (already paged):" in start[0].body and "standbys critical" in start[0].body
+    d.at(30, standbys=OK)
+    rec = d.at(60, standbys=OK)
+    assert kinds(rec) == [RECOVERY]  # PagerDuty's incident must resolve
+    assert rec[0].problem_severity == "critical"
+    d.request = dataclasses.replace(d.request, ended=T0 + 100, ended_by="bob")
+    end = d.at(110, standbys=OK)
+    assert kinds(end) == ["maintenance"]
+    assert "turned off by bob at 2024-06-03 12:01:40 UTC" in end[0].body
+    assert "[sent]" in end[0].body
+
+
+def test_escalation_during_maintenance_is_sent_when_it_ends():
+    d = MDriver(make_cfg(), Role.SECONDARY)  # replay_lag: for 2m
+    d.at(0, replay_lag=W)
+    assert kinds(d.at(120, replay_lag=W)) == [PROBLEM]
+    d.request = maint(130, hours=1)
+    assert kinds(d.at(130, replay_lag=W)) == ["maintenance"]
+    d.at(200, replay_lag=C)
+    assert d.at(400, replay_lag=C) == []  # the escalation is held back
+    out = d.at(130 + HOUR, replay_lag=C)
+    assert kinds(out) == ["maintenance", ESCALATION]
+    assert "WARNING -> CRITICAL" in out[1].body and out[1].severity == "critical"
+    assert d.at(130 + HOUR + 30, replay_lag=C) == []
+
+
+def test_reminders_and_role_changes_are_held_and_listed():
+    cfg = make_cfg(alerts=AlertsConfig(renotify=600.0), drbd=DrbdConfig(for_=0.0))
+    d = MDriver(cfg, Role.PRIMARY)
+    d.at(0, standbys=OK)
+    assert kinds(d.at(10, standbys=C)) == [PROBLEM]
+    d.request = maint(20, hours=1)
+    d.at(20, standbys=C)
+    assert d.at(700, standbys=C) == []  # reminder due at 610: held
+    # The role change is held; the closure of the paged standbys incident goes out.
+    assert kinds(d.at(800, role=Role.SECONDARY, replay_lag=OK)) == [NO_LONGER_APPLIES]
+    end = d.at(20 + HOUR, replay_lag=OK)
+    text = end[0].body
+    assert "REMINDER CRITICAL: standbys" in text and "[held back]" in text
+    assert "ROLE CHANGE: mail1 is now secondary (was primary)" in text
+    # The standbys incident was paged before: its closure went out at once.
+    closure = [n for n in d.sent if n.kind == NO_LONGER_APPLIES]
+    assert len(closure) == 1 and closure[0].created == T0 + 800
+    _, (change,) = d.engine.recent(T0 + 20 + HOUR)
+    assert (change.old, change.new) == ("primary", "secondary")
+
+
+def test_maintenance_survives_a_restart_and_is_extended_once():
+    d = MDriver(PRIMARY_CFG, Role.PRIMARY)
+    d.request = maint(0, hours=1)
+    assert kinds(d.at(0, standbys=OK)) == ["maintenance"]
+    d.at(30, standbys=C)
+    d.restart()
+    assert d.at(60, standbys=C) == []  # no second start message, still held
+    d.request = maint(0, hours=2, reason="failover test, part 2", by="bob")
+    changed = d.at(90, standbys=C)
+    assert kinds(changed) == ["maintenance"] and "MAINTENANCE CHANGED" in changed[0].body
+    assert "part 2" in changed[0].body and "until 2024-06-03 14:00:00 UTC" in changed[0].body
+    assert d.at(HOUR + 10, standbys=C) == []  # the old end passed: still on
+    d.restart()
+    out = d.at(2 * HOUR, standbys=C)
+    assert kinds(out) == ["maintenance", PROBLEM]
+
+
+def test_removed_request_ends_maintenance():
+    d = MDriver(PRIMARY_CFG, Role.PRIMARY)
+    d.request = maint(0)
+    d.at(0, standbys=OK)
+    d.request = None
+    out = d.at(30, standbys=OK)
+    assert kinds(out) == ["maintenance"] and "its request was removed" in out[0].body
+
+
+def test_state_from_before_maintenance_counts_open_incidents_as_paged():
+    d = MDriver(PRIMARY_CFG, Role.PRIMARY)
+    d.at(0, standbys=OK)
+    d.at(10, standbys=C)
+    raw = json.loads(json.dumps(d.engine.state.to_json()))
+    del raw["checks"]["standbys"]["incident"]["told"]
+    for key in ("maintenance", "history", "role_changes", "digest_next", "digest_schedule"):
+        del raw[key]
+    d.engine = Engine(d.cfg, EngineState.from_json(raw))
+    d.request = maint(20, hours=0.5)
+    d.at(20, standbys=C)
+    out = d.at(20 + 1800, standbys=C)
+    assert kinds(out) == ["maintenance"]  # it had been paged: no second PROBLEM
+
+
+def test_maintenance_events_are_bounded():
+    from watchdog.core.engine import MAX_MAINTENANCE_EVENTS
+
+    cfg = make_cfg(daemon=DaemonConfig(flap_changes=10_000), standbys=StandbysConfig(recover_for=0.0))
+    d = MDriver(cfg, Role.PRIMARY)
+    d.request = maint(0, hours=5)
+    d.at(0, standbys=OK)
+    for i in range(1, MAX_MAINTENANCE_EVENTS + 30):
+        d.at(i * 10, standbys=C if i % 2 else OK)
+    dropped = d.engine.state.maintenance.dropped
+    assert dropped > 0 and len(d.engine.state.maintenance.events) == MAX_MAINTENANCE_EVENTS
+    end = d.at(6 * HOUR, standbys=OK)
+    assert end[0].body.count("[held back]") == MAX_MAINTENANCE_EVENTS
+    assert f"- ... and {dropped} more" in end[0].body
+
+
+# ---------------------------------------------------------------- the daily message
+
+
+def test_daily_schedule_first_only_schedules_then_fires_daily():
+    from watchdog.config import DigestConfig
+
+    cfg = make_cfg(digest=DigestConfig(at=time(8, 0), timezone="Europe/Berlin"))
+    d = Driver(cfg)
+    assert d.engine.daily_due(T0) is None  # 14:00 Berlin: the next is tomorrow 08:00
+    tomorrow = datetime(2024, 6, 4, 6, 0, tzinfo=timezone.utc).timestamp()  # 08:00 CEST
+    assert d.engine.state.digest_next == tomorrow
+    assert d.engine.daily_due(tomorrow - 1) is None
+    d.restart()
+    assert d.engine.daily_due(tomorrow + 5) == tomorrow
+    assert d.engine.daily_due(tomorrow + 35) is None
+    assert d.engine.state.digest_next == tomorrow + 86400
+    d.restart()
+    # Down for three days: one late message, then back on schedule.
+    assert d.engine.daily_due(tomorrow + 3 * 86400 + 3600) == tomorrow + 86400
+    assert d.engine.state.digest_next == tomorrow + 4 * 86400
+
+
+def test_daily_schedule_follows_config_changes():
+    from watchdog.config import DigestConfig
+
+    d = Driver(make_cfg(digest=DigestConfig(at=time(8, 0))))
+    d.engine.daily_due(T0)
+    d.engine = Engine(make_cfg(digest=DigestConfig(at=time(12, 30))), d.engine.state)
+    assert d.engine.daily_due(T0 + 60) is None  # rescheduled, not sent
+    assert d.engine.state.digest_next == T0 + 1800
+    assert d.engine.daily_due(T0 + 1800) == T0 + 1800
+    d.engine = Engine(make_cfg(), d.engine.state)  # turned off
+    assert d.engine.daily_due(T0 + 86400 * 2) is None
+    assert d.engine.state.digest_next is None
+
+
+def test_history_keeps_two_days_and_recent_shows_one():
+    d = Driver(make_cfg(), Role.PRIMARY)
+    d.at(0, standbys=OK)
+    d.at(10, standbys=C)
+    d.at(20, standbys=OK)
+    d.at(50, standbys=OK)
+    (closed,), roles = d.engine.recent(T0 + 100)
+    assert closed == ("standbys", "critical", T0 + 10, T0 + 20, "recovered", True) and roles == []
+    d.restart()
+    assert len(d.engine.state.history) == 1
+    assert d.engine.recent(T0 + 86400 + 30) == ([], [])  # older than a day: not shown
+    d.at(86400 + 30, standbys=OK)
+    assert len(d.engine.state.history) == 1  # but kept
+    d.at(2 * 86400 + 30, standbys=OK)
+    assert d.engine.state.history == []

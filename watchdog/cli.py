@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from watchdog import __version__
 from watchdog.config import DEFAULT_PATH, Config, ConfigError, load_config
@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="`ha-watchdog demo` starts a whole two-node cluster on loopback and watches it.",
     )
-    parser.add_argument("command", nargs="?", choices=["demo"], help="demo: run the built-in demo")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["demo", "maintenance"],
+        help="demo: run the built-in demo; maintenance: see `ha-watchdog maintenance --help`",
+    )
     parser.add_argument(
         "--config",
         metavar="PATH",
@@ -52,6 +57,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # demo: short form
     return parser
+
+
+def build_maintenance_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ha-watchdog maintenance",
+        description=(
+            "Silence paging on this node for a bounded time (planned work). Checks keep "
+            "running and problems are tracked; when it ends one message lists what happened "
+            "and problems still open page as usual. Acts on the running daemon through its "
+            "state directory."
+        ),
+    )
+    parser.add_argument("--config", metavar="PATH", help=f"configuration file (default {DEFAULT_PATH})")
+    sub = parser.add_subparsers(dest="action", metavar="{on,off,status}")
+    sub.required = True
+    on = sub.add_parser("on", help="start (or extend) maintenance: --for and --reason required")
+    on.add_argument("--for", dest="duration", metavar="DURATION",
+                    help='how long, e.g. "30m", "2h" (required; at most [maintenance] max_duration)')
+    on.add_argument("--reason", default="", help="why (goes into the notification; required)")
+    off = sub.add_parser("off", help="end maintenance now")
+    status = sub.add_parser("status", help="show the maintenance and what the daemon made of it")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    for command in (on, off):
+        command.add_argument("--wait", type=float, default=20.0, metavar="SECONDS",
+                             help="how long to wait for the running daemon to confirm "
+                             "(default 20; 0: do not wait)")
+    return parser
+
+
+def _maintenance(argv: List[str], config: Optional[str]) -> int:
+    from watchdog import maintenance
+
+    args = build_maintenance_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config or config or DEFAULT_PATH)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _say(f"config error: {problem}", 3)
+        return EXIT_UNKNOWN
+    if args.action == "on":
+        return maintenance.command_on(cfg, args.duration, args.reason, args.wait)
+    if args.action == "off":
+        return maintenance.command_off(cfg, args.wait)
+    return maintenance.command_status(cfg, as_json=args.json)
 
 
 def _say(message: str, priority: int) -> None:
@@ -73,6 +122,16 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "maintenance" in argv:
+        # `ha-watchdog [--config P] maintenance ...`: a command line of its own.
+        index = argv.index("maintenance")
+        head = build_parser().parse_args(argv[:index])
+        if head.once or head.check_config or head.test_alert or head.json or head.command:
+            print("ha-watchdog: error: only --config may come before `maintenance`",
+                  file=sys.stderr)
+            return EXIT_UNKNOWN
+        return _maintenance(argv[index + 1 :], head.config)
     args = build_parser().parse_args(argv)
     if args.json and not args.once:
         print("ha-watchdog: error: --json only goes with --once", file=sys.stderr)
@@ -114,11 +173,37 @@ def _once(cfg: Config, as_json: bool) -> int:
         print(f"UNKNOWN: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     report = cycle.report
+    state = once_maintenance(cfg)
     if as_json:
-        print(render_json(report))
+        public = {k: v for k, v in state.items() if k != "line"}
+        print(render_json(report, {"maintenance": public}))
     else:
-        print(render_table(report, colour=sys.stdout.isatty()))
+        notes = [state["line"]] if state.get("line") else []
+        print(render_table(report, colour=sys.stdout.isatty(), notes=notes))
     return int(report.status)
+
+
+def once_maintenance(cfg: Config) -> Dict[str, Any]:
+    """What `--once` says about maintenance: {"active": bool, ...the request} (+ "line")."""
+    import time
+
+    from watchdog.alerts.message import format_time
+    from watchdog.maintenance import read_request
+    from watchdog.units import format_duration
+
+    now = time.time()
+    request, error = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration)
+    if error:
+        return {"active": False, "error": error, "line": f"maintenance: unknown ({error})"}
+    if request is None or not request.active(now):
+        return {"active": False}
+    line = (
+        f"maintenance: ON until {format_time(request.until)} "
+        f"({format_duration(request.until - now)} left), asked by {request.by}: "
+        f"{request.reason} (the daemon pages nobody)"
+    )
+    return {"active": True, "reason": request.reason, "by": request.by,
+            "started": request.started, "until": request.until, "line": line}
 
 
 def _test_alert(cfg: Config) -> int:

@@ -14,9 +14,11 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.core.maintenance import Maintenance
+from watchdog.maintenance import RequestWatcher, read_request, request_path
 from watchdog.model import Report
 from watchdog.runner import Cycle, Probes, run_cycle
 from watchdog.statefile import read_json, write_json
@@ -32,6 +34,9 @@ ENGINE_STATE = "engine.json"
 RECHECK_KEY = "recheck_in"
 RECHECK_MARGIN = 0.5
 RECHECK_MIN_SPACING = 1.0
+# How often the loop looks at the maintenance request file while it waits (one stat), so
+# `ha-watchdog maintenance on/off` takes effect within about a second.
+REQUEST_POLL = 1.0
 
 
 class Daemon:
@@ -47,6 +52,7 @@ class Daemon:
         notifier: Any = None,
         deliverer_factory: Optional[Callable[[Config], Any]] = None,
         heartbeat_factory: Optional[Callable[[Config], Any]] = None,
+        exporter_factory: Optional[Callable[[Config], Any]] = None,
     ):
         from watchdog.core.engine import Engine, EngineState
         from watchdog.systemd import Notifier
@@ -59,7 +65,11 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier()
         self._deliverer_factory = deliverer_factory or _default_deliverer
         self._heartbeat_factory = heartbeat_factory or _default_heartbeat
+        self._exporter_factory = exporter_factory or _default_exporter
         self.state_path = os.path.join(cfg.daemon.state_dir, ENGINE_STATE)
+        self.watcher = RequestWatcher(request_path(cfg.daemon.state_dir))
+        self._request_error: Optional[str] = None
+        self.maintenance: Optional[Maintenance] = None  # active at the last cycle
         raw = read_json(self.state_path)
         state = EngineState.from_json(raw) if raw is not None else None
         self.engine = Engine(cfg, state)
@@ -71,6 +81,7 @@ class Daemon:
         self.wakeup = threading.Event()
         self.deliverer: Any = None
         self.heartbeat: Any = None
+        self.exporter: Any = None
 
     # ---- signals: flags only
 
@@ -92,6 +103,7 @@ class Daemon:
     def cycle(self) -> str:
         """Run one cycle; return its one-line summary."""
         wall_now = self.wall()
+        request = self._read_request()
         seen: List[Any] = []
 
         def relax(check: str, backups: Sequence[Any]) -> bool:
@@ -107,7 +119,12 @@ class Daemon:
         relaxations = {
             c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
         }
-        notes = self.engine.observe(wall_now, report.role, report.checks, relaxations)
+        notes = self.engine.observe(wall_now, report.role, report.checks, relaxations, request)
+        active = request is not None and request.active(wall_now)
+        self.maintenance = request if active else None
+        due = self.engine.daily_due(wall_now)
+        if due is not None:
+            notes.append(self._daily_report(wall_now, due, report))
         write_json(self.state_path, self.engine.state.to_json())
         if notes and self.deliverer is not None:
             self.deliverer.submit(notes)
@@ -116,8 +133,81 @@ class Daemon:
             log.log(level, "alert %s: %s", note.kind.upper(), note.title)
         self.previous = cycle
         self.cycles += 1
+        self._publish_metrics(report, cycle.duration)
         line = self._summary(report, cycle.duration, len(notes))
         return line
+
+    def _read_request(self) -> Optional[Maintenance]:
+        """The maintenance request; an unusable file is logged (once) and silences nothing."""
+        request, error = read_request(self.cfg.daemon.state_dir, self.cfg.maintenance.max_duration)
+        if error != self._request_error:
+            if error:
+                log.error("maintenance: %s", error)
+            elif self._request_error:
+                log.info("maintenance: the request file is readable again")
+            self._request_error = error
+        return request
+
+    def _daily_report(self, now: float, due: float, report: Report) -> Any:
+        from watchdog.alerts import summaries
+
+        closed, role_changes = self.engine.recent(now)
+        undelivered: List[str] = []
+        if self.deliverer is not None and hasattr(self.deliverer, "undelivered"):
+            undelivered = self.deliverer.undelivered(now)
+        return summaries.daily(
+            self.cfg.node_name, now, due, report.role.value, report.checks,
+            self.engine.open_incidents(), closed, role_changes, undelivered, self.maintenance,
+        )
+
+    def _publish_metrics(self, report: Report, duration: float) -> None:
+        if self.exporter is None:
+            return
+        from watchdog import __version__
+        from watchdog.metrics import MetricsView
+
+        now = self.wall()
+        deliveries: Dict[Any, int] = {}
+        length, oldest = 0, None
+        if self.deliverer is not None and hasattr(self.deliverer, "deliveries"):
+            deliveries = self.deliverer.deliveries()
+            length, oldest = self.deliverer.outbox.count(), self.deliverer.outbox.oldest_queued()
+        states = self.engine.state.checks
+        confirmed = {
+            c.name: states[c.name].debounce.confirmed
+            for c in report.checks
+            if c.name in states and states[c.name].debounce.confirmed
+        }
+        view = MetricsView(
+            node=self.cfg.node_name,
+            version=__version__,
+            role=report.role.value,
+            checks=report.checks,
+            confirmed=confirmed,
+            open_incidents=len(self.engine.open_problems()),
+            outbox_length=length,
+            outbox_oldest_age=max(0.0, now - oldest) if oldest is not None else 0.0,
+            deliveries=deliveries,
+            cycle_duration=duration,
+            last_cycle=now,
+            cycles=self.cycles,
+            maintenance_active=self.maintenance is not None,
+            maintenance_until=self.maintenance.until if self.maintenance else None,
+        )
+        try:
+            self.exporter.update(view)
+        except Exception:  # noqa: BLE001 - metrics must never stop the watching
+            log.exception("metrics: update failed")
+
+    def _wall_deadlines(self) -> List[float]:
+        """Wall-clock times at which a cycle must run even between regular ones: the end of
+        the maintenance in effect and the daily report."""
+        out = []
+        if self.maintenance is not None:
+            out.append(self.maintenance.until)
+        if self.engine.state.digest_next is not None:
+            out.append(self.engine.state.digest_next)
+        return out
 
     def recheck_in(self) -> Optional[float]:
         """The soonest liveness deadline the last cycle's checks reported, if any."""
@@ -132,9 +222,13 @@ class Daemon:
 
     def _summary(self, report: Report, duration: float, alerts: int) -> str:
         open_problems = len(self.engine.open_problems())
+        quiet = ""
+        if self.maintenance is not None:
+            until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.maintenance.until))
+            quiet = f", MAINTENANCE until {until}"
         return (
             f"cycle {self.cycles}: {report.summary_line()} "
-            f"({duration * 1000:.0f} ms, {alerts} alert(s), {open_problems} open)"
+            f"({duration * 1000:.0f} ms, {alerts} alert(s), {open_problems} open{quiet})"
         )
 
     # ---- reload
@@ -160,6 +254,10 @@ class Daemon:
         self.deliverer = self._deliverer_factory(new)
         self.deliverer.start()
         self.heartbeat = self._heartbeat_factory(new)
+        self.watcher = RequestWatcher(request_path(new.daemon.state_dir))
+        if self.exporter is not None:
+            self.exporter.close()
+        self.exporter = self._exporter_factory(new)
         log.info("configuration reloaded from %s", self.config_path)
         self.notifier.ready()
 
@@ -172,6 +270,7 @@ class Daemon:
         self.deliverer = self._deliverer_factory(self.cfg)
         self.deliverer.start()
         self.heartbeat = self._heartbeat_factory(self.cfg)
+        self.exporter = self._exporter_factory(self.cfg)
         ping_every = self.notifier.watchdog_interval()
         log.info(
             "ha-watchdog started on %s: interval %gs, state in %s%s",
@@ -188,6 +287,8 @@ class Daemon:
                 self.reload_requested = False
                 self.reload()
                 ping_every = self.notifier.watchdog_interval()
+            if self.watcher.changed():
+                extra_due = self.monotonic()  # maintenance on/off: act on it now
             now = self.monotonic()
             regular = now >= next_due
             if regular or (extra_due is not None and now >= extra_due):
@@ -223,8 +324,14 @@ class Daemon:
                     if due < next_due - RECHECK_MIN_SPACING:
                         extra_due = due
                         log.debug("extra cycle in %.1fs: a liveness deadline falls due", due - now)
+                wall = self.wall()
+                for when in self._wall_deadlines():
+                    due = now + max(when - wall + RECHECK_MARGIN / 10, RECHECK_MIN_SPACING / 10)
+                    if due < next_due and (extra_due is None or due < extra_due):
+                        extra_due = due
                 continue
             wait = (next_due if extra_due is None else min(next_due, extra_due)) - now
+            wait = min(wait, REQUEST_POLL)
             if ping_every:
                 since = self.monotonic() - last_ping
                 if since >= ping_every:
@@ -245,6 +352,8 @@ class Daemon:
             log.error("could not save state: %s", exc)
         if self.deliverer is not None:
             self.deliverer.stop(timeout=min(5.0, self.cfg.alerts.send_timeout))
+        if self.exporter is not None:
+            self.exporter.close()
         log.info("stopped")
         return 0
 
@@ -261,6 +370,14 @@ def _default_heartbeat(cfg: Config) -> Any:
     from watchdog.alerts.heartbeat import Heartbeat
 
     return Heartbeat(cfg.heartbeat)
+
+
+def _default_exporter(cfg: Config) -> Any:
+    if cfg.metrics.listen is None and not cfg.metrics.textfile:
+        return None
+    from watchdog.exporter import MetricsExporter
+
+    return MetricsExporter(cfg.metrics, cfg.node_name)
 
 
 def run_daemon(cfg: Config, config_path: Optional[str] = None, verbose: bool = False) -> int:

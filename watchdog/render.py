@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import List
+from typing import Any, List, Mapping, Optional, Sequence
 
 from watchdog.model import Report, Status
 
@@ -21,8 +21,11 @@ def _paint(text: str, status: Status, colour: bool) -> str:
     return f"{_COLOURS[status]}{text}{_RESET}" if colour else text
 
 
-def render_table(report: Report, colour: bool = False, width: int = 0) -> str:
-    """The `--once` table: one header line, one row per check, summaries wrapped to width."""
+def render_table(
+    report: Report, colour: bool = False, width: int = 0, notes: Sequence[str] = ()
+) -> str:
+    """The `--once` table: one header line (and `notes` under it), one row per check,
+    summaries wrapped to width."""
     width = width or shutil.get_terminal_size((100, 24)).columns
     name_w = max([len("CHECK")] + [len(c.name) for c in report.checks])
     status_w = len("CRITICAL")
@@ -32,6 +35,7 @@ def render_table(report: Report, colour: bool = False, width: int = 0) -> str:
     lines: List[str] = [
         f"{report.node}  role={report.role.value}  status="
         + _paint(overall.name, overall, colour),
+        *notes,
         f"{'CHECK'.ljust(name_w)}  {'STATUS'.ljust(status_w)}  SUMMARY",
     ]
     for check in report.checks:
@@ -57,5 +61,8 @@ def _wrap(text: str, width: int) -> List[str]:
     return out
 
 
-def render_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, sort_keys=False, default=str)
+def render_json(report: Report, extra: Optional[Mapping[str, Any]] = None) -> str:
+    """The report's JSON, plus `extra` top-level keys (e.g. "maintenance")."""
+    data = report.to_json()
+    data.update(extra or {})
+    return json.dumps(data, indent=2, sort_keys=False, default=str)

@@ -54,6 +54,8 @@ from watchdog.units import format_duration
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.json"
+# Delivery outcomes counted per target (metrics: ha_watchdog_deliveries_total).
+DELIVERED, FAILED, EXPIRED = "delivered", "failed", "expired"
 
 # apprise schemes whose service keys incidents on the title (or on the first body line,
 # where apprise puts the title): they must not get a digest under a title of its own.
@@ -431,6 +433,7 @@ class _TargetState:
         self.sent = 0
         # A backlog (items left from before a restart) is sent as a digest too.
         self.backlog = False
+        self.failed_rounds: List[float] = []  # when rounds failed (the last day, for reports)
 
 
 class Deliverer:
@@ -464,6 +467,8 @@ class Deliverer:
         self._stop = threading.Event()
         self._stop_deadline: Optional[float] = None
         self._started = False
+        self._counts: Dict[Tuple[str, str], int] = {}
+        self._counts_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -566,6 +571,41 @@ class Deliverer:
                 result[name] = {"pending": self.outbox.count(name), "configured": False}
         return result
 
+    def _count(self, target: str, outcome: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[(target, outcome)] = self._counts.get((target, outcome), 0) + n
+
+    def deliveries(self) -> Dict[Tuple[str, str], int]:
+        """(target, outcome) -> how many since start: messages delivered, rounds failed,
+        notifications expired undelivered."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def undelivered(self, now: float, window: float = 86400.0) -> List[str]:
+        """One line per delivery problem of the last `window` (for the daily report)."""
+        lines = []
+        for name, state in self._targets.items():
+            failed = [t for t in state.failed_rounds if now - t <= window]
+            pending = self.outbox.count(name)
+            if not failed and not pending:
+                continue
+            parts = []
+            if failed:
+                parts.append(f"{len(failed)} failed delivery round(s)")
+            if pending:
+                parts.append(f"{pending} waiting in the outbox")
+            if state.last_error and (pending or state.failures):
+                parts.append(f"last error: {state.last_error}")
+            elif not pending:
+                parts.append("all delivered since")
+            lines.append(f"target {name!r}: " + ", ".join(parts))
+        for item in self.outbox.dropped_since(now - window):
+            lines.append(
+                f"target {item['target']!r}: {item['title']} ({item['kind']}) dropped undelivered "
+                f"after {format_duration(self._alerts.expire)}"
+            )
+        return lines
+
     # ------------------------------------------------------------ the worker
 
     def _stopping_expired(self) -> bool:
@@ -625,6 +665,7 @@ class Deliverer:
             return
         parts = []
         for target, items in notifications_by_target(expired).items():
+            self._count(target, EXPIRED, len(items))
             titles = ", ".join(f"{n.title} ({n.kind})" for n in items)
             parts.append(f"target {target!r}: {len(items)} [{titles}]")
         log.error(
@@ -652,6 +693,7 @@ class Deliverer:
                 self._failed(state, error or "send failed", self.outbox.count(name), attempts)
                 return False
             self.outbox.remove(name, message.ids)
+            self._count(name, DELIVERED)
             state.sent += 1
             state.last_success = self._clock()
             state.last_error = None
@@ -668,6 +710,9 @@ class Deliverer:
 
     def _failed(self, state: _TargetState, error: str, pending: int, attempts: int) -> None:
         error = redact(error)
+        self._count(state.target.name, FAILED)
+        now = self._clock()
+        state.failed_rounds = [t for t in state.failed_rounds if now - t <= 86400.0] + [now]
         # WARNING when a target starts failing or fails differently, INFO while it goes on.
         changed = state.failures == 0 or error != state.last_error
         level = logging.WARNING if changed else logging.INFO

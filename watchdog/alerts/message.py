@@ -127,6 +127,19 @@ def expired_note(reason: str) -> str:
     return f"Backup relaxation over: {reason}."
 
 
+def maintenance_note(reason: str, started: float, ended: float) -> str:
+    """On a page held back by maintenance and sent when it ended."""
+    return (
+        f"Held back by maintenance ({reason}) from {format_time(started)} to "
+        f"{format_time(ended)}; still open when it ended, so it is sent now."
+    )
+
+
+def headline(note: Notification) -> str:
+    """The first line of a notification's body (what it says in one line)."""
+    return note.body.split("\n", 1)[0]
+
+
 def held_note(reason: str, since: Optional[float], released: str) -> str:
     return (
         f"Held by {reason} since {format_time(since)}; still there when {released}, "

@@ -21,6 +21,8 @@ FLAPPING = "flapping"
 INFO = "info"
 TEST = "test"
 DIGEST = "digest"
+MAINTENANCE = "maintenance"
+DAILY = "daily"
 KINDS = (
     PROBLEM,
     ESCALATION,
@@ -33,6 +35,8 @@ KINDS = (
     INFO,
     TEST,
     DIGEST,
+    MAINTENANCE,
+    DAILY,
 )
 
 # Routing classes (`severity`), what `[[alerts.targets]] severities` lists.

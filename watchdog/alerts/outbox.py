@@ -30,6 +30,8 @@ from watchdog.statefile import write_atomic
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# Notifications dropped undelivered are remembered this long (the daily report lists them).
+DROPPED_KEEP = 2 * 86400.0
 
 
 class _TargetBox:
@@ -56,6 +58,8 @@ class Outbox:
         self._clock = clock
         self._lock = threading.RLock()
         self._boxes: Dict[str, _TargetBox] = {}
+        # [{"target", "title", "kind", "created", "dropped"}]: expired undelivered, recent
+        self._dropped: List[Dict[str, Any]] = []
         self.last_error: Optional[str] = None
 
     # ------------------------------------------------------------ reading
@@ -64,6 +68,7 @@ class Outbox:
         """Read the outbox file; a missing file is an empty outbox, a corrupt one is moved aside."""
         with self._lock:
             self._boxes = {}
+            self._dropped = []
             self._remove_stale_temp_files()
             try:
                 with open(self.path, "rb") as handle:
@@ -103,6 +108,14 @@ class Outbox:
                             box.delivered[str(nid)] = float(when)
                 if box.pending or box.delivered:
                     self._boxes[str(target)] = box
+            dropped = data.get("dropped")
+            for item in dropped if isinstance(dropped, list) else ():
+                if (
+                    isinstance(item, dict)
+                    and all(isinstance(item.get(k), str) for k in ("target", "title", "kind"))
+                    and all(isinstance(item.get(k), (int, float)) for k in ("created", "dropped"))
+                ):
+                    self._dropped.append(dict(item))
             if skipped:
                 log.warning("alerts: outbox %s: skipped %d unreadable entries", self.path, skipped)
 
@@ -157,6 +170,17 @@ class Outbox:
                 box = self._boxes.get(target)
                 return len(box.pending) if box else 0
             return sum(len(box.pending) for box in self._boxes.values())
+
+    def oldest_queued(self) -> Optional[float]:
+        """When the oldest pending notification entered the outbox (None: nothing pending)."""
+        with self._lock:
+            times = [when for box in self._boxes.values() for when in box.queued.values()]
+            return min(times) if times else None
+
+    def dropped_since(self, since: float) -> List[Dict[str, Any]]:
+        """Notifications that expired undelivered at or after `since`, oldest first."""
+        with self._lock:
+            return [dict(d) for d in self._dropped if d["dropped"] >= since]
 
     def was_delivered(self, target: str, notification_id: str) -> bool:
         with self._lock:
@@ -228,6 +252,14 @@ class Outbox:
                 if not box.pending and not box.delivered:
                     del self._boxes[name]
                     changed = True
+            for name, notification in expired:
+                self._dropped.append(
+                    {"target": name, "title": notification.title, "kind": notification.kind,
+                     "created": notification.created, "dropped": now}
+                )
+            kept = [d for d in self._dropped if now - d["dropped"] <= DROPPED_KEEP]
+            changed = changed or len(kept) != len(self._dropped)
+            self._dropped = kept
             if expired or changed:
                 self._save()
         return expired
@@ -248,6 +280,7 @@ class Outbox:
                     }
                     for name, box in self._boxes.items()
                 },
+                "dropped": list(self._dropped),
             }
 
     def _save(self) -> None:

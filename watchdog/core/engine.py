@@ -34,18 +34,20 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from watchdog.alerts import message
+from watchdog.alerts import message, summaries
 from watchdog.alerts.message import Facts
 from watchdog.alerts.notification import (
     DEESCALATION,
     ESCALATION,
+    NO_LONGER_APPLIES,
     PROBLEM,
     RECOVERY,
     Notification,
 )
 from watchdog.config import Config
+from watchdog.core import daily
 from watchdog.core.debounce import (
     CRITICAL,
     LEVELS,
@@ -58,11 +60,17 @@ from watchdog.core.debounce import (
     step,
     worse,
 )
+from watchdog.core.maintenance import Maintenance
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
 from watchdog.model import CHECK_NAMES, REPLAY_LAG, CheckResult, Role, Status
 
 STATE_VERSION = 1
+DAY = 86400.0
+# Closed incidents and role changes are kept this long (the daily message shows one day).
+HISTORY_KEEP = 2 * DAY
+# Events kept per maintenance for its end message; more are only counted.
+MAX_MAINTENANCE_EVENTS = 100
 
 # Checks that apply relaxed limits themselves when called with relaxed=True (their own hard
 # ceiling included): the engine never holds their results.
@@ -115,10 +123,13 @@ class Incident:
     flapping: bool = False
     flap_since: Optional[float] = None
     flap_levels: List[str] = field(default_factory=list)
+    # The level the outside world was last told (None: never paged, opened in maintenance).
+    told: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "level": self.level,
+            "told": self.told,
             "since": self.since,
             "peak": self.peak,
             "last_sent": self.last_sent,
@@ -150,6 +161,8 @@ class Incident:
             flapping=flapping,
             flap_since=flap_since,
             flap_levels=[x for x in flap_levels if x in LEVELS],
+            # States written before maintenance existed: everything open had been paged.
+            told=_level(data.get("told")) if "told" in data else level,
         )
 
 
@@ -209,6 +222,95 @@ class CheckState:
         )
 
 
+class ClosedIncident(NamedTuple):
+    """An incident that ended: what the daily message lists."""
+
+    check: str
+    worst: str  # the worst level it reached
+    since: float
+    until: float
+    closed: str  # "recovered" or "no longer applies" (role changed)
+    paged: bool  # False: it began and ended during maintenance
+
+    def valid(self) -> bool:
+        return (
+            isinstance(self.check, str)
+            and self.worst in LEVELS
+            and _num(self.since) is not None
+            and _num(self.until) is not None
+            and isinstance(self.closed, str)
+            and isinstance(self.paged, bool)
+        )
+
+
+class RoleChangeSeen(NamedTuple):
+    at: float
+    old: str
+    new: str
+
+    def valid(self) -> bool:
+        return _num(self.at) is not None and self.old in _ROLES and self.new in _ROLES
+
+
+class MaintenanceEvent(NamedTuple):
+    """One notification that came up during maintenance (held back unless `sent`)."""
+
+    at: float
+    kind: str
+    check: Optional[str]
+    severity: str
+    line: str  # the first line of its body
+    sent: bool
+
+    def valid(self) -> bool:
+        return _num(self.at) is not None and isinstance(self.kind, str) and isinstance(
+            self.line, str
+        )
+
+
+@dataclass
+class MaintenanceRecord:
+    """A maintenance as the engine applies it: the request's facts and what happened."""
+
+    id: str
+    reason: str
+    by: str
+    started: float
+    until: float
+    events: List[MaintenanceEvent] = field(default_factory=list)
+    dropped: int = 0  # events beyond MAX_MAINTENANCE_EVENTS (counted, not kept)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "reason": self.reason,
+            "by": self.by,
+            "started": self.started,
+            "until": self.until,
+            "events": [e._asdict() for e in self.events],
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Optional[MaintenanceRecord]:
+        if not isinstance(data, dict):
+            return None
+        texts = [data.get(k) for k in ("id", "reason", "by")]
+        started, until = _num(data.get("started")), _num(data.get("until"))
+        if not all(isinstance(t, str) for t in texts) or started is None or until is None:
+            return None
+        dropped = data.get("dropped")
+        return cls(
+            id=texts[0],
+            reason=texts[1],
+            by=texts[2],
+            started=started,
+            until=until,
+            events=_records(MaintenanceEvent, data.get("events")),
+            dropped=dropped if isinstance(dropped, int) and not isinstance(dropped, bool) else 0,
+        )
+
+
 @dataclass
 class EngineState:
     """Everything the engine remembers between cycles (and across restarts), as JSON."""
@@ -221,6 +323,14 @@ class EngineState:
     last_known_role: Optional[str] = None
     checks: Dict[str, CheckState] = field(default_factory=dict)
     relax_memory: Dict[str, Any] = field(default_factory=dict)
+    # The maintenance in effect as this engine applies it (see MaintenanceRecord), or None.
+    maintenance: Optional[MaintenanceRecord] = None
+    # Closed incidents and role changes of the last HISTORY_KEEP seconds (daily message).
+    history: List[ClosedIncident] = field(default_factory=list)
+    role_changes: List[RoleChangeSeen] = field(default_factory=list)
+    # The daily message: when it is next due, and the schedule that computed it.
+    digest_next: Optional[float] = None
+    digest_schedule: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -232,6 +342,11 @@ class EngineState:
             "last_known_role": self.last_known_role,
             "checks": {name: cs.to_json() for name, cs in sorted(self.checks.items())},
             "relax_memory": dict(self.relax_memory),
+            "maintenance": self.maintenance.to_json() if self.maintenance else None,
+            "history": [h._asdict() for h in self.history],
+            "role_changes": [r._asdict() for r in self.role_changes],
+            "digest_next": self.digest_next,
+            "digest_schedule": self.digest_schedule,
         }
 
     @classmethod
@@ -265,7 +380,26 @@ class EngineState:
             state.relax_memory = {
                 k: v for k, v in memory.items() if isinstance(k, str) and _num(v) is not None
             }
+        state.maintenance = MaintenanceRecord.from_json(data.get("maintenance"))
+        state.history = _records(ClosedIncident, data.get("history"))
+        state.role_changes = _records(RoleChangeSeen, data.get("role_changes"))
+        state.digest_next = _num(data.get("digest_next"))
+        schedule = data.get("digest_schedule")
+        state.digest_schedule = schedule if isinstance(schedule, str) else None
         return state
+
+
+def _records(cls: Any, items: Any) -> List[Any]:
+    """NamedTuples from JSON objects: each field typed as its default says; bad items dropped."""
+    out = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        try:
+            out.append(cls(**{k: item[k] for k in cls._fields}))
+        except (KeyError, TypeError):
+            continue
+    return [r for r in out if r.valid()]
 
 
 # ---------------------------------------------------------------- the engine
@@ -294,6 +428,14 @@ class Engine:
                 out.append(OpenProblem(name, cs.incident.level, cs.incident.since))
         return out
 
+    def open_incidents(self) -> List[summaries.StillOpen]:
+        """Open incidents with their latest summary (for the maintenance and daily messages)."""
+        return [
+            summaries.StillOpen(name, cs.incident.level, cs.incident.since, cs.summary)
+            for name, cs in sorted(self.state.checks.items())
+            if cs.incident is not None
+        ]
+
     # -- the cycle
 
     def observe(
@@ -302,52 +444,214 @@ class Engine:
         role: Role,
         results: Sequence[CheckResult],
         relaxations: Mapping[str, Relaxation],
+        maintenance: Optional[Maintenance] = None,
     ) -> List[Notification]:
-        """One cycle: this role's raw results (and relaxations) at `now`."""
+        """One cycle: this role's raw results (and relaxations) at `now`.
+
+        `maintenance` is the current request (or None). While it is active every
+        notification is kept back and recorded, except the recovery or closure of a problem
+        that was paged before it began (so PagerDuty incidents still resolve).
+        """
         now = float(now)
         role = Role(role)
         relaxations = relaxations or {}
         seen: Dict[str, CheckResult] = {}
         for result in results:
             seen[result.name] = result
+        silenced = maintenance is not None and maintenance.active(now)
 
-        out = self._observe_role(now, role, seen)
+        out = self._maintenance_edges(now, maintenance, silenced)
+        told_before = {
+            name: cs.incident.told for name, cs in self.state.checks.items() if cs.incident
+        }
+        produced = self._observe_role(now, role, seen)
         for name, result in seen.items():
             relax = relaxations.get(name) or NOT_RELAXED
-            out.extend(self._observe_check(now, role, name, result, relax))
+            produced.extend(self._observe_check(now, role, name, result, relax))
 
         for name in list(self.state.checks):
             cs = self.state.checks[name]
             if name not in seen and cs.incident is None:
                 del self.state.checks[name]
 
-        renotify = float(self.cfg.alerts.renotify or 0.0)
-        touched = {n.check for n in out}
-        if renotify > 0:
-            for name, cs in sorted(self.state.checks.items()):
-                incident = cs.incident
-                if incident is None or name in touched:
-                    continue
-                due = incident.last_sent + renotify
-                if now >= due:
-                    notes = []
-                    if incident.flapping:
-                        notes.append(
-                            "Still flapping between " + message.join_and(incident.flap_levels) + "."
-                        )
-                    out.append(
-                        message.reminder(
-                            self._facts(name, cs),
-                            incident.level,
-                            incident.since,
-                            now,
-                            due,
-                            message.severity_for(incident.peak),
-                            notes,
-                        )
-                    )
-                    incident.last_sent = now
+        produced.extend(self._reminders(now, {n.check for n in produced}))
+        self._prune(now)
+        if not silenced:
+            for cs in self.state.checks.values():
+                if cs.incident is not None:
+                    cs.incident.told = cs.incident.level
+            return out + produced
+        for note in produced:
+            sent = note.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(note.check)
+            self._record_event(note, bool(sent))
+            if sent:
+                out.append(note)
         return out
+
+    def _reminders(self, now: float, touched: Any) -> List[Notification]:
+        renotify = float(self.cfg.alerts.renotify or 0.0)
+        out: List[Notification] = []
+        if renotify <= 0:
+            return out
+        for name, cs in sorted(self.state.checks.items()):
+            incident = cs.incident
+            if incident is None or name in touched:
+                continue
+            due = incident.last_sent + renotify
+            if now >= due:
+                notes = []
+                if incident.flapping:
+                    notes.append(
+                        "Still flapping between " + message.join_and(incident.flap_levels) + "."
+                    )
+                out.append(
+                    message.reminder(
+                        self._facts(name, cs),
+                        incident.level,
+                        incident.since,
+                        now,
+                        due,
+                        message.severity_for(incident.peak),
+                        notes,
+                    )
+                )
+                incident.last_sent = now
+        return out
+
+    # -- history (the daily message)
+
+    def _closed(self, name: str, incident: Incident, until: float, how: str) -> None:
+        self.state.history.append(
+            ClosedIncident(
+                name, incident.peak, incident.since, until, how, incident.told is not None
+            )
+        )
+
+    def _prune(self, now: float) -> None:
+        st = self.state
+        st.history = [h for h in st.history if now - h.until <= HISTORY_KEEP]
+        st.role_changes = [r for r in st.role_changes if now - r.at <= HISTORY_KEEP]
+
+    def recent(self, now: float, window: float = DAY) -> Tuple[List[ClosedIncident], List[RoleChangeSeen]]:
+        """Incidents closed and role changes within `window` before `now`."""
+        st = self.state
+        return (
+            [h for h in st.history if now - h.until <= window],
+            [r for r in st.role_changes if now - r.at <= window],
+        )
+
+    # -- the daily message
+
+    def daily_due(self, now: float) -> Optional[float]:
+        """When the daily message is due now: the time it was due (and the next is scheduled).
+
+        The first time (or after the schedule changed) only schedules the next one, so a
+        restart or a reload never sends an extra message; one that fell due while the daemon
+        was down is sent late, once.
+        """
+        digest, st = self.cfg.digest, self.state
+        if digest.at is None:
+            st.digest_next = st.digest_schedule = None
+            return None
+        key = f"{digest.at.isoformat()} {digest.timezone}"
+        if st.digest_schedule != key or st.digest_next is None:
+            st.digest_schedule = key
+            st.digest_next = daily.next_at(now, digest.at, digest.timezone)
+            return None
+        if now < st.digest_next:
+            return None
+        due = st.digest_next
+        st.digest_next = daily.next_at(now, digest.at, digest.timezone)
+        return due
+
+    # -- maintenance
+
+    def _record_event(self, note: Notification, sent: bool) -> None:
+        record = self.state.maintenance
+        if record is None:
+            return
+        if len(record.events) >= MAX_MAINTENANCE_EVENTS:
+            record.dropped += 1
+            return
+        record.events.append(
+            MaintenanceEvent(
+                note.created, note.kind, note.check, note.severity, message.headline(note), sent
+            )
+        )
+
+    def _maintenance_edges(
+        self, now: float, request: Optional[Maintenance], active: bool
+    ) -> List[Notification]:
+        """Start, change or end of a maintenance, as seen at this cycle."""
+        st = self.state
+        out: List[Notification] = []
+        record = st.maintenance
+        if record is not None and not (active and request is not None and request.id == record.id):
+            out.extend(self._end_maintenance(now, record, request))
+            record = None
+        if not active or request is None:
+            return out
+        if record is None:
+            st.maintenance = MaintenanceRecord(
+                request.id, request.reason, request.by, request.started, request.until
+            )
+            out.append(
+                summaries.maintenance_started(
+                    self.node, request, now, self.open_incidents(), self.state.role
+                )
+            )
+        elif (record.until, record.reason) != (request.until, request.reason):
+            record.until, record.reason = request.until, request.reason
+            out.append(summaries.maintenance_changed(self.node, request, now))
+        return out
+
+    def _end_maintenance(
+        self, now: float, record: MaintenanceRecord, request: Optional[Maintenance]
+    ) -> List[Notification]:
+        """One summary of what happened, then the pages still-open problems need."""
+        if request is not None and request.id == record.id:
+            how, ended = request.how_it_ended(now), request.end_time()
+        elif request is None:
+            how, ended = "its request was removed", now
+        else:
+            how, ended = "replaced by a new request", now
+        ended = min(ended, now)
+        pages: List[Notification] = []
+        still_open: List[summaries.StillOpen] = []
+        note = message.maintenance_note(record.reason, record.started, ended)
+        for name, cs in sorted(self.state.checks.items()):
+            incident = cs.incident
+            if incident is None:
+                continue
+            page = self._catch_up(name, cs, incident, now, note)
+            if page is not None:
+                pages.append(page)
+            still_open.append(
+                summaries.StillOpen(name, incident.level, incident.since, cs.summary, page is not None)
+            )
+        self.state.maintenance = None
+        summary = summaries.maintenance_ended(
+            self.node, record, how, ended, now, still_open, self.state.role
+        )
+        return [summary] + pages
+
+    def _catch_up(
+        self, name: str, cs: CheckState, incident: Incident, now: float, note: str
+    ) -> Optional[Notification]:
+        """The notification that tells the world an incident's level it was not told."""
+        told, level = incident.told, incident.level
+        incident.told = level
+        if told == level:
+            return None
+        facts = self._facts(name, cs)
+        incident.last_sent = now
+        if told is None:
+            return message.problem(facts, level, incident.since, now, incident.since, [note])
+        at = cs.debounce.confirmed_since or now
+        build = message.escalation if rank(level) > rank(told) else message.deescalation
+        return build(
+            facts, told, level, incident.since, now, at, message.severity_for(incident.peak), [note]
+        )
 
     # -- roles
 
@@ -374,6 +678,7 @@ class Engine:
         out: List[Notification] = []
         if not (old == Role.UNKNOWN.value and st.last_known_role is None):
             out.append(message.role_change(self.node, old, value, at, now, st.last_known_role))
+            st.role_changes.append(RoleChangeSeen(at, old, value))
         if role != Role.UNKNOWN:
             previous_known = st.last_known_role or old
             st.last_known_role = value
@@ -382,6 +687,7 @@ class Engine:
                 if name in seen or cs.incident is None:
                     continue
                 incident = cs.incident
+                self._closed(name, incident, at, "no longer applies")
                 out.append(
                     message.no_longer_applies(
                         self._facts(name, cs, previous_known),
@@ -507,6 +813,7 @@ class Engine:
         peak_severity = message.severity_for(incident.peak)
         if kind == RECOVERY:
             cs.incident = None
+            self._closed(name, incident, at, "recovered")
             return [
                 message.recovery(
                     facts, incident.since, at, now, incident.peak, peak_severity, notes

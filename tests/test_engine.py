@@ -34,6 +34,7 @@ from watchdog.config import (
     StandbysConfig,
 )
 from watchdog.core.engine import Engine, EngineState, OpenProblem
+from watchdog.core.maintenance import Maintenance
 from watchdog.core.windows import Relaxation
 from watchdog.model import CheckResult, Role, Status
 
@@ -625,9 +626,7 @@ def test_property_emitted_sequence_alternates_and_restarts_change_nothing(steps)
 # ---------------------------------------------------------------- maintenance
 
 
-def maint(start: float, hours: float = 2.0, **changes) -> "Maintenance":
-    from watchdog.core.maintenance import Maintenance
-
+def maint(start: float, hours: float = 2.0, **changes) -> Maintenance:
     fields = dict(id="m1", reason="failover test", by="alice", started=T0 + start,
                   until=T0 + start + hours * HOUR, requested_until=T0 + start + hours * HOUR)
     fields.update(changes)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -427,3 +428,157 @@ def test_maintenance_needs_a_duration_and_respects_the_cap(tmp_path, pg):
     # No daemon running: recorded, but said plainly that nobody confirmed it.
     lonely = cli(node, "maintenance", "on", "--for", "10m", "--reason", "x", "--wait", "2")
     assert lonely.returncode == 1 and "NOT confirmed by a running daemon" in lonely.stdout
+
+
+def test_damaged_request_file_silences_nothing(tmp_path, pg, http_receiver):
+    node, _ = make_node(tmp_path, pg, "primary", [hook(http_receiver)])
+    with node:
+        wait_cycles(node, 2)
+        (Path(node.workdir) / "state" / "maintenance.json").write_text('{"version": 1, "id": ')
+        assert node.wait_log(r"ERROR.*maintenance: .*not a valid maintenance request", 10)
+        pg.stop_standby()
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, "[p1] standbys"), 20)
+        wait_cycles(node, 3)
+    errors = [line for line in node.log() if "not a valid maintenance request" in line]
+    assert len(errors) == 1, errors  # said once, not every cycle
+
+
+# ---------------------------------------------------------------- the daily report
+
+
+def test_daily_report_fires_at_its_time_once(tmp_path, pg, http_receiver):
+    node, _ = make_node(tmp_path, pg, "primary", [hook(http_receiver)])
+    daily = "[p1] daily report"
+    with node:
+        wait_cycles(node, 2)
+        pg.stop_standby()
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, "[p1] standbys"), 20)
+        pg.start_standby()
+        assert http_receiver.wait_for(lambda m: len(titled(http_receiver, "[p1] standbys")) >= 2, 20)
+        # A near time: the report is due a few seconds after the reload that sets it.
+        at = datetime.now(timezone.utc) + timedelta(seconds=4)
+        node.write_config({**node.sections, "digest": {"at": at.strftime("%H:%M:%S")}})
+        node.reload()
+        assert node.wait_log(r"configuration reloaded", 10)
+        assert titled(http_receiver, daily) == []
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, daily), 20)
+        arrived = datetime.now(timezone.utc)
+        wait_cycles(node, 6)
+    (report,) = titled(http_receiver, daily)
+    assert arrived >= at.replace(microsecond=0)
+    text = report["message"]
+    assert report["type"] == "success", text
+    assert text.startswith("DAILY REPORT: p1 is the primary; all checks OK"), text
+    assert "Checks now: drbd ok, postgres_role ok, services ok, standbys ok" in text
+    assert "Last 24 hours: 1 incident(s) closed:" in text and "- standbys critical, " in text
+    assert "Alerts that failed to deliver: none." in text
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def scrape(port: int) -> Dict[str, float]:
+    """`name{label="v",...}` -> value, from a real scrape parsed by prometheus_client's parser."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return samples_of(text)
+
+
+def samples_of(text: str) -> Dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()) if k != "node")
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+CODES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
+def assert_matches_once(metrics: Dict[str, float], once: Dict[str, Any]) -> None:
+    """The scrape says what `--once --json` says about the same (healthy, idle) pair."""
+    for role in ("primary", "secondary", "unknown"):
+        assert metrics[f'ha_watchdog_role{{role="{role}"}}'] == (role == once["role"])
+    for check in once["checks"]:
+        key = f'{{check="{check["name"]}"}}'
+        assert metrics["ha_watchdog_check_status" + key] == CODES[check["status"]], check
+        assert metrics["ha_watchdog_check_confirmed_status" + key] == CODES[check["status"]]
+    checks = {c["name"]: c["details"] for c in once["checks"]}
+    (resource,) = checks["drbd"]["resources"]
+    info = (
+        f'ha_watchdog_drbd_resource_info{{connection="{resource["cstate"]}",'
+        f'disk="{resource["disk"]}",peer_disk="{resource["peer_disk"]}",'
+        f'peer_role="{resource["peer_role"]}",resource="{resource["name"]}",'
+        f'role="{resource["role"]}"}}'
+    )
+    assert metrics[info] == 1, sorted(metrics)
+    assert metrics[f'ha_watchdog_drbd_connected{{resource="{resource["name"]}"}}'] == 1
+    assert metrics[f'ha_watchdog_drbd_sync_percent{{resource="{resource["name"]}"}}'] == 100
+    if once["role"] == "primary":
+        assert metrics["ha_watchdog_standbys_streaming{}"] == checks["standbys"]["streaming"] == 1
+        assert "ha_watchdog_replay_lag_bytes{}" not in metrics
+    else:
+        lag = checks["replay_lag"]
+        assert metrics["ha_watchdog_replay_lag_bytes{}"] == lag["lag_bytes"] == 0
+        assert abs(metrics["ha_watchdog_replay_lag_seconds{}"] - lag["lag_seconds"]) < 1.0
+        assert "ha_watchdog_standbys_streaming{}" not in metrics
+    assert metrics["ha_watchdog_maintenance_active{}"] == once["maintenance"]["active"]
+
+
+def test_metrics_scraped_from_both_nodes_match_once(tmp_path, pg, http_receiver):
+    from watchdog.lab.receivers import free_port
+
+    ports = {"primary": free_port(), "secondary": free_port()}
+    textfile = tmp_path / "ha_watchdog.prom"
+    nodes = {
+        role: make_node(tmp_path, pg, role, [hook(http_receiver)], {
+            "metrics": {"listen": f"127.0.0.1:{ports[role]}",
+                        "textfile": str(textfile) if role == "secondary" else None},
+        })[0]
+        for role in ports
+    }
+    primary, secondary = nodes["primary"], nodes["secondary"]
+    fresh_replay(pg)
+    with primary, secondary:
+        wait_cycles(primary, 4)
+        wait_cycles(secondary, 4)
+        for role, node in nodes.items():
+            once = json.loads(cli(node, "--once", "--json").stdout)
+            assert once["role"] == role and once["status"] == "ok", once
+            assert_matches_once(scrape(ports[role]), once)
+        from_file = samples_of(textfile.read_text())
+        assert from_file['ha_watchdog_role{role="secondary"}'] == 1
+        assert from_file["ha_watchdog_replay_lag_bytes{}"] == 0
+
+        # A problem: raw and confirmed status, the open incident, the delivery counted.
+        pg.stop_standby()
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, "[p1] standbys"), 20)
+        wait_cycles(primary, 2)
+        metrics = scrape(ports["primary"])
+        once = json.loads(cli(primary, "--once", "--json").stdout)
+        standbys = next(c for c in once["checks"] if c["name"] == "standbys")
+        assert metrics['ha_watchdog_check_status{check="standbys"}'] == CODES[standbys["status"]] == 2
+        assert metrics['ha_watchdog_check_confirmed_status{check="standbys"}'] == 2
+        assert metrics["ha_watchdog_standbys_streaming{}"] == standbys["details"]["streaming"] == 0
+        assert metrics["ha_watchdog_incidents_open{}"] == 1
+        assert metrics['ha_watchdog_deliveries_total{outcome="delivered",target="hook"}'] >= 1
+        assert metrics["ha_watchdog_outbox_length{}"] == 0
+        pg.start_standby()
+
+        # Maintenance shows, with its end.
+        assert cli(primary, "maintenance", "on", "--for", "1h", "--reason", "m").returncode == 0
+        metrics = scrape(ports["primary"])
+        until = json.loads(cli(primary, "maintenance", "status", "--json").stdout)["until"]
+        assert metrics["ha_watchdog_maintenance_active{}"] == 1
+        assert metrics["ha_watchdog_maintenance_end_timestamp_seconds{}"] == until
+        cycles = metrics["ha_watchdog_cycles_total{}"]
+        assert time.time() - metrics["ha_watchdog_last_cycle_timestamp_seconds{}"] < 5
+        wait_cycles(primary, 2)
+        assert scrape(ports["primary"])["ha_watchdog_cycles_total{}"] > cycles

@@ -70,6 +70,7 @@ class Daemon:
         self.watcher = RequestWatcher(request_path(cfg.daemon.state_dir))
         self._request_error: Optional[str] = None
         self.maintenance: Optional[Maintenance] = None  # active at the last cycle
+        self.last_cycle_end = 0.0  # wall clock
         raw = read_json(self.state_path)
         state = EngineState.from_json(raw) if raw is not None else None
         self.engine = Engine(cfg, state)
@@ -133,6 +134,7 @@ class Daemon:
             log.log(level, "alert %s: %s", note.kind.upper(), note.title)
         self.previous = cycle
         self.cycles += 1
+        self.last_cycle_end = self.wall()
         self._publish_metrics(report, cycle.duration)
         line = self._summary(report, cycle.duration, len(notes))
         return line
@@ -166,7 +168,7 @@ class Daemon:
         from watchdog import __version__
         from watchdog.metrics import MetricsView
 
-        now = self.wall()
+        now = self.last_cycle_end
         deliveries: Dict[Any, int] = {}
         length, oldest = 0, None
         if self.deliverer is not None and hasattr(self.deliverer, "deliveries"):
@@ -247,7 +249,7 @@ class Daemon:
             return
         for warning in new.warnings:
             log.warning("%s", warning)
-        self.cfg = new
+        old, self.cfg = self.cfg, new
         self.engine = Engine(new, self.engine.state)
         if self.deliverer is not None:
             self.deliverer.stop(timeout=5.0)
@@ -255,9 +257,13 @@ class Daemon:
         self.deliverer.start()
         self.heartbeat = self._heartbeat_factory(new)
         self.watcher = RequestWatcher(request_path(new.daemon.state_dir))
-        if self.exporter is not None:
-            self.exporter.close()
-        self.exporter = self._exporter_factory(new)
+        if (old.metrics, old.node_name) != (new.metrics, new.node_name):
+            # Only a changed [metrics] restarts the listener (a scrape would miss it).
+            if self.exporter is not None:
+                self.exporter.close()
+            self.exporter = self._exporter_factory(new)
+            if self.exporter is not None and self.previous is not None:
+                self._publish_metrics(self.previous.report, self.previous.duration)
         log.info("configuration reloaded from %s", self.config_path)
         self.notifier.ready()
 

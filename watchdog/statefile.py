@@ -18,17 +18,21 @@ from typing import Any, Optional
 log = logging.getLogger(__name__)
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: str, data: bytes, mode: int = 0o600, make_dirs: bool = True) -> None:
     """Write `data` to `path` so that a crash leaves either the old or the new content.
 
     Temp file in the same directory, fsync, rename over the target, fsync the directory
-    (without the last step the rename itself may be lost on power failure).
+    (without the last step the rename itself may be lost on power failure). The file gets
+    exactly `mode`, whatever the umask (the unit's is 0077). The temp file's name does not
+    end like `path` (node_exporter reads only *.prom) and is removed on failure.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if make_dirs:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     tmp = os.path.join(directory, f"{temp_prefix(path)}{os.getpid()}-{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

@@ -481,7 +481,6 @@ def scrape(port: int) -> Dict[str, float]:
     """`name{label="v",...}` -> value, from a real scrape parsed by prometheus_client's parser."""
     from urllib.request import urlopen
 
-    from prometheus_client.parser import text_string_to_metric_families
 
     with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()

@@ -328,6 +328,93 @@ def test_config_error_at_start_fails_without_restart_loop(lab):
     assert f"config error: {CONFIG_PATH}:" in lab.journal("-u", UNIT)
 
 
+METRICS_PORT = 9642
+TEXTFILE = "/var/lib/node_exporter/textfile/ha_watchdog.prom"
+
+
+def scrape_inside(lab: Lab) -> Dict[str, float]:
+    """`/metrics` fetched inside the container (its own loopback), parsed by the library."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code = (
+        "import urllib.request;"
+        f"print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics').read().decode())"
+    )
+    result = lab.box.run([sys.executable, "-c", code], timeout=15)
+    assert result.ok, result
+    return {
+        sample.name + json.dumps({k: v for k, v in sorted(sample.labels.items()) if k != "node"}):
+            sample.value
+        for family in text_string_to_metric_families(result.stdout)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.systemd
+@pytest.mark.slow
+@needs_nspawn
+def test_maintenance_and_metrics_under_the_hardened_unit(lab):
+    """Maintenance shows in STATUS=, metrics are served and the textfile is written under
+    ProtectSystem=strict once a drop-in allows its directory, and a restart mid-maintenance
+    keeps it (no second start message, no re-page)."""
+    box = lab.box
+    sections = lab.sections()
+    sections["metrics"] = {"listen": f"127.0.0.1:{METRICS_PORT}", "textfile": TEXTFILE}
+    lab.write_config(render_config(sections))
+    assert box.run(["mkdir", "-p", os.path.dirname(TEXTFILE)]).ok
+    started = box.systemctl("start", UNIT, timeout=70)
+    assert started.ok, f"{started}\n{lab.tail()}"
+    run = lab.show("InvocationID")
+    assert lab.wait_problems(1, timeout=15), lab.tail()
+    # Metrics are what the last cycle saw: let one cycle pass after the delivery.
+    assert lab.wait_cycle(run, lab.last_cycle(run) + 2), lab.tail()
+
+    metrics = scrape_inside(lab)
+    assert metrics['ha_watchdog_role{"role": "primary"}'] == 1
+    assert metrics['ha_watchdog_check_status{"check": "postgres_role"}'] == 2
+    assert metrics['ha_watchdog_check_confirmed_status{"check": "postgres_role"}'] == 2
+    assert metrics['ha_watchdog_deliveries_total{"outcome": "delivered", "target": "hook"}'] >= 1
+    # No ReadWritePaths= yet: refused by the sandbox, said once with the fix.
+    assert lab.wait_instance_log(run, "cannot write textfile"), lab.tail()
+    refused = [line for line in lab.instance_log(run).splitlines() if "cannot write textfile" in line]
+    assert len(refused) == 1 and "Read-only file system" in refused[0], refused
+    assert "ReadWritePaths=" in refused[0]
+
+    cli = [console_script(), "--config", CONFIG_PATH, "maintenance"]
+    on = box.run([*cli, "on", "--for", "1h", "--reason", "systemd test"], timeout=40)
+    assert on.ok and "the running daemon applied it" in on.stdout, on
+    assert box.wait_for(UNIT, "StatusText", lambda v: "MAINTENANCE until" in v, timeout=10), (
+        lab.show("StatusText")
+    )
+    assert scrape_inside(lab)["ha_watchdog_maintenance_active{}"] == 1
+
+    box.install_file(f"/etc/systemd/system/{UNIT}.d/30-textfile.conf",
+                     f"[Service]\nReadWritePaths={os.path.dirname(TEXTFILE)}\n")
+    assert box.systemctl("daemon-reload", timeout=30).ok
+    assert box.systemctl("restart", UNIT, timeout=70).ok, lab.tail()
+    second = lab.show("InvocationID")
+    assert lab.wait_cycle(second, 3), lab.tail()
+    listing = box.run(["stat", "-c", "%a", TEXTFILE])
+    assert listing.ok and listing.stdout.strip() == "644", listing
+    text = box.run(["cat", TEXTFILE]).stdout
+    assert "ha_watchdog_maintenance_active{" in text and "} 1.0" in text
+    assert "MAINTENANCE until" in lab.show("StatusText")
+
+    off = box.run([*cli, "off"], timeout=40)
+    assert off.ok and "the running daemon applied it" in off.stdout, off
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        notes = [a for a in lab.alerts() if a.get("title") == f"[{NODE}] maintenance"]
+        if len(notes) >= 2:
+            break
+        time.sleep(0.1)
+    assert [n["message"].split(":")[0] for n in notes] == ["MAINTENANCE ON", "MAINTENANCE OVER"]
+    assert "postgres_role critical since" in notes[1]["message"]
+    assert "paged before maintenance" in notes[1]["message"]
+    assert len(lab.problems()) == 1, lab.alerts()  # never paged twice
+    assert box.systemctl("stop", UNIT, timeout=40).ok
+
+
 def test_receiver_cli_appends_each_json_body_as_a_line(tmp_path):
     """`python -m watchdog.lab.receivers http`: the receiver the container test runs."""
     out, port_file = tmp_path / "alerts.jsonl", tmp_path / "port"

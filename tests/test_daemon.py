@@ -357,7 +357,7 @@ def test_maintenance_holds_a_stopped_standby_then_pages_after_expiry(tmp_path, p
     title, quiet = "[p1] standbys", "[p1] maintenance"
     with node:
         wait_cycles(node, 2)
-        on = cli(node, "maintenance", "on", "--for", "8s", "--reason", "failover test")
+        on = cli(node, "maintenance", "on", "--for", "15s", "--reason", "failover test")
         assert on.returncode == 0, on.stdout + on.stderr
         assert "the running daemon applied it" in on.stdout
         assert http_receiver.wait_for(lambda m: titled(http_receiver, quiet), 10)
@@ -377,8 +377,8 @@ def test_maintenance_holds_a_stopped_standby_then_pages_after_expiry(tmp_path, p
         assert "PROBLEM CRITICAL: standbys on p1 (primary) [held back]" in status.stdout, status.stdout
         assert titled(http_receiver, title) == []
 
-        # Expiry (8 s after `on`): one summary, then the still-open problem pages.
-        assert http_receiver.wait_for(lambda m: titled(http_receiver, title), 20)
+        # Expiry (15 s after `on`): one summary, then the still-open problem pages.
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, title), 30)
         wait_cycles(node, 2)
         pg.start_standby()
         assert http_receiver.wait_for(lambda m: len(titled(http_receiver, title)) >= 2, 20)
@@ -456,12 +456,12 @@ def test_daily_report_fires_at_its_time_once(tmp_path, pg, http_receiver):
         pg.start_standby()
         assert http_receiver.wait_for(lambda m: len(titled(http_receiver, "[p1] standbys")) >= 2, 20)
         # A near time: the report is due a few seconds after the reload that sets it.
-        at = datetime.now(timezone.utc) + timedelta(seconds=4)
+        at = datetime.now(timezone.utc) + timedelta(seconds=8)
         node.write_config({**node.sections, "digest": {"at": at.strftime("%H:%M:%S")}})
         node.reload()
         assert node.wait_log(r"configuration reloaded", 10)
         assert titled(http_receiver, daily) == []
-        assert http_receiver.wait_for(lambda m: titled(http_receiver, daily), 20)
+        assert http_receiver.wait_for(lambda m: titled(http_receiver, daily), 30)
         arrived = datetime.now(timezone.utc)
         wait_cycles(node, 6)
     (report,) = titled(http_receiver, daily)

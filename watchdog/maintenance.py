@@ -177,6 +177,16 @@ def _finish(state_dir: str, request: Maintenance, cfg: Config, wait: float, done
     return EXIT_NOT_APPLIED
 
 
+def _written(state_dir: str, request: Maintenance, command: str) -> bool:
+    try:
+        write_request(state_dir, request)
+    except OSError as exc:
+        print(f"maintenance {command}: cannot write {request_path(state_dir)}: "
+              f"{exc.strerror or exc} (run it as the daemon's user, root)", file=sys.stderr)
+        return False
+    return True
+
+
 def command_on(cfg: Config, duration_text: Optional[str], reason: str, wait: float,
                clock: Callable[[], float] = time.time,
                sleep: Callable[[float], None] = time.sleep, by: Optional[str] = None) -> int:
@@ -208,11 +218,7 @@ def command_on(cfg: Config, duration_text: Optional[str], reason: str, wait: flo
     except ValueError as exc:
         print(f"maintenance on: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    try:
-        write_request(state_dir, request)
-    except OSError as exc:
-        print(f"maintenance on: cannot write {request_path(state_dir)}: "
-              f"{exc.strerror or exc} (run it as the daemon's user, root)", file=sys.stderr)
+    if not _written(state_dir, request, "on"):
         return EXIT_REFUSED
     verb = "extended" if current is not None and current.id == request.id else "on"
     return _finish(state_dir, request, cfg, wait,
@@ -231,11 +237,7 @@ def command_off(cfg: Config, wait: float, clock: Callable[[], float] = time.time
         _say("maintenance is not on; nothing to do")
         return EXIT_OK
     request = core.turned_off(current, by or who(), now)
-    try:
-        write_request(state_dir, request)
-    except OSError as exc:
-        print(f"maintenance off: cannot write {request_path(state_dir)}: "
-              f"{exc.strerror or exc} (run it as the daemon's user, root)", file=sys.stderr)
+    if not _written(state_dir, request, "off"):
         return EXIT_REFUSED
     return _finish(state_dir, request, cfg, wait,
                    f"maintenance off (it was asked by {current.by}: {current.reason})",

@@ -15,7 +15,7 @@ that document into a typed value and back, with `now` as a parameter.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
 from watchdog.units import format_duration
@@ -156,24 +156,8 @@ def extend(current: Maintenance, reason: str, by: str, now: float, duration: flo
             f"[maintenance] max_duration ({format_duration(max_duration)}) from then; "
             "turn it off and on again for a new period"
         )
-    return Maintenance(
-        id=current.id,
-        reason=fresh.reason,
-        by=fresh.by,
-        started=current.started,
-        until=fresh.until,
-        requested_until=fresh.until,
-    )
+    return replace(fresh, started=current.started)
 
 
 def turned_off(current: Maintenance, by: str, now: float) -> Maintenance:
-    return Maintenance(
-        id=current.id,
-        reason=current.reason,
-        by=current.by,
-        started=current.started,
-        until=current.until,
-        requested_until=current.requested_until,
-        ended=now,
-        ended_by=clean_text(by),
-    )
+    return replace(current, ended=now, ended_by=clean_text(by))

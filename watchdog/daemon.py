@@ -154,9 +154,7 @@ class Daemon:
         from watchdog.alerts import summaries
 
         closed, role_changes = self.engine.recent(now)
-        undelivered: List[str] = []
-        if self.deliverer is not None and hasattr(self.deliverer, "undelivered"):
-            undelivered = self.deliverer.undelivered(now)
+        undelivered = self.deliverer.undelivered(now) if self.deliverer is not None else []
         return summaries.daily(
             self.cfg.node_name, now, due, report.role.value, report.checks,
             self.engine.open_incidents(), closed, role_changes, undelivered, self.maintenance,
@@ -171,7 +169,7 @@ class Daemon:
         now = self.last_cycle_end
         deliveries: Dict[Any, int] = {}
         length, oldest = 0, None
-        if self.deliverer is not None and hasattr(self.deliverer, "deliveries"):
+        if self.deliverer is not None:
             deliveries = self.deliverer.deliveries()
             length, oldest = self.deliverer.outbox.count(), self.deliverer.outbox.oldest_queued()
         states = self.engine.state.checks

@@ -489,3 +489,43 @@ def test_several_changes_in_one_cycle_are_separate_alerts_without_an_outage(
     titles = sorted(m["title"] for m in http_receiver.messages)
     assert titles == ["[mail1] drbd", "[mail1] standbys"]
     assert not plan_messages("mail1", [make_notification("drbd")] * 2, backlog=False)[0].digest
+
+
+# ---------------------------------------------------------------- counters and the daily report
+
+
+def test_deliveries_counted_and_undelivered_reported_across_a_restart(
+    tmp_path, http_receiver, alerts_config, make_notification
+):
+    """What metrics (deliveries by target and outcome, outbox age) and the daily report
+    (alerts that failed to deliver) read from the deliverer."""
+    now = [1_700_000_000.0]
+    cfg = alerts_config({"name": "hook", "url": http_receiver.url}, expire=3600.0)
+    http_receiver.set_down(True)
+    d = deliverer(cfg, tmp_path, clock=lambda: now[0])
+    d.submit([make_notification("drbd", created=now[0])])
+    assert wait_until(lambda: d.deliveries().get(("hook", "failed"), 0) >= 2)
+    assert d.outbox.oldest_queued() == now[0]
+    (line,) = d.undelivered(now[0])
+    assert line.startswith("target 'hook': ") and "failed delivery round(s)" in line
+    assert "1 waiting in the outbox" in line and "last error:" in line
+
+    now[0] += 7200  # still down two hours later: it expires, counted and remembered
+    assert wait_until(lambda: d.deliveries().get(("hook", "expired")) == 1)
+    d.stop(1)
+    assert d.outbox.oldest_queued() is None
+
+    http_receiver.set_down(False)
+    d2 = deliverer(cfg, tmp_path, clock=lambda: now[0])  # a restart: counters start over
+    assert d2.deliveries() == {}
+    (dropped,) = d2.undelivered(now[0])
+    assert dropped == (
+        "target 'hook': [mail1] drbd (problem) dropped undelivered after 1h00m"
+    )
+    d2.submit([make_notification("services", created=now[0])])
+    assert http_receiver.wait_count(1, WAIT)
+    assert wait_until(lambda: d2.deliveries() == {("hook", "delivered"): 1})
+    now[0] += 2 * 86400 + 60  # two days on: the dropped record is gone too
+    d2.outbox.expire(now[0], cfg.alerts.expire)
+    assert d2.undelivered(now[0]) == []
+    d2.stop(1)

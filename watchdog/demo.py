@@ -6,7 +6,10 @@ standby (watchdog.lab.pgcluster), one /proc/drbd-format file per node that the d
 rewrites (watchdog.lab.drbdstate), a daemontools tree of hvmail-like services under a real
 svscan (watchdog.lab.services), one `ha-watchdog` daemon process per node
 (watchdog.lab.node) and an HTTP receiver on 127.0.0.1 that gets apprise's json:// posts
-(watchdog.lab.receivers) and prints each alert as it arrives.
+(watchdog.lab.receivers) and prints each alert as it arrives. The planned-work scenario
+runs the real `ha-watchdog maintenance on|status` commands against mail1's daemon, as a user
+would; mail1 also publishes Prometheus metrics on a loopback port (when prometheus-client is
+installed), which the demo scrapes and prints.
 
 Node "mail1" starts as DRBD Primary with the PostgreSQL primary, "mail2" as DRBD Secondary
 with the standby. Each daemon watches ITS OWN PostgreSQL server (a fixed port), whatever
@@ -22,20 +25,24 @@ second run works.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from watchdog.probes.command import run_command
+from watchdog.probes.command import CommandResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,6 +70,12 @@ DEMO_OVERRIDES: Dict[str, Dict[str, Any]] = {
 }
 SPIKE_SECONDS = 2.5  # shorter than replay_lag's `for`
 BACKUP_PAUSE_SECONDS = 9.0  # past critical (6 s) and for (5 s): would page outside a window
+# Long enough for mail2's restart and mail1's held PROBLEM and RECOVERY (6-7 s) with a
+# margin, short enough to watch it end on its own.
+MAINTENANCE_FOR = "15s"
+MAINTENANCE_REASON = "planned standby restart"
+# mail1 publishes metrics; what the demo prints of a scrape, per metric name.
+METRICS_SHOWN = ("ha_watchdog_role", "ha_watchdog_check_status")
 
 # Environment a daemon must not inherit from whatever runs the demo (a systemd unit, say).
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
@@ -86,7 +99,10 @@ class Alert:
 
 
 _TITLE = re.compile(r"^\[(?P<node>[^\]]*)\]\s*(?P<check>.*)$")
-_MULTIWORD_KINDS = ("ROLE CHANGE", "NO LONGER APPLIES")
+_MULTIWORD_KINDS = ("ROLE CHANGE", "NO LONGER APPLIES", "MAINTENANCE ON", "MAINTENANCE OVER",
+                    "MAINTENANCE CHANGED", "DAILY REPORT")
+# Messages about a node rather than one check (watchdog.alerts.summaries): printed whole.
+_WHOLE_BODY_CHECKS = ("maintenance", "daily report")
 
 
 def parse_alert(message: Mapping[str, Any], at: float) -> Alert:
@@ -104,19 +120,32 @@ def parse_alert(message: Mapping[str, Any], at: float) -> Alert:
     return Alert(at, node, check, kind, str(message.get("type") or "?"), headline, summary, body)
 
 
+def detail_lines(alert: Alert, width: int = 160) -> List[str]:
+    """What the console prints under an alert's headline: the check's summary line, or the
+    whole body of a message about the node (maintenance start and end, daily report)."""
+    if alert.check in _WHOLE_BODY_CHECKS:
+        lines = [line.rstrip() for line in alert.body.splitlines()[1:] if line.strip()]
+    else:
+        lines = [alert.summary] if alert.summary else []
+    return [line if len(line) <= width else line[: width - 3] + "..." for line in lines]
+
+
 @dataclass(frozen=True)
 class NodeView:
-    """What a daemon's `cycle N: ...` log line says: its role, worst status, each check."""
+    """What a daemon's `cycle N: ...` log line says: its role, worst status, each check, and
+    the end of the maintenance in effect ("" when none)."""
 
     node: str
     role: str
     status: str
     checks: Dict[str, str] = field(default_factory=dict)
+    maintenance: str = ""
 
     @property
     def text(self) -> str:
         parts = " ".join(f"{name}={status}" for name, status in self.checks.items())
-        return f"{self.role} {self.status}: {parts}"
+        quiet = f" (maintenance until {self.maintenance})" if self.maintenance else ""
+        return f"{self.role} {self.status}: {parts}{quiet}"
 
     def all_ok(self, role: Optional[str] = None) -> bool:
         return self.status == "ok" and (role is None or self.role == role)
@@ -125,6 +154,8 @@ class NodeView:
 _CYCLE = re.compile(
     r"cycle \d+: (?P<node>\S+) (?P<role>\S+) (?P<status>\S+): (?P<checks>.*?) \(\d+ ms"
 )
+# The cycle line's tail while maintenance is on: "..., 0 open, MAINTENANCE until <date> <time>)".
+_QUIET = re.compile(r", MAINTENANCE until (?:\d{4}-\d\d-\d\d )?(?P<until>[^)]*)\)")
 
 
 def parse_cycle_line(line: str) -> Optional[NodeView]:
@@ -137,7 +168,32 @@ def parse_cycle_line(line: str) -> Optional[NodeView]:
         name, sep, status = part.partition("=")
         if sep:
             checks[name] = status
-    return NodeView(match.group("node"), match.group("role"), match.group("status"), checks)
+    quiet = _QUIET.search(line, match.end())
+    return NodeView(match.group("node"), match.group("role"), match.group("status"), checks,
+                    quiet.group("until").strip() if quiet else "")
+
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+"
+                     r"(?P<value>\S+)(?:\s+\S+)?\s*$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def parse_samples(text: str) -> List[Tuple[str, Dict[str, str], float, str]]:
+    """Prometheus text exposition as (name, labels, value, the line); comments skipped."""
+    out: List[Tuple[str, Dict[str, str], float, str]] = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        try:
+            value = float(match.group("value"))
+        except ValueError:
+            continue
+        labels = {k: _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
+                  for k, v in _LABEL.findall(match.group("labels") or "")}
+        out.append((match.group("name"), labels, value, line))
+    return out
 
 
 def backup_window_around(now: float, before: float = 60.0, after: float = 600.0
@@ -276,6 +332,7 @@ class Demo:
         self.views: Dict[str, NodeView] = {}
         self.history: List[Tuple[float, NodeView]] = []  # each change of a node's view
         self.cycles: Dict[str, int] = {name: 0 for name in NODES}
+        self.metrics_url: Optional[str] = None  # mail1's /metrics, when published
 
     # ------------------------------------------------------------ callbacks (other threads)
 
@@ -289,8 +346,10 @@ class Demo:
         c = self.console
         text = (f"{c.paint('ALERT', 'bold')}  {alert.node:<5}  "
                 f"{c.paint(f'{alert.type:<7}', alert.type)}  {alert.headline}")
-        if alert.summary:  # the body's second line: what is wrong, in the check's words
-            text += "\n" + " " * 20 + c.paint(alert.summary[:160], "dim")
+        # The body's second line (what is wrong, in the check's words), or a whole message
+        # about the node (maintenance start and end).
+        for line in detail_lines(alert):
+            text += "\n" + " " * 20 + c.paint(line, "dim")
         c.event(text)
 
     def on_line(self, name: str, line: str) -> None:
@@ -313,6 +372,9 @@ class Demo:
             status = self.console.paint(view.status, {"ok": "ok", "warning": "warning"}.get(
                 view.status, "failure"))
             parts = " ".join(f"{n}={s}" for n, s in view.checks.items())
+            if view.maintenance:
+                parts += " " + self.console.paint(f"(maintenance until {view.maintenance})",
+                                                  "info")
             self.console.event(f"{name} says: {view.role} {status}: {parts}")
         elif self.verbose:
             self.console.event(self.console.paint(f"{name} log: {line}", "dim"))
@@ -408,7 +470,7 @@ class Demo:
         from watchdog.lab.drbdstate import DrbdStateFile
         from watchdog.lab.node import NodeDaemon, node_sections
         from watchdog.lab.pgcluster import PgCluster
-        from watchdog.lab.receivers import HttpReceiver
+        from watchdog.lab.receivers import HttpReceiver, free_port
         from watchdog.lab.services import ServiceTree
 
         self.base = tempfile.mkdtemp(prefix="ha-watchdog-demo-", dir=self.temp_root)
@@ -448,6 +510,12 @@ class Demo:
                 targets=[{"name": "demo-receiver", "url": self.receiver.url}],
                 overrides=DEMO_OVERRIDES,
             )
+        if metrics_available():
+            listen = f"127.0.0.1:{free_port()}"
+            self.base_sections["mail1"]["metrics"] = {"listen": listen}
+            self.metrics_url = f"http://{listen}/metrics"
+            self.console.write("   mail1 publishes Prometheus metrics: [metrics] listen = "
+                               f'"{listen}"')
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         self.pg.write(1)
         self.pg.wait_replayed()
@@ -578,6 +646,77 @@ class Demo:
         self.expect("no replay_lag alert", not sent, ", ".join(a.headline for a in sent))
         self._reload(mail2, self.base_sections["mail2"], "without the window")
 
+    def maintenance(self, number: int) -> None:
+        self.heading(number, "Planned work: maintenance mode", f"""
+            mail2's PostgreSQL gets a planned restart. First, on mail1, the operator runs
+            `ha-watchdog maintenance on --for {MAINTENANCE_FOR} --reason "{MAINTENANCE_REASON}"`.
+            mail1 says so once (info), then keeps checking and tracking but pages nothing:
+            its cycle line shows standbys=critical, the PROBLEM and the RECOVERY are held
+            back, and `maintenance status` lists them. Maintenance is per node: mail2 was
+            not put in it, so it pages its postgres_role as before (on a real cluster, run
+            the command on both). The maintenance ends on its own; then mail1 sends one
+            message: what it held back, and what is still open (nothing).""")
+        since, started = self.mark(), self.console.elapsed()
+        result = self._cli("mail1", "maintenance", "on", "--for", MAINTENANCE_FOR,
+                           "--reason", MAINTENANCE_REASON)
+        self.expect("`maintenance on` exits 0: mail1's daemon applied it",
+                    result.ok and "applied it" in result.stdout, _failed(result))
+        on = self.wait_alert(since, "mail1", "maintenance", "MAINTENANCE ON", 10)
+        self.expect("mail1 sends MAINTENANCE ON (type info)",
+                    on is not None and on.type == "info",
+                    f"after {on.at - started:.1f}s" if on else "nothing within 10s")
+        quiet = self.wait_view("mail1", lambda v: bool(v.maintenance), 10)
+        self.expect("mail1's cycle line says it is in maintenance", quiet is not None)
+        record = self._maintenance_record("mail1")
+        until = float(record["until"]) if record else time.time()
+
+        stopped = self.console.elapsed()
+        self.step("pg_ctl stop on mail2's PostgreSQL")
+        self.pg.stop_standby()
+        seen = self.wait_view("mail1", lambda v: v.checks.get("standbys") == "critical", 20)
+        self.expect("mail1 sees it: standbys=critical in its cycle line", seen is not None)
+        held = self._wait_held("mail1", "standbys", "problem", 20)
+        self.expect("mail1 holds back its standbys PROBLEM (recorded, not sent)",
+                    held is not None, "nothing recorded within 20s" if held is None else "")
+        self.expect_alert(since, "mail2", "postgres_role", "PROBLEM", 20, stopped,
+                          what="mail2 (not in maintenance) sends PROBLEM for postgres_role")
+        status = self._cli("mail1", "maintenance", "status")
+        self.expect("`maintenance status` lists the held-back PROBLEM",
+                    status.ok and "PROBLEM CRITICAL: standbys" in status.stdout
+                    and "[held back]" in status.stdout, _failed(status))
+
+        restarted = self.console.elapsed()
+        self.step("pg_ctl start on mail2's PostgreSQL")
+        self.pg.start_standby()
+        held = self._wait_held("mail1", "standbys", "recovery", 20)
+        self.expect("mail1 holds back its standbys RECOVERY too", held is not None)
+        self.expect_alert(since, "mail2", "postgres_role", "RECOVERY", 20, restarted)
+        if self.metrics_url is not None:
+            samples = self._show_metrics(("ha_watchdog_maintenance_active",))
+            self.expect("its metrics say so too: ha_watchdog_maintenance_active 1",
+                        [value for _, _, value, _ in samples] == [1.0])
+
+        left = max(0.0, until - time.time())
+        self.step(f"waiting for the maintenance to end on its own (in {left:.0f}s)")
+        over = self.expect_alert(since, "mail1", "maintenance", "MAINTENANCE OVER", left + 15,
+                                 self.console.elapsed(),
+                                 what="mail1 sends MAINTENANCE OVER when the time is up")
+        if over is not None:
+            body = over.body
+            listed = ("PROBLEM CRITICAL: standbys on mail1" in body
+                      and "RECOVERY: standbys on mail1" in body
+                      and body.count("[held back]") >= 2)
+            self.expect("it lists the standbys PROBLEM and RECOVERY as held back", listed,
+                        "" if listed else _indent(body))
+            clear = "Still open: nothing" in body
+            self.expect("it says: Still open: nothing", clear, "" if clear else _indent(body))
+        paged = [a for a in self.alerts_since(since)
+                 if a.node == "mail1" and a.check == "standbys"]
+        self.expect("mail1 paged nothing for standbys", not paged,
+                    ", ".join(a.headline for a in paged))
+        self.wait_view("mail1", lambda v: v.all_ok("primary") and not v.maintenance, 15)
+        self.wait_view("mail2", lambda v: v.all_ok("secondary"), 15)
+
     def failover(self, number: int) -> None:
         self.heading(number, "Failover: the roles swap", """
             Like GreenArrow's hvmail_make_secondary on mail1 then hvmail_make_primary on
@@ -617,7 +756,74 @@ class Demo:
         self.expect(text, bool(closed),
                     ", ".join(f"{a.node} {a.check}" for a in _still_open(self.alerts_since(since))))
 
+    def metrics(self, number: int) -> None:
+        self.heading(number, "Metrics: what Prometheus scrapes", f"""
+            mail1 runs with [metrics] listen, so Prometheus can scrape {self.metrics_url}
+            (README, "Metrics"): its role and each check's status (0 ok, 1 warning,
+            2 critical, 3 unknown), among others. After the failover it says:""")
+        samples = self._show_metrics(METRICS_SHOWN)
+        roles = {labels.get("role"): value for name, labels, value, _ in samples
+                 if name == "ha_watchdog_role"}
+        self.expect("ha_watchdog_role says mail1 is secondary now",
+                    roles.get("secondary") == 1.0 and sum(roles.values()) == 1.0, str(roles))
+
     # ------------------------------------------------------------ helpers
+
+    def _cli(self, node: str, *args: str) -> CommandResult:
+        """`ha-watchdog --config <node's> ARGS` as a user would type it: shown, run, its
+        output printed under it."""
+        daemon = self.daemons[node]
+        shown = shlex.join(["ha-watchdog", "--config", daemon.config_path, *args])
+        self.step(f"$ {shown}")
+        result = _run([self.python, "-m", "watchdog", "--config", daemon.config_path, *args],
+                      timeout=30, env=daemon.env)
+        for line in (result.stdout + result.stderr).splitlines():
+            self.console.write(" " * 10 + self.console.paint(line, "dim"))
+        return result
+
+    def _maintenance_record(self, node: str) -> Optional[Dict[str, Any]]:
+        """The maintenance `node`'s daemon applies, as it records it in its state file (what
+        `maintenance status` reads)."""
+        from watchdog.maintenance import daemon_view
+
+        record, _ = daemon_view(self.base_sections[node]["daemon"]["state_dir"])
+        return record
+
+    def _wait_held(self, node: str, check: str, kind: str, timeout: float
+                   ) -> Optional[Dict[str, Any]]:
+        """The notification `node` recorded and held back during its maintenance, once it is
+        in its state file; printed. None at timeout or when a daemon exited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self._maintenance_record(node) or {}
+            for event in record.get("events") or []:
+                if (isinstance(event, dict) and event.get("check") == check
+                        and event.get("kind") == kind and not event.get("sent")):
+                    self.console.event(self.console.paint(
+                        f"{node} held back: {event.get('line', '')}", "info"))
+                    return event
+            if time.monotonic() >= deadline or not all(
+                    d.running() for d in self.daemons.values()):
+                return None
+            time.sleep(0.1)
+
+    def _show_metrics(self, names: Sequence[str]
+                      ) -> List[Tuple[str, Dict[str, str], float, str]]:
+        """Scrape mail1's /metrics, print the samples of `names`, return them."""
+        assert self.metrics_url is not None
+        self.step(f"GET {self.metrics_url}")
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+                text = response.read().decode("utf-8", "replace")
+        except OSError as exc:
+            self.expect("mail1 serves /metrics", False, str(exc))
+            return []
+        samples = [s for s in parse_samples(text) if s[0] in names]
+        for _, _, _, line in samples:
+            self.console.write(" " * 10 + self.console.paint(line, "dim"))
+        if not samples:
+            self.expect(f"mail1's /metrics has {', '.join(names)}", False)
+        return samples
 
     def _reload(self, daemon: Any, sections: Mapping[str, Any], what: str) -> bool:
         start = len(daemon.log())
@@ -632,7 +838,7 @@ class Demo:
     def _once_summary(self, node: str, check: str) -> str:
         """`ha-watchdog --config <node's> --once --json`: one check's status and summary."""
         daemon = self.daemons[node]
-        result = run_command(
+        result = _run(
             [self.python, "-m", "watchdog", "--config", daemon.config_path, "--once", "--json"],
             timeout=20, env=daemon.env,
         )
@@ -654,8 +860,10 @@ class Demo:
         scenarios += [self.standby_stops, self.crash_loop]
         if not self.quick:
             scenarios.append(self.backup_window)
-        scenarios.append(self.failover)
+        scenarios += [self.maintenance, self.failover]
         self.setup()
+        if self.metrics_url is not None:
+            scenarios.append(self.metrics)
         for number, scenario in enumerate(scenarios, 1):
             scenario(number)
             if not self.quick:
@@ -718,6 +926,48 @@ def _still_open(alerts: Sequence[Alert]) -> List[Alert]:
         if alert.kind in _OPENING or alert.kind in _CLOSING:
             last[(alert.node, alert.check)] = alert
     return [a for a in last.values() if a.kind in _OPENING]
+
+
+def _failed(result: CommandResult) -> str:
+    """Why a command did not do what was expected ("" when it exited 0)."""
+    if result.ok:
+        return ""
+    why = result.error or f"exit {result.returncode}"
+    tail = (result.stderr or result.stdout).strip()[-200:]
+    return f"{why}: {tail}" if tail else why
+
+
+def _indent(text: str) -> str:
+    return "\n      ".join([""] + text.splitlines())
+
+
+def metrics_available() -> bool:
+    """Can the daemons publish metrics (the `metrics` extra is installed)?"""
+    try:
+        return importlib.util.find_spec("prometheus_client") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _run(argv: Sequence[str], timeout: float, env: Mapping[str, str]) -> CommandResult:
+    """Run a command to its end; killed whole on a timeout or when the demo is interrupted
+    (Ctrl-C, SIGTERM), so it never outlives the demo."""
+    start = time.monotonic()
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace",
+                            env=dict(env), start_new_session=True)
+    error = None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        error = f"no answer within {timeout:g}s"
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+    return CommandResult(tuple(argv), None if error else proc.returncode, out, err,
+                         time.monotonic() - start, error)
 
 
 def _keep_writing(pg: Any, seconds: float) -> None:

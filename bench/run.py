@@ -11,7 +11,12 @@ receiver, then measures in one run:
    peak RSS and CPU time, from wait4() on each child (so one process's footprint, never the
    sum of a tree: check_postgres's psql children count as their largest, not added up).
 2. The daemon in steady state at a short interval: CPU per cycle (user + sys, from
-   /proc/<pid>/stat) and RSS (VmRSS) at cycle --warm and at cycle --cycles.
+   /proc/<pid>/stat) and RSS (VmRSS) at cycle --warm and at cycle --cycles; each role again
+   with `[metrics] listen` and `textfile` on, next to it (what the metrics add per cycle
+   and in memory). Then, on a primary with metrics at the default 30 s interval: --scrapes
+   scrapes of /metrics over loopback (wall time per scrape, response size, the daemon's
+   CPU per scrape) and the `ha-watchdog maintenance on|off` round trip (command start ->
+   the running daemon confirmed it).
 3. Time to detect: fault injected -> alert received by the local receiver, for a stopped
    standby, a hung standby (walreceiver SIGSTOPped, TCP open), replay paused while the
    primary writes, and a crash-looping service; each next to its budget (onset + `for` +
@@ -21,7 +26,7 @@ It prints a markdown table and writes the figures to a JSON file (bench/results.
 bench/results.md by default). Run it as root (PostgreSQL runs as the `postgres` OS user via
 runuser) from the repository's virtualenv:
 
-    .venv/bin/python bench/run.py                    # everything, about 8 minutes
+    .venv/bin/python bench/run.py                    # everything, about 11 minutes
     .venv/bin/python bench/run.py --runs 5 --cycles 100 --skip-detect   # a quick look
 
 Python children run with bytecode caches in a private PYTHONPYCACHEPREFIX (an installed
@@ -34,6 +39,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import gzip
+import http.client
 import json
 import os
 import platform
@@ -58,7 +65,7 @@ from watchdog.config import ReplayLagConfig, ServicesConfig, StandbysConfig  # n
 from watchdog.lab.drbdstate import DrbdStateFile  # noqa: E402
 from watchdog.lab.node import NodeDaemon, render_config  # noqa: E402
 from watchdog.lab.pgcluster import PgCluster, find_bindir  # noqa: E402
-from watchdog.lab.receivers import HttpReceiver  # noqa: E402
+from watchdog.lab.receivers import HttpReceiver, free_port  # noqa: E402
 from watchdog.lab.services import ServiceTree, missing_tools  # noqa: E402
 from watchdog.probes.command import run_command  # noqa: E402
 
@@ -97,6 +104,29 @@ TARGET_DAEMON_RSS_MIB = 45.0
 TARGET_DAEMON_GROWTH_MIB = 1.0
 TARGET_HUNG_S = 25.0
 TARGET_BEYOND_S = 2.0
+
+METRICS_TEXTFILE = "ha_watchdog.prom"
+# Scrapes and the maintenance round trip run against a primary at the default interval, so a
+# scrape meets an idle daemon (as in production) and a cycle rarely falls into a batch.
+METRICS_LIVE_INTERVAL = 30.0
+SCRAPE_CHUNK = 50  # scrapes per /proc reading; a chunk a cycle ran into is measured again
+# What Prometheus 2.53 sends with its default scrape_protocols: OpenMetrics first, gzip.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+              "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    "Accept-Encoding": "gzip",
+    "User-Agent": "Prometheus/2.53.1",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+SCRAPE_CLIENTS: Tuple[Tuple[str, str, Dict[str, str]], ...] = (
+    ("prometheus", "as Prometheus asks (OpenMetrics, gzip)", PROMETHEUS_HEADERS),
+    ("plain", "plain GET, as curl (text format, uncompressed)", {}),
+)
+MAINTENANCE_APPLIED = "the running daemon applied it"
+
+# What a daemon with metrics imports (the exporter's own imports come after, measured).
+DAEMON_IMPORTS = ("import psycopg, watchdog.cli, watchdog.daemon, watchdog.runner, "
+                  "watchdog.maintenance, watchdog.alerts.delivery, watchdog.exporter")
 
 CYCLE_RE = re.compile(r"\bcycle (\d+): (\S+) (\S+) (\w+): (.*) \((\d+) ms, ")
 
@@ -295,14 +325,20 @@ class Lab:
         """Compile watchdog, psycopg and apprise into the private pycache first, as an
         installed package would have them (else the first runs measure the compiler)."""
         import apprise
+        import prometheus_client
         import psycopg
 
         dirs = [os.path.join(ROOT, "watchdog"), os.path.dirname(psycopg.__file__),
-                os.path.dirname(apprise.__file__)]
+                os.path.dirname(apprise.__file__), os.path.dirname(prometheus_client.__file__)]
         result = run_command([sys.executable, "-m", "compileall", "-q", *dirs], timeout=300,
                              env=self.env)
         if not result.ok:
             log(f"compileall: {result.error or result.returncode}: {result.stderr[-500:]}")
+        # The standard library goes to the private pycache too: import what the daemon and
+        # its metrics exporter use once, so that no measured daemon compiles it (+1-2 MiB).
+        result = run_command([sys.executable, "-c", DAEMON_IMPORTS], timeout=120, env=self.env)
+        if not result.ok:
+            log(f"import warm-up: {result.error or result.returncode}: {result.stderr[-500:]}")
         # apprise imports every plugin and its dependencies on the first add(): do it once.
         result = run_command([sys.executable, "-c", "import apprise; "
                               "apprise.Apprise().add('json://127.0.0.1:9/')"], timeout=120,
@@ -521,72 +557,434 @@ def bench_once(lab: Lab, runs: int, warmup: int) -> Dict[str, Any]:
 # ---------------------------------------------------------------- 2. daemon steady state
 
 
-def bench_daemon(lab: Lab, role: str, cycles: int, warm: int, interval: float) -> Dict[str, Any]:
-    """A real daemon at a short interval: CPU per cycle and RSS at cycle `warm` and `cycles`."""
-    name = f"steady-{role[0]}-{int(interval * 1000)}ms"
+def metrics_section(work: str) -> Dict[str, Any]:
+    """`[metrics]` as an operator would write it: HTTP on a free loopback port and a textfile
+    next to the node's state (both rewritten/served after every cycle)."""
+    return {"listen": f"127.0.0.1:{free_port()}",
+            "textfile": os.path.join(work, METRICS_TEXTFILE)}
+
+
+class SteadyRun:
+    """One real daemon at a short interval; /proc read when it logs cycle 1, `warm`, `cycles`."""
+
+    def __init__(self, lab: Lab, role: str, cycles: int, warm: int, interval: float,
+                 metrics: bool, name: str) -> None:
+        self.lab, self.role, self.cycles, self.warm = lab, role, cycles, warm
+        self.interval, self.metrics = interval, metrics
+        work = os.path.join(lab.work, name)
+        os.makedirs(work, exist_ok=True)
+        self.section = metrics_section(work) if metrics else None
+        overrides = {"metrics": self.section} if self.section else None
+        sections = lab.node_sections(role, name, os.path.join(work, "state"), interval,
+                                     overrides)
+        self.readings: Dict[int, Dict[str, float]] = {}
+        self.marks = {1, warm, cycles}
+        self.exposed: Dict[str, Any] = {}
+        self.daemon = NodeDaemon(name, work, sections, python=sys.executable,
+                                 on_line=self._on_line, env=lab.env)
+        self.deadline = 0.0
+
+    def _on_line(self, _node: str, line: str) -> None:
+        match = CYCLE_RE.search(line)
+        if match and int(match.group(1)) in self.marks and self.daemon.proc is not None:
+            with contextlib.suppress(OSError):
+                self.readings[int(match.group(1))] = proc_reading(self.daemon.proc.pid)
+
+    def start(self) -> None:
+        self.daemon.start()
+        self.deadline = time.monotonic() + 60.0 + self.cycles * max(self.interval, 0.05) * 4
+
+    def done(self) -> bool:
+        """Has it logged cycle `cycles`? Raises if it died or is too slow."""
+        if self.cycles in self.readings:
+            return True
+        if not self.daemon.running():
+            raise BenchError(f"the {self.role} daemon exited:\n"
+                             + "\n".join(self.daemon.log()[-20:]))
+        if time.monotonic() > self.deadline:
+            raise BenchError(f"the {self.role} daemon did not reach {self.cycles} cycles in "
+                             "time:\n" + "\n".join(self.daemon.log()[-10:]))
+        return False
+
+    def result(self, alerts: int) -> Dict[str, Any]:
+        role, warm, cycles = self.role, self.warm, self.cycles
+        lines = [m for m in (CYCLE_RE.search(line) for line in self.daemon.log()) if m]
+        measured = [m for m in lines if warm < int(m.group(1)) <= cycles]
+        statuses = {m.group(4) for m in lines}
+        checks = [part.split("=")[0] for part in lines[-1].group(5).split()] if lines else []
+        readings = self.readings
+        a, b = readings[warm], readings[cycles]
+        n = cycles - warm
+        not_ok = [m.group(0) for m in lines if m.group(4) != "ok"]
+        # A raw non-OK cycle now and then is a finding (reported), not a broken setup; many
+        # of them, or an alert, would mean the cost of an error path is being measured.
+        if alerts or len(not_ok) > max(1, len(lines) // 100):
+            raise BenchError(f"the {role} daemon was not healthy (statuses {statuses}, "
+                             f"{alerts} alert(s)): a benchmark of an error path is worthless:\n"
+                             + "\n".join(not_ok[:10]))
+        return {
+            "role": role,
+            "checks": checks,
+            "interval_s": self.interval,
+            "cycles": cycles,
+            "warm_cycle": warm,
+            "cpu_ms_per_cycle": round((b["cpu"] - a["cpu"]) * 1000 / n, 3),
+            "children_cpu_ms_per_cycle": round((b["children_cpu"] - a["children_cpu"]) * 1000
+                                               / n, 3),
+            "wall_ms_per_cycle": round((b["at"] - a["at"]) * 1000 / n, 2),
+            "cycle_ms": spread([float(m.group(6)) for m in measured], 1),
+            "rss_mib_first_cycle": round(readings[1]["rss_mib"], 2) if 1 in readings else None,
+            "rss_mib_at_warm": round(a["rss_mib"], 2),
+            "rss_mib_at_end": round(b["rss_mib"], 2),
+            "rss_growth_mib": round(b["rss_mib"] - a["rss_mib"], 2),
+            "peak_rss_mib": round(b["hwm_mib"], 2),
+            "statuses": sorted(statuses),
+            "non_ok_cycles": len(not_ok),
+            "non_ok_examples": not_ok[:5],
+            "alerts": alerts,
+            **({"metrics": self.exposed} if self.metrics else {}),
+        }
+
+
+def bench_daemon(lab: Lab, role: str, cycles: int, warm: int, interval: float,
+                 metrics: bool = False) -> Dict[str, Any]:
+    """A real daemon at a short interval: CPU per cycle and RSS at cycle `warm` and `cycles`
+    (with `metrics`, the same with `[metrics] listen` and `textfile` on)."""
+    name = f"steady-{role[0]}-{int(interval * 1000)}ms" + ("-metrics" if metrics else "")
+    run = SteadyRun(lab, role, cycles, warm, interval, metrics, name)
+    log(f"daemon steady state ({role}{', metrics on' if metrics else ''}): interval "
+        f"{duration_text(interval)}, {cycles} cycles")
+    before = len(lab.arrived())
+    run.start()
+    try:
+        while not run.done():
+            time.sleep(0.05)
+        if run.section is not None:
+            # Both outputs really work (after the last reading: this scrape is not counted).
+            run.exposed = check_metrics_outputs(run.section, run.daemon.log())
+    finally:
+        run.daemon.stop()
+    return run.result(len(lab.arrived()) - before)
+
+
+def vs_off(off: Mapping[str, Any], on: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the metrics-on row adds to the same role's row without metrics."""
+    out = {key: round(on[key] - off[key], 3)
+           for key in ("cpu_ms_per_cycle", "children_cpu_ms_per_cycle", "rss_mib_at_warm",
+                       "rss_mib_at_end", "rss_growth_mib", "peak_rss_mib")}
+    out["cycle_ms_median"] = round(on["cycle_ms"]["median"] - off["cycle_ms"]["median"], 1)
+    if on["rss_mib_first_cycle"] is not None and off["rss_mib_first_cycle"] is not None:
+        out["rss_mib_first_cycle"] = round(on["rss_mib_first_cycle"]
+                                           - off["rss_mib_first_cycle"], 3)
+    return out
+
+
+# ---------------------------------------------------------------- 2b. metrics: scrapes, maintenance
+
+
+@dataclass(frozen=True)
+class Scrape:
+    wall: float
+    status: int
+    content_type: str
+    wire_bytes: int  # the response body as sent (gzip when asked for)
+    body: bytes  # uncompressed
+
+
+def scrape(listen: str, headers: Mapping[str, str], timeout: float = 10.0) -> Scrape:
+    """GET /metrics on a new connection (the server speaks HTTP/1.0: one per scrape)."""
+    host, _, port = listen.rpartition(":")
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/metrics", headers=dict(headers))
+        response = conn.getresponse()
+        raw = response.read()
+        wall = time.perf_counter() - start
+    except (OSError, http.client.HTTPException) as exc:
+        raise BenchError(f"cannot scrape http://{listen}/metrics: {exc!r}") from exc
+    finally:
+        conn.close()
+    gzipped = response.getheader("Content-Encoding", "") == "gzip"
+    return Scrape(wall, response.status, response.getheader("Content-Type", ""), len(raw),
+                  gzip.decompress(raw) if gzipped else raw)
+
+
+def _good_scrape(result: Scrape) -> bool:
+    return result.status == 200 and b"ha_watchdog_cycles_total" in result.body
+
+
+def check_metrics_outputs(section: Mapping[str, Any], log_lines: Sequence[str]
+                          ) -> Dict[str, Any]:
+    """Both metrics outputs of a running daemon serve its series; their sizes (else raise)."""
+    errors = [line for line in log_lines if "metrics: cannot" in line
+              or "metrics: update failed" in line]
+    try:
+        result = scrape(section["listen"], {})
+        with open(section["textfile"], "rb") as handle:
+            text = handle.read()
+    except (OSError, BenchError) as exc:
+        raise BenchError(f"metrics not served/written: {exc}\n" + "\n".join(errors[:5])
+                         ) from exc
+    if errors or not _good_scrape(result) or b"ha_watchdog_cycles_total" not in text:
+        raise BenchError(f"metrics not working (HTTP {result.status}, textfile {len(text)} B):\n"
+                         + "\n".join(errors[:5] or log_lines[-10:]))
+    return {"listen": section["listen"], "textfile": os.path.basename(section["textfile"]),
+            "textfile_bytes": len(text), "scrape_bytes": len(result.body),
+            "series": sum(1 for line in result.body.splitlines()
+                          if line and not line.startswith(b"#"))}
+
+
+class CycleLog:
+    """The daemon's cycle lines as (start, end, status, in maintenance), monotonic times,
+    from its log as it comes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cycles: List[Tuple[float, float, str, bool]] = []
+
+    def on_line(self, _node: str, line: str) -> None:
+        match = CYCLE_RE.search(line)
+        if match:
+            end = time.monotonic()
+            with self._lock:
+                self.cycles.append((end - int(match.group(6)) / 1000.0, end, match.group(4),
+                                    "MAINTENANCE until" in line))
+
+    def snapshot(self) -> List[Tuple[float, float, str, bool]]:
+        with self._lock:
+            return list(self.cycles)
+
+    def wait(self, count: int, daemon: NodeDaemon, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.snapshot()) < count:
+            if not daemon.running() or time.monotonic() > deadline:
+                raise BenchError(f"the metrics daemon logged no cycle {count}:\n"
+                                 + "\n".join(daemon.log()[-10:]))
+            time.sleep(0.02)
+
+    def overlapping(self, t0: float, t1: float) -> int:
+        return sum(1 for start, end, *_ in self.snapshot() if start <= t1 and end >= t0)
+
+
+def scrape_batch(pid: int, listen: str, headers: Mapping[str, str], count: int,
+                 cycles: CycleLog) -> Dict[str, Any]:
+    """`count` scrapes in chunks, the daemon's CPU read around each chunk; a chunk that a
+    cycle overlapped is thrown away and scraped again (at most `count` chunks more)."""
+    kept: List[Scrape] = []
+    cpu = 0.0
+    discarded = 0
+    while len(kept) < count:
+        size = min(SCRAPE_CHUNK, count - len(kept))
+        t0 = time.monotonic()
+        before = proc_reading(pid)
+        chunk = [scrape(listen, headers) for _ in range(size)]
+        after = proc_reading(pid)
+        t1 = time.monotonic()
+        bad = [r for r in chunk if not _good_scrape(r)]
+        if bad:
+            raise BenchError(f"scrape failed: HTTP {bad[0].status}: {bad[0].body[:300]!r}")
+        time.sleep(0.5)  # a cycle that started inside the chunk has logged its line by now
+        if cycles.overlapping(t0, t1) and discarded < count:
+            discarded += 1
+            continue
+        kept.extend(chunk)
+        cpu += after["cpu"] - before["cpu"]
+    return {
+        "scrapes": len(kept),
+        "wall_ms": spread([r.wall * 1000 for r in kept], 3),
+        "wire_bytes": int(statistics.median(r.wire_bytes for r in kept)),
+        "body_bytes": int(statistics.median(len(r.body) for r in kept)),
+        "content_type": kept[0].content_type,
+        "daemon_cpu_ms_per_scrape": round(cpu * 1000 / len(kept), 3),
+        "chunks_discarded": discarded,
+    }
+
+
+def maintenance_round_trips(lab: Lab, daemon: NodeDaemon, cycles: CycleLog, runs: int
+                            ) -> Dict[str, Any]:
+    """`maintenance on --for 1h` then `off`, `runs` times after one unmeasured pair (the
+    first start message loads apprise in the daemon); `maintenance status` as the floor."""
+    base = console_script() + ["--config", daemon.config_path, "maintenance"]
+    commands = {
+        "on": base + ["on", "--for", "1h", "--reason", "bench"],
+        "off": base + ["off"],
+        "status": base + ["status"],
+    }
+    samples: Dict[str, List[Dict[str, Any]]] = {key: [] for key in commands}
+    log(f"maintenance round trip: 1 warm-up + {runs} runs of on, off, status")
+    for index in range(runs + 1):
+        for key, argv in commands.items():
+            # Spread the request over the daemon's 1 s poll of the request file.
+            time.sleep(0.2 + (index + 0.5) / (runs + 1))
+            seen = len(cycles.snapshot())
+            t0 = time.monotonic()
+            run = measured_run(argv, lab.env, timeout=60)
+            # The cycle that applied it: the first one logged in (or out of) maintenance.
+            applied = [end for _, end, _, quiet in cycles.snapshot()[seen:]
+                       if end >= t0 and quiet == (key == "on")]
+            confirmed = key == "status" or MAINTENANCE_APPLIED in run.stdout
+            if run.returncode != 0 or not confirmed:
+                raise BenchError(f"maintenance {key}: rc {run.returncode} {run.error or ''}\n"
+                                 f"{run.stdout}{run.stderr}")
+            if index == 0:
+                log(f"maintenance {key}: rc {run.returncode}: "
+                    + (run.stdout.strip().splitlines() or ["(no output)"])[-1])
+                continue
+            samples[key].append({
+                "wall_s": round(run.wall, 3),
+                "cpu_s": round(run.cpu, 3),
+                "peak_rss_mib": round(run.maxrss_kib / 1024.0, 1),
+                # When the daemon logged the cycle that applied it, from the command's start.
+                "daemon_cycle_s": round(applied[0] - t0, 3)
+                if applied and key != "status" else None,
+            })
+    out: Dict[str, Any] = {"runs": runs, "commands": []}
+    for key, argv in commands.items():
+        rows = samples[key]
+        out["commands"].append({
+            "key": key,
+            "argv": ["ha-watchdog"] + [display_arg(a) for a in argv[len(console_script()):]],
+            "wall_s": spread([r["wall_s"] for r in rows], 3),
+            "cpu_s": spread([r["cpu_s"] for r in rows], 3),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
+            "daemon_cycle_s": spread([r["daemon_cycle_s"] for r in rows
+                                      if r["daemon_cycle_s"] is not None], 3),
+            "runs": rows,
+        })
+    return out
+
+
+# The exporter's per-cycle work in a child of its own, timed call by call: what the end-to-end
+# difference of two daemon runs measures too, without their run-to-run noise.
+UPDATE_SCRIPT = r"""
+import json, sys, time
+
+
+def rss():
+    with open("/proc/self/status") as handle:
+        return next(int(l.split()[1]) for l in handle if l.startswith("VmRSS:")) / 1024.0
+
+
+import psycopg, watchdog.cli, watchdog.daemon, watchdog.runner, watchdog.maintenance
+import watchdog.alerts.delivery
+from watchdog.config import MetricsConfig
+from watchdog.model import CheckResult, Status
+before = rss()
+from watchdog.exporter import MetricsExporter
+from watchdog.metrics import MetricsView, families
+from watchdog.statefile import write_atomic
+from prometheus_client import generate_latest
+imported = rss()
+
+report = json.load(open(sys.argv[1]))
+path, calls = sys.argv[2], int(sys.argv[3])
+checks = [CheckResult(c["name"], Status.parse(c["status"]), c["summary"], c["details"])
+          for c in report["checks"]]
+exporter = MetricsExporter(MetricsConfig(listen=None, textfile=path), report["node"])
+
+
+def view(i):
+    return MetricsView(node=report["node"], version="bench", role=report["role"],
+                       checks=checks, confirmed={c.name: c.status.label for c in checks},
+                       deliveries={("receiver", "delivered"): 1}, cycle_duration=0.01,
+                       last_cycle=time.time(), cycles=i)
+
+
+exporter.update(view(0))
+body = generate_latest(exporter.registry)
+
+
+def timed(fn):
+    for i in range(max(1, calls // 10)):
+        fn(i)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(calls):
+        fn(i)
+    return {"cpu_ms": round((time.process_time() - cpu) * 1000 / calls, 4),
+            "wall_ms": round((time.perf_counter() - wall) * 1000 / calls, 4)}
+
+
+print(json.dumps({
+    "calls": calls, "textfile_bytes": len(body),
+    "import_rss_mib": round(imported - before, 2),
+    "update": timed(lambda i: exporter.update(view(i))),
+    "families": timed(lambda i: families(view(i))),
+    "generate_latest": timed(lambda i: generate_latest(exporter.registry)),
+    "write_atomic": timed(lambda i: write_atomic(path, body, 0o644, make_dirs=False)),
+}))
+"""
+
+
+def bench_exporter_update(lab: Lab, config: str, calls: int) -> Dict[str, Any]:
+    """`MetricsExporter.update()` (what the daemon calls after every cycle, textfile only)
+    `calls` times on the view of a real `--once --json` of that config, in a child process:
+    CPU and wall time per call, split into its parts, and the RSS of the import."""
+    once = run_command(console_script() + ["--config", config, "--once", "--json"],
+                       timeout=60, env=lab.env)
+    work = os.path.join(lab.work, "update")
+    os.makedirs(work, exist_ok=True)
+    report = os.path.join(work, "once.json")
+    with open(report, "w") as handle:
+        handle.write(once.stdout)
+    try:
+        if once.returncode != 0 or json.loads(once.stdout)["status"] != "ok":
+            raise ValueError(f"rc {once.returncode}")
+    except (ValueError, KeyError) as exc:
+        raise BenchError(f"--once --json did not report OK ({exc}):\n{once.stdout}"
+                         f"{once.stderr}") from exc
+    log(f"metrics: MetricsExporter.update() x {calls} in a child process")
+    result = run_command([sys.executable, "-c", UPDATE_SCRIPT, report,
+                          os.path.join(work, METRICS_TEXTFILE), str(calls)],
+                         timeout=300, env=dict(lab.env, PYTHONPATH=ROOT))
+    try:
+        return dict(json.loads(result.stdout.strip().splitlines()[-1]), role="primary")
+    except (ValueError, IndexError) as exc:
+        raise BenchError(f"exporter update timing failed: {result.error or result.returncode}"
+                         f"\n{result.stderr[-2000:]}") from exc
+
+
+def bench_metrics_live(lab: Lab, scrapes: int, warmup: int, maintenance_runs: int,
+                       update_calls: int) -> Dict[str, Any]:
+    """A primary with metrics at the default interval: scrapes, then maintenance on/off."""
+    name = "metrics-p-30s"
     work = os.path.join(lab.work, name)
     os.makedirs(work, exist_ok=True)
-    sections = lab.node_sections(role, name, os.path.join(work, "state"), interval)
-    readings: Dict[int, Dict[str, float]] = {}
-    marks = {1, warm, cycles}
-    holder: Dict[str, Any] = {}
-
-    def on_line(_node: str, line: str) -> None:
-        match = CYCLE_RE.search(line)
-        if match and int(match.group(1)) in marks and "daemon" in holder:
-            proc = holder["daemon"].proc
-            with contextlib.suppress(OSError):
-                readings[int(match.group(1))] = proc_reading(proc.pid)
-
-    before = len(lab.arrived())
-    daemon = NodeDaemon(name, work, sections, python=sys.executable, on_line=on_line,
+    section = metrics_section(work)
+    sections = lab.node_sections("primary", name, os.path.join(work, "state"),
+                                 METRICS_LIVE_INTERVAL, {"metrics": section})
+    cycles = CycleLog()
+    daemon = NodeDaemon(name, work, sections, python=sys.executable, on_line=cycles.on_line,
                         env=lab.env)
-    holder["daemon"] = daemon
-    log(f"daemon steady state ({role}): interval {duration_text(interval)}, {cycles} cycles")
-    timeout = 60.0 + cycles * max(interval, 0.05) * 4
+    log(f"metrics: {scrapes} scrapes per client of a primary at the "
+        f"{METRICS_LIVE_INTERVAL:g} s interval")
+    out: Dict[str, Any] = {"role": "primary", "interval_s": METRICS_LIVE_INTERVAL}
     with daemon:
-        deadline = time.monotonic() + timeout
-        while cycles not in readings:
-            if not daemon.running():
-                raise BenchError(f"the {role} daemon exited:\n" + "\n".join(daemon.log()[-20:]))
-            if time.monotonic() > deadline:
-                raise BenchError(f"the {role} daemon did not reach {cycles} cycles in "
-                                 f"{timeout:g}s:\n" + "\n".join(daemon.log()[-10:]))
-            time.sleep(0.05)
-    lines = [m for m in (CYCLE_RE.search(line) for line in daemon.log()) if m]
-    measured = [m for m in lines if warm < int(m.group(1)) <= cycles]
-    statuses = {m.group(4) for m in lines}
-    checks = [part.split("=")[0] for part in lines[-1].group(5).split()] if lines else []
-    a, b = readings[warm], readings[cycles]
-    n = cycles - warm
-    alerts = len(lab.arrived()) - before
-    not_ok = [m.group(0) for m in lines if m.group(4) != "ok"]
-    # A raw non-OK cycle now and then is a finding (reported), not a broken setup; many
-    # of them, or an alert, would mean the cost of an error path is being measured.
-    if alerts or len(not_ok) > max(1, len(lines) // 100):
-        raise BenchError(f"the {role} daemon was not healthy (statuses {statuses}, "
-                         f"{alerts} alert(s)): a benchmark of an error path is worthless:\n"
-                         + "\n".join(not_ok[:10]))
-    return {
-        "role": role,
-        "checks": checks,
-        "interval_s": interval,
-        "cycles": cycles,
-        "warm_cycle": warm,
-        "cpu_ms_per_cycle": round((b["cpu"] - a["cpu"]) * 1000 / n, 3),
-        "children_cpu_ms_per_cycle": round((b["children_cpu"] - a["children_cpu"]) * 1000 / n, 3),
-        "wall_ms_per_cycle": round((b["at"] - a["at"]) * 1000 / n, 2),
-        "cycle_ms": spread([float(m.group(6)) for m in measured], 1),
-        "rss_mib_first_cycle": round(readings[1]["rss_mib"], 2) if 1 in readings else None,
-        "rss_mib_at_warm": round(a["rss_mib"], 2),
-        "rss_mib_at_end": round(b["rss_mib"], 2),
-        "rss_growth_mib": round(b["rss_mib"] - a["rss_mib"], 2),
-        "peak_rss_mib": round(b["hwm_mib"], 2),
-        "statuses": sorted(statuses),
-        "non_ok_cycles": len(not_ok),
-        "non_ok_examples": not_ok[:5],
-        "alerts": alerts,
-    }
+        cycles.wait(1, daemon, 60.0)
+        if cycles.snapshot()[0][2] != "ok":
+            raise BenchError("the metrics daemon's first cycle was not OK:\n"
+                             + "\n".join(daemon.log()[-10:]))
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        out["outputs"] = check_metrics_outputs(section, daemon.log())
+        out["rss_mib_before_scrapes"] = round(proc_reading(pid)["rss_mib"], 2)
+        clients = []
+        for key, label, headers in SCRAPE_CLIENTS:
+            for _ in range(max(1, warmup)):
+                if not _good_scrape(scrape(section["listen"], headers)):
+                    raise BenchError(f"scrape ({key}) did not return the series")
+            row = scrape_batch(pid, section["listen"], headers, scrapes, cycles)
+            log(f"  {key}: median {row['wall_ms']['median']:.2f} ms, "
+                f"{row['wire_bytes']} B, daemon CPU {row['daemon_cpu_ms_per_scrape']} ms/scrape")
+            clients.append({"key": key, "label": label, "headers": dict(headers), **row})
+        out["scrape"] = clients
+        out["rss_mib_after_scrapes"] = round(proc_reading(pid)["rss_mib"], 2)
+        out["update"] = bench_exporter_update(lab, daemon.config_path, update_calls)
+        out["maintenance"] = (maintenance_round_trips(lab, daemon, cycles, maintenance_runs)
+                              if maintenance_runs > 0 else None)
+        if not daemon.running():
+            raise BenchError("the metrics daemon exited:\n" + "\n".join(daemon.log()[-10:]))
+    return out
 
 
 # ---------------------------------------------------------------- 3. time to detect
@@ -884,8 +1282,11 @@ def judge(results: Dict[str, Any]) -> List[Dict[str, Any]]:
             rss = once[key]["peak_rss_mib"]
             add(f"{key}: peak RSS", f"<= {TARGET_ONCE_RSS_MIB:g} MiB", rss,
                 rss <= TARGET_ONCE_RSS_MIB)
-    for row in results.get("daemon", []):
+    metrics_rows = (results.get("metrics") or {}).get("daemon", [])
+    for row in list(results.get("daemon", [])) + list(metrics_rows):
         role = f"{row['role']} @ {duration_text(row['interval_s'])}"
+        if row.get("metrics"):
+            role += ", metrics on"
         add(f"daemon {role}: CPU per cycle", f"<= {TARGET_DAEMON_CPU_MS:g} ms",
             row["cpu_ms_per_cycle"], row["cpu_ms_per_cycle"] <= TARGET_DAEMON_CPU_MS,
             f"+{row['children_cpu_ms_per_cycle']} ms in child processes (svstat)")
@@ -993,6 +1394,7 @@ def markdown(results: Dict[str, Any]) -> str:
                            f"{duration_text(row['interval_s'])}): {row['non_ok_cycles']} of "
                            f"{row['cycles']}, e.g. `{row['non_ok_examples'][0]}`")
                 out.append("")
+    out += markdown_metrics(results.get("metrics"), results.get("daemon") or [])
     detect = results.get("detect")
     if detect:
         out += [
@@ -1028,15 +1430,137 @@ def markdown(results: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _value(row: Mapping[str, Any], key: str) -> Any:
+    """row["a.b"] as row["a"]["b"]."""
+    value: Any = row
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _off_on(row: Mapping[str, Any], off_row: Optional[Mapping[str, Any]], key: str, unit: str,
+            digits: int) -> str:
+    """"4.22 -> 4.80 ms (+0.58)": `key` without metrics, with, the difference."""
+    on = _value(row, key)
+    off = None if off_row is None else _value(off_row, key)
+    if on is None:
+        return "-"
+    if off is None:
+        return f"- -> {on:.{digits}f} {unit}"
+    return f"{off:.{digits}f} -> {on:.{digits}f} {unit} ({on - off:+.{digits}f})"
+
+
+def markdown_metrics(metrics: Optional[Mapping[str, Any]],
+                     daemon: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The metrics section: on vs off per role, scrapes, the maintenance round trip."""
+    if not metrics:
+        return []
+    rows = metrics.get("daemon") or []
+    scrapes = metrics.get("scrape") or []
+    maint = metrics.get("maintenance")
+    offs = {(row["role"], row["interval_s"]): row for row in daemon}
+    out = [
+        "**Metrics (Prometheus)**: each daemon row above runs again right after itself, "
+        "identical but for `[metrics] listen` (HTTP on a loopback port, not scraped) and "
+        "`textfile`; the difference is what the metrics add per cycle (the view built after "
+        "each cycle, the textfile rendered and written atomically with two fsyncs) and in "
+        "memory (the prometheus_client import, the HTTP thread). Two runs of the same row "
+        "differ too (the machine does not stand still), so the exporter's own per-cycle call "
+        "is also timed alone, in a process of its own. Scrapes: a primary with metrics at the "
+        f"{metrics.get('interval_s', METRICS_LIVE_INTERVAL):g} s interval (idle between "
+        "cycles, as in production) is scraped over loopback, a new connection per scrape, "
+        f"in chunks of {SCRAPE_CHUNK}; wall time as the client sees it; the daemon's CPU per "
+        "scrape (its HTTP server, a new thread per request) from /proc/<pid>/stat around "
+        "each chunk, divided by its scrapes (a chunk that a cycle ran into is scraped "
+        "again). Maintenance: `ha-watchdog maintenance on|off` against that daemon, from the "
+        "command's start until it returns (it waits for the daemon, which polls the request "
+        "file every second, to apply it); `status` (no waiting) is the command's own floor.",
+        "",
+    ]
+    if rows:
+        out += [
+            "| role (interval) | CPU / cycle: off -> on | cycle median | RSS @ first | "
+            "RSS @ end | growth (on) | textfile |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            off = offs.get((row["role"], row["interval_s"]))
+            out.append(
+                f"| {row['role']} ({duration_text(row['interval_s'])}) | "
+                f"{_off_on(row, off, 'cpu_ms_per_cycle', 'ms', 2)} | "
+                f"{_off_on(row, off, 'cycle_ms.median', 'ms', 1)} | "
+                f"{_off_on(row, off, 'rss_mib_first_cycle', 'MiB', 1)} | "
+                f"{_off_on(row, off, 'rss_mib_at_end', 'MiB', 1)} (cycle {row['cycles']}) | "
+                f"{row['rss_growth_mib']:+.2f} MiB | "
+                f"{row['metrics']['textfile_bytes']:,} B |"
+            )
+        out.append("")
+    update = metrics.get("update")
+    if update:
+        u, fam, gen, write = (update[k] for k in ("update", "families", "generate_latest",
+                                                   "write_atomic"))
+        out += [
+            f"In a process of its own, `MetricsExporter.update()` (what the daemon calls after "
+            f"each cycle; textfile only), {update['calls']} calls on the {update['role']}'s "
+            f"real `--once --json` view: {u['cpu_ms']:.2f} ms CPU per call "
+            f"({u['wall_ms']:.2f} ms wall): families {fam['cpu_ms']:.2f} ms, rendering "
+            f"(`generate_latest`) {gen['cpu_ms']:.2f} ms, the atomic textfile write "
+            f"{write['cpu_ms']:.2f} ms CPU ({write['wall_ms']:.2f} ms wall: two fsyncs). "
+            f"Importing the exporter and prometheus_client: +{update['import_rss_mib']:.1f} MiB "
+            "RSS.",
+            "",
+        ]
+    if scrapes:
+        out += [
+            f"Scrapes of /metrics, {scrapes[0]['scrapes']} per client (daemon RSS "
+            f"{_fmt(metrics.get('rss_mib_before_scrapes'), 1)} MiB before, "
+            f"{_fmt(metrics.get('rss_mib_after_scrapes'), 1)} MiB after):",
+            "",
+            "| client | wall median | [q1 - q3] | min - max | bytes sent | body | "
+            "daemon CPU / scrape |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in scrapes:
+            w = row["wall_ms"]
+            out.append(
+                f"| {row['label']} | {w['median']:.2f} ms | [{w['q1']:.2f} - {w['q3']:.2f}] | "
+                f"{w['min']:.2f} - {w['max']:.2f} ms | {row['wire_bytes']:,} B | "
+                f"{row['body_bytes']:,} B | {row['daemon_cpu_ms_per_scrape']:.2f} ms |"
+            )
+        out.append("")
+    if maint:
+        out += [
+            f"Maintenance round trip, {maint['runs']} run{'s' if maint['runs'] > 1 else ''} "
+            "each after one warm-up (daemon applied = when the daemon logged the cycle that "
+            "applied it, from the command's start):",
+            "",
+            "| command | wall median | min - max | daemon applied (median) | CPU median | "
+            "peak RSS |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in maint["commands"]:
+            w, c, a = row["wall_s"], row["cpu_s"], row["daemon_cycle_s"]
+            applied = f"{a['median']:.2f} s" if a.get("n") else "-"
+            shown = [a for a in row["argv"] if a not in ("--config", "config.toml")]
+            out.append(
+                f"| `{' '.join(shown)}` | {w['median']:.2f} s | "
+                f"{w['min']:.2f} - {w['max']:.2f} s | {applied} | "
+                f"{c['median'] * 1000:.0f} ms | {row['peak_rss_mib']:.1f} MiB |"
+            )
+        out.append("")
+    return out
+
+
 # ---------------------------------------------------------------- main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="ha-watchdog benchmark: --once vs check_postgres, daemon cost, time to "
+        description="ha-watchdog benchmark: --once vs check_postgres, daemon cost (with and "
+                    "without [metrics]), /metrics scrapes, the maintenance round trip, time to "
                     "detect. Needs root, PostgreSQL server binaries, daemontools, "
-                    "check_postgres.",
+                    "check_postgres, prometheus_client (the metrics extra).",
     )
     parser.add_argument("--runs", type=int, default=20,
                         help="measured runs of each one-shot command (default 20)")
@@ -1061,16 +1585,28 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--default-interval-runs", type=int, default=1,
                         help="repetitions of the hung standby at the default 30 s interval "
                              "(default 1; 0 skips)")
+    parser.add_argument("--scrapes", type=int, default=500,
+                        help="scrapes of /metrics per client in the metrics part (default 500)")
+    parser.add_argument("--maintenance-runs", type=int, default=5,
+                        help="measured `maintenance on`/`off`/`status` round trips after one "
+                             "warm-up (default 5; 0 skips)")
     parser.add_argument("--skip-once", action="store_true", help="skip part 1")
-    parser.add_argument("--skip-daemon", action="store_true", help="skip part 2")
+    parser.add_argument("--skip-daemon", action="store_true",
+                        help="skip part 2 (the daemon rows, with and without metrics)")
+    parser.add_argument("--skip-metrics", action="store_true",
+                        help="skip everything with [metrics] on: the metrics rows of part 2, "
+                             "the scrapes and the maintenance round trip")
     parser.add_argument("--skip-detect", action="store_true", help="skip part 3")
     parser.add_argument("--json", default=os.path.join(BENCH_DIR, "results.json"),
                         help="where to write the figures (default bench/results.json)")
     parser.add_argument("--markdown", default=os.path.join(BENCH_DIR, "results.md"),
                         help="where to write the tables (default bench/results.md)")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.cycles < 2 or args.detect_runs < 1:
-        parser.error("--runs and --detect-runs must be at least 1, --cycles at least 2")
+    if args.runs < 1 or args.cycles < 2 or args.detect_runs < 1 or args.scrapes < 1:
+        parser.error("--runs, --detect-runs and --scrapes must be at least 1, --cycles at "
+                     "least 2")
+    if args.maintenance_runs < 0:
+        parser.error("--maintenance-runs must be 0 or more")
     args.warm = max(1, min(args.warm, args.cycles // 2))
     return args
 
@@ -1121,14 +1657,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "cold_cycles": args.cold_cycles, "cold_interval_s": args.cold_interval,
             "detect_runs": args.detect_runs,
             "default_interval_runs": args.default_interval_runs,
+            "scrapes": args.scrapes, "maintenance_runs": args.maintenance_runs,
+            "metrics_live_interval_s": METRICS_LIVE_INTERVAL,
             "check_postgres_thresholds": list(CHECK_POSTGRES_THRESHOLDS),
             "services": SERVICES,
         },
         "machine": machine_info(bindir),
         "once": None,
         "daemon": [],
+        "metrics": None if args.skip_metrics else {"daemon": []},
         "detect": [],
         "skipped": [name for name, skip in (("once", args.skip_once), ("daemon", args.skip_daemon),
+                                            ("metrics", args.skip_metrics),
                                             ("detect", args.skip_detect)) if skip],
     }
     lab = Lab()
@@ -1137,14 +1677,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.skip_once:
             results["once"] = bench_once(lab, args.runs, args.warmup)
         if not args.skip_daemon:
-            for role in ("primary", "secondary"):
-                results["daemon"].append(
-                    bench_daemon(lab, role, args.cycles, args.warm, args.interval))
+            plan = [(role, args.cycles, args.warm, args.interval)
+                    for role in ("primary", "secondary")]
             if args.cold_cycles > 0:
                 # The same work with a second between cycles: colder CPU caches, as in
                 # production (30 s), where a cycle costs more than back to back.
-                results["daemon"].append(bench_daemon(
-                    lab, "primary", args.cold_cycles + 10, 10, args.cold_interval))
+                plan.append(("primary", args.cold_cycles + 10, 10, args.cold_interval))
+            for role, cycles, warm, interval in plan:
+                off = bench_daemon(lab, role, cycles, warm, interval)
+                results["daemon"].append(off)
+                if results["metrics"] is not None:
+                    # Right after the same run without metrics: the difference is theirs.
+                    on = bench_daemon(lab, role, cycles, warm, interval, metrics=True)
+                    on["vs_off"] = vs_off(off, on)
+                    results["metrics"]["daemon"].append(on)
+        if results["metrics"] is not None:
+            results["metrics"].update(
+                bench_metrics_live(lab, args.scrapes, args.warmup, args.maintenance_runs,
+                                   max(10, min(args.cycles, 1000))))
         if not args.skip_detect:
             results["detect"] = bench_detect(lab, args.detect_interval, args.detect_runs,
                                              args.default_interval_runs)

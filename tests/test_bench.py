@@ -45,7 +45,8 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     out_md = tmp_path / "results.md"
     result = run_command(
         [sys.executable, str(BENCH), "--runs", "2", "--warmup", "1", "--cycles", "20",
-         "--cold-cycles", "2", "--cold-interval", "0.2", "--skip-detect",
+         "--cold-cycles", "2", "--cold-interval", "0.2", "--scrapes", "2",
+         "--maintenance-runs", "1", "--skip-detect",
          "--json", str(out_json), "--markdown", str(out_md)],
         timeout=240,
         env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
@@ -53,7 +54,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert result.ok, f"{result.error or result.returncode}\n{result.stderr[-3000:]}"
 
     data = json.loads(out_json.read_text())
-    assert {"schema", "started", "machine", "settings", "once", "daemon", "detect",
+    assert {"schema", "started", "machine", "settings", "once", "daemon", "metrics", "detect",
             "targets", "duration_s", "skipped"} <= set(data)
     assert data["skipped"] == ["detect"] and data["detect"] == []
     assert {"cpu_model", "cores", "python", "postgresql", "check_postgres"} <= set(
@@ -84,11 +85,76 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert daemon["primary", 0.05]["cycles"] == 20
     assert daemon["primary", 0.05]["warm_cycle"] == 10
 
+    # Every daemon row again with [metrics] listen + textfile on, next to its metrics-off row.
+    metrics = data["metrics"]
+    on = {(row["role"], row["interval_s"]): row for row in metrics["daemon"]}
+    assert set(on) == set(daemon)
+    for key, row in on.items():
+        assert row["cycles"] == daemon[key]["cycles"] and row["checks"] == daemon[key]["checks"]
+        assert row["cpu_ms_per_cycle"] >= 0 and row["rss_mib_at_end"] > 10
+        assert row["alerts"] == 0 and "ok" in row["statuses"]
+        exposed = row["metrics"]
+        assert exposed["textfile"] == "ha_watchdog.prom" and exposed["textfile_bytes"] > 0
+        assert exposed["listen"].startswith("127.0.0.1:") and exposed["series"] > 0
+        assert {"cpu_ms_per_cycle", "rss_mib_at_end", "rss_growth_mib",
+                "cycle_ms_median"} <= set(row["vs_off"])
+
+    # The exporter's per-cycle call alone, on the primary's real view.
+    update = metrics["update"]
+    assert update["calls"] == 20 and update["textfile_bytes"] > 0
+    for part in ("update", "families", "generate_latest", "write_atomic"):
+        assert update[part]["cpu_ms"] >= 0 and update[part]["wall_ms"] > 0
+
+    # Scrapes of a live primary with metrics, as Prometheus asks and as curl does.
+    assert metrics["role"] == "primary" and metrics["interval_s"] == 30.0
+    assert metrics["outputs"]["series"] > 0
+    assert metrics["rss_mib_before_scrapes"] > 10 and metrics["rss_mib_after_scrapes"] > 10
+    scrapes = {row["key"]: row for row in metrics["scrape"]}
+    assert set(scrapes) == {"prometheus", "plain"}
+    for row in scrapes.values():
+        assert row["scrapes"] == 2 and row["wall_ms"]["n"] == 2
+        assert row["wall_ms"]["median"] > 0 and row["daemon_cpu_ms_per_scrape"] >= 0
+    assert scrapes["prometheus"]["content_type"].startswith("application/openmetrics-text")
+    assert scrapes["prometheus"]["wire_bytes"] < scrapes["prometheus"]["body_bytes"]  # gzip
+    assert scrapes["plain"]["content_type"].startswith("text/plain")
+    assert scrapes["plain"]["wire_bytes"] == scrapes["plain"]["body_bytes"]
+
+    # The maintenance round trip: confirmed by the running daemon, then off again.
+    maintenance = metrics["maintenance"]
+    assert maintenance["runs"] == 1
+    commands = {row["key"]: row for row in maintenance["commands"]}
+    assert set(commands) == {"on", "off", "status"}
+    assert commands["on"]["argv"][-4:] == ["--for", "1h", "--reason", "bench"]
+    for key, row in commands.items():
+        assert row["wall_s"]["n"] == 1 and row["wall_s"]["median"] > 0
+        assert row["peak_rss_mib"] > 0
+        assert row["daemon_cycle_s"]["n"] == (0 if key == "status" else 1)
+    assert not any(os.path.isabs(a) for row in commands.values() for a in row["argv"])
+
     names = [t["target"] for t in data["targets"]]
     assert any("check_postgres" in n for n in names)
     assert any(n.startswith("daemon primary @ 50ms: CPU") for n in names)
+    assert any(n.startswith("daemon primary @ 50ms, metrics on: CPU") for n in names)
     assert all(t["met"] in (True, False) for t in data["targets"])
 
     table = out_md.read_text()
     assert "| command | wall median" in table and "check_postgres" in table
     assert "**Daemon, steady state**" in table and "**Targets**" in table
+    assert "**Metrics (Prometheus)**" in table
+    assert "| role (interval) | CPU / cycle: off -> on |" in table
+    assert "| primary (50ms) | " in table and "| secondary (50ms) | " in table
+    assert "`MetricsExporter.update()`" in table and "20 calls" in table
+    assert "Scrapes of /metrics, 2 per client" in table
+    assert "| as Prometheus asks (OpenMetrics, gzip) |" in table
+    assert "Maintenance round trip, 1 run each" in table
+    assert "| `ha-watchdog maintenance on --for 1h --reason bench` |" in table
+
+
+def test_bench_flags_and_help():
+    """The flags of the metrics part parse, and --help lists them (no lab needed)."""
+    result = run_command([sys.executable, str(BENCH), "--help"], timeout=60)
+    assert result.ok, result.stderr
+    for flag in ("--skip-metrics", "--scrapes", "--maintenance-runs", "--skip-daemon"):
+        assert flag in result.stdout
+    bad = run_command([sys.executable, str(BENCH), "--scrapes", "0"], timeout=60)
+    assert bad.returncode == 2 and "--scrapes" in bad.stderr

@@ -224,8 +224,9 @@ class Daemon:
         open_problems = len(self.engine.open_problems())
         quiet = ""
         if self.maintenance is not None:
-            until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.maintenance.until))
-            quiet = f", MAINTENANCE until {until}"
+            from watchdog.alerts.message import format_time
+
+            quiet = f", MAINTENANCE until {format_time(self.maintenance.until)}"
         return (
             f"cycle {self.cycles}: {report.summary_line()} "
             f"({duration * 1000:.0f} ms, {alerts} alert(s), {open_problems} open{quiet})"

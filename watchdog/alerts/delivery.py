@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from urllib.parse import unquote
 
+from watchdog.alerts.message import first_line
 from watchdog.alerts.notification import (
     SEV_CRITICAL,
     SEV_INFO,
@@ -224,17 +225,9 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
-def _first_line(text: str, limit: int = 300) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return ""
-
-
 def _fact(n: Notification) -> str:
     """One past event in one line: `PROBLEM (critical) at <time>: <first body line>`."""
-    text = _first_line(n.body)
+    text = first_line(n.body)
     return f"{n.kind.upper()} ({n.severity}) at {_when(n.created)}" + (f": {text}" if text else "")
 
 

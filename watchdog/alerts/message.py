@@ -135,9 +135,18 @@ def maintenance_note(reason: str, started: float, ended: float) -> str:
     )
 
 
+def first_line(text: str, limit: int = 300) -> str:
+    """The first non-blank line of `text`, cut at `limit` characters."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return ""
+
+
 def headline(note: Notification) -> str:
     """The first line of a notification's body (what it says in one line)."""
-    return note.body.split("\n", 1)[0]
+    return first_line(note.body)
 
 
 def held_note(reason: str, since: Optional[float], released: str) -> str:

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -465,6 +466,63 @@ def test_sigabrt_dumps_every_thread(tmp_path):
     assert "Fatal Python error: Aborted" in result.stderr
     assert "worker_waits" in result.stderr and "main_aborts" in result.stderr
     assert result.stderr.count("Thread 0x") + result.stderr.count("Current thread 0x") >= 2
+
+
+def test_main_thread_takes_the_watchdog_sigabrt_after_sigstop(tmp_path):
+    """A stopped daemon (the watchdog's case) gets SIGABRT then SIGCONT: any unblocked thread
+    could take the pending signal. Only the main thread may, so its stack is dumped as the
+    current thread, never read half-changed while it runs. Repeated: the choice was random."""
+    script = tmp_path / "stopped.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import threading
+            from concurrent.futures import ThreadPoolExecutor
+            from watchdog.systemd import enable_crash_dumps
+
+            def worker_waits(event):
+                event.wait()
+
+            def main_loop_waits():
+                enable_crash_dumps()
+                event = threading.Event()
+                for _ in range(3):
+                    threading.Thread(target=worker_waits, args=(event,), daemon=True).start()
+                pool = ThreadPoolExecutor(4)
+                list(pool.map(abs, range(8)))  # idle pool threads, like apprise's
+                print("ready", flush=True)
+                while True:
+                    event.wait(0.05)
+
+            main_loop_waits()
+            """
+        ),
+        encoding="utf-8",
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for attempt in range(8):
+        proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            for sig in (signal.SIGSTOP, signal.SIGABRT, signal.SIGCONT):
+                os.kill(proc.pid, sig)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == -signal.SIGABRT, stderr
+        current = stderr.split("Current thread 0x", 1)[1].split("\n\n", 1)[0]
+        assert "main_loop_waits" in current, (attempt, stderr)
+        assert "Segmentation fault" not in stderr
+        assert stderr.count("Thread 0x") >= 4, stderr  # 3 workers, pool thread(s)
 
 
 # ---- the hardened unit under a real systemd -------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import unicodedata
-from typing import IO, Callable, Mapping, Optional, Union
+from typing import IO, Any, Callable, Mapping, Optional, Union
 
 log = logging.getLogger(__name__)
 
@@ -292,5 +294,25 @@ def enable_crash_dumps(file: Optional[IO] = None) -> None:
 
     systemd's watchdog kills with SIGABRT (WatchdogSignal= default); with this, the
     journal shows where each thread was stuck before the process dies of that signal.
+
+    SIGABRT is also blocked in every thread started from now on, so the main thread (the
+    loop that stopped pinging) is the one that takes it: faulthandler reads the other
+    threads' frames without the GIL, and a main thread still running Python while another
+    thread dumps it can crash the dump half-way (seen after SIGSTOP + SIGCONT, when any
+    thread may take the pending signal). abort() called in a thread still works: it
+    unblocks SIGABRT itself.
     """
     faulthandler.enable(file=sys.stderr if file is None else file, all_threads=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGABRT})
+    threading.setprofile(_block_sigabrt_in_new_thread)
+
+
+def _block_sigabrt_in_new_thread(frame: Any, event: str, arg: Any) -> None:
+    """threading's per-thread profile hook, used once: block SIGABRT, then step aside.
+
+    threading installs it in each new thread before run(), which makes it the one place
+    that covers threads started by libraries (apprise's sender pool) as well as ours.
+    """
+    sys.setprofile(None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGABRT})

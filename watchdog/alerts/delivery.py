@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from urllib.parse import unquote
 
-from watchdog.alerts.message import first_line
+from watchdog.alerts.message import first_line, format_time
 from watchdog.alerts.notification import (
     SEV_CRITICAL,
     SEV_INFO,
@@ -221,14 +221,10 @@ class Message:
 _TYPE_RANK = {TYPE_SUCCESS: 0, TYPE_INFO: 1, TYPE_WARNING: 2, TYPE_FAILURE: 3}
 
 
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
-
-
 def _fact(n: Notification) -> str:
     """One past event in one line: `PROBLEM (critical) at <time>: <first body line>`."""
     text = first_line(n.body)
-    return f"{n.kind.upper()} ({n.severity}) at {_when(n.created)}" + (f": {text}" if text else "")
+    return f"{n.kind.upper()} ({n.severity}) at {format_time(n.created)}" + (f": {text}" if text else "")
 
 
 def collapse(items: Sequence[Notification]) -> List[List[Notification]]:
@@ -274,7 +270,7 @@ def build_digest(node: str, items: Sequence[Notification]) -> Message:
     oldest = min(n.created for n in items)
     lines = [
         f"ha-watchdog on {node}: {len(items)} notifications for {len(groups)} subject(s) "
-        f"were pending for this channel, the oldest from {_when(oldest)}. "
+        f"were pending for this channel, the oldest from {format_time(oldest)}. "
         "Latest state per subject:",
         "",
     ]
@@ -778,7 +774,7 @@ class Deliverer:
 def test_notification(node: str, target_name: str, now: float) -> Notification:
     title = f"[{node}] ha-watchdog test"
     body = (
-        f"Test notification from ha-watchdog on {node} at {_when(now)}. "
+        f"Test notification from ha-watchdog on {node} at {format_time(now)}. "
         f"If you read this, alert target {target_name!r} works."
     )
     return Notification(

@@ -11,14 +11,17 @@ from typing import Any, Dict, List
 
 import pytest
 
+from watchdog.checks.replay_lag import check_replay_lag
 from watchdog.checks.standbys import check_standbys
-from watchdog.config import BackupConfig, PostgresConfig, StandbysConfig
+from watchdog.config import BackupConfig, PostgresConfig, ReplayLagConfig, StandbysConfig
 from watchdog.lab.pgcluster import free_port
 from watchdog.model import Status
 from watchdog.probes.postgres import (
+    RESAMPLE_MIN_AGE,
     SESSION,
     WALSENDER,
     PgSnapshot,
+    _replay_gap_suspect,
     build_query,
     format_lsn,
     parse_lsn,
@@ -234,3 +237,59 @@ def test_running_basebackup_seen_on_primary_and_not_counted_as_standby(pg):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+# ------------------------------------------------------------ a standby read twice
+
+
+def _standby_row(receive: str = "0/3000100", replay: str = "0/3000000",
+                 paused: Any = "not paused", age: Any = 60.0, in_recovery: bool = True
+                 ) -> tuple:
+    return (in_recovery, 160000, None, receive, replay, paused, age, None, None, None)
+
+
+def test_only_an_unreplayed_gap_after_idle_is_read_again():
+    assert _replay_gap_suspect(_standby_row())
+    assert not _replay_gap_suspect(_standby_row(receive="0/3000000"))  # all replayed
+    assert not _replay_gap_suspect(_standby_row(paused="paused"))  # the pause explains it
+    assert not _replay_gap_suspect(_standby_row(paused="pause requested"))
+    assert not _replay_gap_suspect(_standby_row(age=RESAMPLE_MIN_AGE / 2))  # lag is small
+    assert not _replay_gap_suspect(_standby_row(age=None))  # nothing replayed yet
+    assert not _replay_gap_suspect(_standby_row(receive=None))
+    assert not _replay_gap_suspect(_standby_row(in_recovery=False))
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_gap_gone_on_the_second_read_is_no_lag(pg_private):
+    """After an idle stretch a commit is received but not yet replayed (held for 1.5 s here by
+    recovery_min_apply_delay, in production for a few ms): a single read says lag = the idle
+    time. Read again once it is replayed: lag 0. Read again too early: the lag stands."""
+    pg = pg_private
+    pg.query("standby", "ALTER SYSTEM SET recovery_min_apply_delay = '1500ms'")
+    pg.query("standby", "SELECT pg_reload_conf()")
+    lag_cfg = ReplayLagConfig(warning=1.0, critical=60.0)
+    seen = {}
+    for name, resample_after in (("once", None), ("too early", 0.1), ("replayed", 2.5)):
+        pg.write(1)
+        pg.wait_replayed(timeout=10)
+        time.sleep(1.2)  # idle: the last replayed commit ages past warning
+        lsn = pg.write(1)
+        deadline = time.monotonic() + 5
+        while parse_lsn(pg.scalar("standby", "SELECT pg_last_wal_receive_lsn()::text")) < lsn:
+            assert time.monotonic() < deadline, "the commit never reached the standby"
+            time.sleep(0.01)
+        snap = probe_postgres(_cfg(pg.standby_dsn, query_timeout=10.0),
+                              resample_after=resample_after)
+        seen[name] = (snap, check_replay_lag(snap, lag_cfg))
+
+    snap, result = seen["once"]
+    assert not snap.resampled and snap.replay_gap_bytes > 0 and snap.last_replay_age > 1.0
+    assert result.status == Status.WARNING, result.summary
+    snap, result = seen["too early"]
+    assert snap.resampled and snap.replay_gap_bytes > 0, snap
+    assert result.status == Status.WARNING and result.details["resampled"] is True
+    snap, result = seen["replayed"]
+    assert snap.resampled and snap.replay_gap_bytes == 0, snap
+    assert result.status == Status.OK and result.details["lag_seconds"] == 0.0, result.summary
+    assert snap.duration >= 2.5

@@ -20,9 +20,11 @@ warning/critical to the time lag, scales the byte limits by the same factors
 (replay is often paused on purpose during a dump on the standby); the pause is still named.
 "not receiving WAL" stays CRITICAL: a pg_basebackup does not stop the walreceiver.
 
-Known limit: after a long idle period, the first WAL to arrive can be seen before it is
-replayed, and then the time lag reads the idle time for that one probe; the check's `for`
-debounce (default 2m) absorbs it.
+After a long idle period, the first WAL to arrive can be seen a few ms before it is
+replayed, and in that moment the time lag reads the whole idle time. The probe reads such a
+standby a second time 0.25 s later (probes.postgres.RESAMPLE_AFTER; `resampled` in the
+details); a lag still there then is real. If even that catches a fresh arrival, the check's
+`for` debounce (default 2m) absorbs it.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def check_replay_lag(snapshot: PgSnapshot, cfg: ReplayLagConfig, relaxed: bool =
         "receive_lsn": format_lsn(snapshot.receive_lsn),
         "replay_lsn": format_lsn(snapshot.replay_lsn),
         "replay_paused": snapshot.replay_paused,
+        "resampled": snapshot.resampled,
         "walreceiver": _receiver_details(snapshot),
         "limits": lim,
         "max_receive_age": cfg.max_receive_age,

@@ -40,8 +40,12 @@ def run_command(
     timeout: float,
     env: Optional[Mapping[str, str]] = None,
     clock=time.monotonic,
+    input: Optional[bytes] = None,
 ) -> CommandResult:
-    """Run `argv`, return what it printed; killed whole (process group) at `timeout`."""
+    """Run `argv`, return what it printed; killed whole (process group) at `timeout`.
+
+    `input` is written to its stdin (then closed); without it stdin is /dev/null.
+    """
     argv = tuple(argv)
     start = clock()
     child_env = dict(os.environ if env is None else env)
@@ -50,7 +54,7 @@ def run_command(
     try:
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -63,7 +67,7 @@ def run_command(
     except OSError as exc:
         return CommandResult(argv, None, "", "", clock() - start, f"cannot run {argv[0]}: {exc}")
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         try:

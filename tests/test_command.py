@@ -1,0 +1,39 @@
+"""probes.command.run_command: real processes, their stdin, and the deadline on the group."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from watchdog.probes.command import run_command
+
+
+def test_input_goes_to_stdin_and_stdin_is_otherwise_empty():
+    fed = run_command(["sh", "-c", "wc -c; cat >/dev/null"], timeout=10, input=b"x" * 200_000)
+    assert fed.ok and fed.stdout.strip() == "200000"  # larger than a pipe buffer
+    empty = run_command(["sh", "-c", "wc -c"], timeout=10)
+    assert empty.ok and empty.stdout.strip() == "0"  # /dev/null: never waits for a terminal
+
+
+def test_the_whole_group_is_killed_at_the_deadline(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    started = time.monotonic()
+    result = run_command(
+        ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=1, input=b"ignored"
+    )
+    assert time.monotonic() - started < 5
+    assert result.returncode is None and result.error == "timed out after 1s (killed)"
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{grandchild}") and time.monotonic() < deadline:
+        with open(f"/proc/{grandchild}/stat") as stat:
+            if stat.read().split(") ", 1)[1].startswith("Z"):
+                break  # killed, not yet reaped by its init
+        time.sleep(0.05)
+    else:
+        assert not os.path.exists(f"/proc/{grandchild}"), "the grandchild survived the deadline"
+
+
+def test_a_missing_command_is_a_reason(tmp_path):
+    result = run_command([str(tmp_path / "nothing")], timeout=5, input=b"x")
+    assert not result.ok and result.error == f"command not found: {tmp_path / 'nothing'}"

@@ -15,7 +15,9 @@ services (PagerDuty and the like) key incidents on the title, so a digest titled
 "ha-watchdog digest" would open an incident nobody resolves; they get instead one message
 per title, the latest one, whose stable title triggers or resolves the right incident.
 
-apprise is imported lazily, here only (it is slow to import and `--once` never needs it).
+apprise is never imported by the daemon: each send runs in a short-lived child
+(watchdog.alerts.sendchild) that is killed at `send_timeout`, and whose memory (apprise
+loads all its plugins, ~20 MiB) goes back when the send ends.
 Secrets stay out of logs: apprise's logger is kept at INFO or above (at DEBUG it prints
 tokens), urllib3's too (its DEBUG lines carry the request path, where Slack keeps its
 token), every message from those loggers and every error we keep is scrubbed of the
@@ -24,10 +26,12 @@ target URLs, and targets are named in logs by their `name`, never their URL.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -50,6 +54,7 @@ from watchdog.alerts.notification import (
 )
 from watchdog.alerts.outbox import Outbox, notifications_by_target
 from watchdog.config import AlertTarget, Config
+from watchdog.probes.command import CommandResult, run_command
 from watchdog.units import format_duration
 
 log = logging.getLogger(__name__)
@@ -144,7 +149,6 @@ _REDACTOR = _Redactor()
 _NOISY_LOGGERS = ("apprise", "urllib3", "urllib3.connectionpool", "requests")
 _quieted = False
 _quiet_lock = threading.Lock()
-_APPRISE_LOCK = threading.Lock()
 
 
 def redact(text: str) -> str:
@@ -319,64 +323,64 @@ def plan_messages(
 
 
 class AppriseSender:
-    """The production low-level send: one apprise.Apprise object holding ONE URL per call.
+    """The production low-level send: apprise in a child process, killed at `timeout`.
 
-    One URL per object matters: notify() on an object with several URLs reports failure
-    when any failed, and retrying it re-sends to the ones that succeeded.
+    The child (watchdog.alerts.sendchild) gets the URL and message as JSON on stdin and
+    answers on stdout; its process group is killed at the deadline, so a hung channel
+    leaves nothing running behind, and the daemon never imports apprise itself.
+    `python` and `run` are injectable (tests point them elsewhere).
     """
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, python: Optional[str] = None,
+                 run: Callable[..., CommandResult] = run_command):
         self.timeout = timeout
+        self.python = python or sys.executable
+        self.run = run
 
     def __call__(
         self, target: AlertTarget, url: str, title: str, body: str, notify_type: str
     ) -> Tuple[bool, Optional[str]]:
         register_secret(url)
-        quiet_library_loggers()
-        import apprise  # lazy: slow import, only the delivery threads need it
-
-        with _APPRISE_LOCK:  # apprise loads its plugins on the first add(): not in parallel
-            apobj = apprise.Apprise()
-            added = apobj.add(url)
-        if not added:
-            return False, "apprise cannot use this URL (check its scheme and parts)"
-        if len(apobj) != 1:
-            return False, "url holds several apprise URLs; use one [[alerts.targets]] per channel"
-        # Socket deadlines as a courtesy; the real deadline is enforced around the call.
-        for service in _services(apobj):
-            for attr in ("socket_connect_timeout", "socket_read_timeout"):
-                current = getattr(service, attr, None)
-                if isinstance(current, (int, float)) and current > self.timeout:
-                    setattr(service, attr, float(self.timeout))
-        result = apobj.notify(body=body, title=title, notify_type=apprise.NotifyType(notify_type))
-        if result:
-            return True, None
-        return False, _result_error(result)
+        request = json.dumps({"url": url, "title": title, "body": body,
+                              "notify_type": notify_type, "timeout": self.timeout})
+        result = self.run([self.python, "-m", SEND_MODULE], timeout=self.timeout,
+                          env=_child_env(), input=request.encode("utf-8"))
+        if result.error is not None:  # not started, or killed at the deadline
+            return False, redact(f"send process: {result.error}")
+        answer = _last_json_line(result.stdout)
+        if answer is None:
+            said = first_line(result.stderr.strip().splitlines()[-1]) if result.stderr.strip() else ""
+            return False, redact(f"send process exited {result.returncode} without an answer"
+                                 + (f": {said}" if said else ""))
+        ok = answer.get("ok") is True
+        error = answer.get("error")
+        return ok, None if ok else redact(str(error or "send failed"))
 
 
-def _services(apobj: Any) -> List[Any]:
-    try:
-        return list(apobj)
-    except TypeError:  # pragma: no cover - an apprise without iteration
-        return []
+SEND_MODULE = "watchdog.alerts.sendchild"
 
 
-def _result_error(result: Any) -> str:
-    """The warnings apprise recorded for a failed call (2.3+ results carry them)."""
-    messages: List[str] = []
-    try:
-        for service in result:
-            for attempt in service:
-                for entry in attempt:
-                    if str(getattr(entry, "level", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
-                        messages.append(str(entry.message))
-    except TypeError:  # an older apprise returns a plain bool
-        pass
-    status = getattr(getattr(result, "status", None), "name", None)
-    text = "; ".join(dict.fromkeys(messages)) or "apprise reported a failure"
-    if status and status not in ("FAILURE", "SUCCESS"):
-        text = f"{text} ({status.lower()})"
-    return redact(text)
+def _child_env() -> Dict[str, str]:
+    """Our environment, with this package importable in the child even from a source tree.
+
+    systemd's notify variables are dropped: only the daemon itself talks to systemd.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _last_json_line(text: str) -> Optional[Dict[str, Any]]:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None
 
 
 def call_with_deadline(
@@ -384,9 +388,10 @@ def call_with_deadline(
 ) -> Tuple[bool, Optional[str]]:
     """Run a send in a helper thread and stop waiting at `timeout`; never raises.
 
-    The library call cannot be interrupted, so at the deadline it is abandoned (daemon
-    thread, its sockets carry their own timeouts). If it still succeeds afterwards the
-    notification is sent again later: at least once beats at most once for alerts.
+    The outer bound for any send function: the production one (AppriseSender) kills its
+    child at `send_timeout` itself, but this wait may be shorter (a stop in progress), and
+    an injected send may block. A send that still succeeds after it was given up on is
+    sent again later: at least once beats at most once for alerts.
     """
     box: List[Tuple[bool, Optional[str]]] = []
 

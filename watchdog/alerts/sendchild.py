@@ -1,0 +1,122 @@
+"""One apprise send, in a short-lived child process: `python -m watchdog.alerts.sendchild`.
+
+Why a child and not a thread: an apprise call cannot be interrupted, so a thread stuck in
+it could only be abandoned; a child is killed whole (its process group) at `send_timeout`
+by probes.command.run_command. And apprise imports every plugin on first use (about
+20 MiB): in a child that memory is returned when the send ends instead of staying in the
+daemon for good.
+
+Protocol: one JSON object on stdin, {"url", "title", "body", "notify_type", "timeout"};
+one JSON object on stdout, {"ok": true|false, "error": text|null}. The URL (a secret)
+travels on stdin, never in argv, which any local user can read in `ps`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import IO, Any, List, Optional, Tuple
+
+from watchdog.alerts.delivery import quiet_library_loggers, redact, register_secret
+
+NOTIFY_TYPES = ("info", "success", "warning", "failure")
+
+
+def send(url: str, title: str, body: str, notify_type: str, timeout: float
+         ) -> Tuple[bool, Optional[str]]:
+    """One apprise.Apprise object holding ONE URL; (delivered, why not).
+
+    One URL per object matters: notify() on an object with several URLs reports failure
+    when any failed, and retrying it re-sends to the ones that succeeded.
+    """
+    register_secret(url)
+    quiet_library_loggers()
+    import apprise
+
+    apobj = apprise.Apprise()
+    if not apobj.add(url):
+        return False, "apprise cannot use this URL (check its scheme and parts)"
+    if len(apobj) != 1:
+        return False, "url holds several apprise URLs; use one [[alerts.targets]] per channel"
+    # Socket deadlines as a courtesy; the parent kills this process at the real deadline.
+    for service in _services(apobj):
+        for attr in ("socket_connect_timeout", "socket_read_timeout"):
+            current = getattr(service, attr, None)
+            if isinstance(current, (int, float)) and current > timeout:
+                setattr(service, attr, float(timeout))
+    result = apobj.notify(body=body, title=title, notify_type=apprise.NotifyType(notify_type))
+    if result:
+        return True, None
+    return False, _result_error(result)
+
+
+def _services(apobj: Any) -> List[Any]:
+    try:
+        return list(apobj)
+    except TypeError:  # pragma: no cover - an apprise without iteration
+        return []
+
+
+def _result_error(result: Any) -> str:
+    """The warnings apprise recorded for a failed call (2.3+ results carry them)."""
+    messages: List[str] = []
+    try:
+        for service in result:
+            for attempt in service:
+                for entry in attempt:
+                    if str(getattr(entry, "level", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
+                        messages.append(str(entry.message))
+    except TypeError:  # an older apprise returns a plain bool
+        pass
+    status = getattr(getattr(result, "status", None), "name", None)
+    text = "; ".join(dict.fromkeys(messages)) or "apprise reported a failure"
+    if status and status not in ("FAILURE", "SUCCESS"):
+        text = f"{text} ({status.lower()})"
+    return redact(text)
+
+
+def _request(raw: bytes) -> Tuple[str, str, str, str, float]:
+    """The stdin object, checked; ValueError says what is wrong with it."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"request is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("request is not a JSON object")
+    texts = []
+    for key in ("url", "title", "body", "notify_type"):
+        value = data.get(key)
+        if not isinstance(value, str):
+            raise ValueError(f"request key {key!r} is missing or not text")
+        texts.append(value)
+    if texts[3] not in NOTIFY_TYPES:
+        raise ValueError(f"notify_type {texts[3]!r} is not one of {', '.join(NOTIFY_TYPES)}")
+    timeout = data.get("timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError("request key 'timeout' is missing or not a positive number")
+    return texts[0], texts[1], texts[2], texts[3], float(timeout)
+
+
+def main(stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] = None) -> int:
+    """Read one request, send it, write one answer; 0 when answered, 2 for a bad request."""
+    stdin = sys.stdin.buffer if stdin is None else stdin
+    stdout = sys.stdout.buffer if stdout is None else stdout
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    code = 0
+    try:
+        url, title, body, notify_type, timeout = _request(stdin.read())
+    except ValueError as exc:
+        ok, error, code = False, f"bad request to the send process: {exc}", 2
+    else:
+        try:
+            ok, error = send(url, title, body, notify_type, timeout)
+        except Exception as exc:  # anything apprise raises is this send's reason
+            ok, error = False, redact(f"{exc.__class__.__name__}: {exc}")
+    stdout.write(json.dumps({"ok": ok, "error": error}).encode("utf-8") + b"\n")
+    stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

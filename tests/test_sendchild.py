@@ -92,9 +92,10 @@ def test_child_failure_names_the_reason_without_the_secret(http_receiver, caplog
 
 def test_sender_runs_the_child_as_a_process(http_receiver, smtp_receiver):
     sender = AppriseSender(timeout=20)
-    assert sender(TARGET, http_receiver.url, "[mail1] services", "all up", "success") == (
+    assert sender(TARGET, http_receiver.url, "[mail1] services", "all up — café", "success") == (
         True, None)
     assert http_receiver.messages[0]["title"] == "[mail1] services"
+    assert http_receiver.messages[0]["message"] == "all up — café"  # UTF-8 across the pipe
     ok, error = sender(TARGET, smtp_receiver.mailto_url(), "[mail1] drbd", "StandAlone", "failure")
     assert (ok, error) == (True, None)
     assert smtp_receiver.wait_count(1, 10)

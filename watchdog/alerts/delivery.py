@@ -18,10 +18,10 @@ per title, the latest one, whose stable title triggers or resolves the right inc
 apprise is never imported by the daemon: each send runs in a short-lived child
 (watchdog.alerts.sendchild) that is killed at `send_timeout`, and whose memory (apprise
 loads all its plugins, ~20 MiB) goes back when the send ends.
-Secrets stay out of logs: apprise's logger is kept at INFO or above (at DEBUG it prints
-tokens), urllib3's too (its DEBUG lines carry the request path, where Slack keeps its
-token), every message from those loggers and every error we keep is scrubbed of the
-target URLs, and targets are named in logs by their `name`, never their URL.
+Secrets stay out of logs: in the send child, apprise's logger is kept at WARNING or above
+(at DEBUG it prints tokens), urllib3's too (its DEBUG lines carry the request path, where
+Slack keeps its token), every message from those loggers and every error we keep is
+scrubbed of the target URLs, and targets are named in logs by their `name`, never their URL.
 """
 
 from __future__ import annotations
@@ -322,6 +322,9 @@ def plan_messages(
 # ---------------------------------------------------------------- sending
 
 
+SEND_MODULE = "watchdog.alerts.sendchild"
+
+
 class AppriseSender:
     """The production low-level send: apprise in a child process, killed at `timeout`.
 
@@ -355,9 +358,6 @@ class AppriseSender:
         ok = answer.get("ok") is True
         error = answer.get("error")
         return ok, None if ok else redact(str(error or "send failed"))
-
-
-SEND_MODULE = "watchdog.alerts.sendchild"
 
 
 def _child_env() -> Dict[str, str]:

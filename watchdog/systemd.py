@@ -300,7 +300,8 @@ def enable_crash_dumps(file: Optional[IO] = None) -> None:
     threads' frames without the GIL, and a main thread still running Python while another
     thread dumps it can crash the dump half-way (seen after SIGSTOP + SIGCONT, when any
     thread may take the pending signal). abort() called in a thread still works: it
-    unblocks SIGABRT itself.
+    unblocks SIGABRT itself. Commands started from those threads (svstat, the send child)
+    inherit the block; nothing sends them SIGABRT, and abort() works there too.
     """
     faulthandler.enable(file=sys.stderr if file is None else file, all_threads=True)
     if threading.current_thread() is threading.main_thread():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
-from watchdog.probes.command import run_command
+from conftest import ROOT
+
+from watchdog.probes.command import package_env, run_command
 
 
 def test_input_goes_to_stdin_and_stdin_is_otherwise_empty():
@@ -37,3 +40,12 @@ def test_the_whole_group_is_killed_at_the_deadline(tmp_path):
 def test_a_missing_command_is_a_reason(tmp_path):
     result = run_command([str(tmp_path / "nothing")], timeout=5, input=b"x")
     assert not result.ok and result.error == f"command not found: {tmp_path / 'nothing'}"
+
+
+def test_package_env_makes_a_child_import_this_copy(tmp_path):
+    env = package_env({"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "PATH": os.environ["PATH"]})
+    parts = env["PYTHONPATH"].split(os.pathsep)
+    assert parts == [str(ROOT), str(tmp_path)]  # ours first, once; the rest kept in order
+    result = run_command([sys.executable, "-c", "import watchdog; print(watchdog.__file__)"],
+                         timeout=30, env=env)
+    assert result.ok and result.stdout.strip() == str(ROOT / "watchdog" / "__init__.py")

@@ -54,7 +54,7 @@ from watchdog.alerts.notification import (
 )
 from watchdog.alerts.outbox import Outbox, notifications_by_target
 from watchdog.config import AlertTarget, Config
-from watchdog.probes.command import CommandResult, run_command
+from watchdog.probes.command import CommandResult, package_env, run_command
 from watchdog.units import format_duration
 
 log = logging.getLogger(__name__)
@@ -361,16 +361,10 @@ class AppriseSender:
 
 
 def _child_env() -> Dict[str, str]:
-    """Our environment, with this package importable in the child even from a source tree.
-
-    systemd's notify variables are dropped: only the daemon itself talks to systemd.
-    """
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    paths = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
+    """This package importable in the child; systemd's notify variables dropped (only the
+    daemon itself talks to systemd)."""
+    return package_env({k: v for k, v in os.environ.items()
+                        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")})
 
 
 def _last_json_line(text: str) -> Optional[Dict[str, Any]]:

@@ -48,7 +48,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from watchdog.probes.command import CommandResult, run_command
+from watchdog.probes.command import CommandResult, package_env, run_command
 
 #: Where `shared_dir` appears inside the container (read-write bind).
 SHARED_DIR_INSIDE = "/run/ha-watchdog-lab"
@@ -230,11 +230,7 @@ class SystemdContainer:
             "argv": self._nspawn_argv(),
             "timeout": max(1.0, timeout / 4),
         }
-        env = dict(os.environ)
-        package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-        )
+        env = package_env()
         self._console = open(self.console_path, "ab")  # noqa: SIM115 - open until stop()
         try:
             self._proc = subprocess.Popen(

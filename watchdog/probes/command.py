@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,16 @@ def run_command(
     # Kill stragglers that the command left behind in its group.
     _kill_group(proc)
     return CommandResult(argv, proc.returncode, _decode(out), _decode(err), clock() - start)
+
+
+def package_env(env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """`env` (default: ours) with this package first on PYTHONPATH, so that a child
+    `python -m watchdog...` imports this very copy, from a source tree as from a venv."""
+    out = dict(os.environ if env is None else env)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    rest = [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    out["PYTHONPATH"] = os.pathsep.join([root] + rest)
+    return out
 
 
 def _decode(data: Optional[bytes]) -> str:

@@ -130,7 +130,7 @@ def test_write_request_is_private_and_atomic(tmp_path):
     path = request_path(str(tmp_path))
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert sorted(os.listdir(tmp_path)) == ["maintenance.json"]  # no temp file left
-    assert read_request(str(tmp_path), 8 * HOUR) == (m, None)
+    assert read_request(str(tmp_path), 8 * HOUR, m.started) == (m, None)
 
 
 def test_watcher_sees_each_change_once(tmp_path):
@@ -180,7 +180,7 @@ def test_on_waits_for_the_daemon_and_reports_plainly(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == EXIT_NOT_APPLIED and "did not confirm it within 3.0s" in out
     assert "stays in effect" in out
-    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR)
+    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR, T0)
     assert (request.by, request.reason, request.until) == ("alice", "failover test", T0 + 2 * HOUR)
     # Once the daemon's state shows it, `on` again (an extension) is confirmed.
     clock.now = T0 + 60
@@ -220,7 +220,7 @@ def test_off_and_status(tmp_path, capsys):
     assert command_off(cfg, 0, clock, clock.sleep) == EXIT_OK
     assert "not on; nothing to do" in capsys.readouterr().out
     command_on(cfg, "1h", "disk swap", 0, clock, clock.sleep, by="alice")
-    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR)
+    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR, T0)
     event = {"at": T0 + 5, "kind": "problem", "check": "standbys", "severity": "critical",
              "line": "PROBLEM CRITICAL: standbys on n (primary)", "sent": False}
     fake_daemon(cfg, {"id": request.id, "until": request.until, "events": [event]}, T0 + 5)

@@ -108,7 +108,10 @@ def test_unreadable_entries_are_skipped_and_the_rest_kept(tmp_path, make_notific
     caplog.set_level(logging.WARNING, logger="watchdog.alerts.outbox")
     box = outbox_in(tmp_path)
     assert box.pending("slack") == [good]
-    assert "skipped 2 unreadable" in caplog.text
+    assert caplog.text.count("set aside a damaged entry for target 'slack'") == 2
+    (aside,) = [p for p in os.listdir(tmp_path) if p.startswith("outbox.json.rejected-")]
+    assert len(json.loads((tmp_path / aside).read_text())) == 2
+    assert "2 damaged entries set aside" in box.take_damage()[0]
 
 
 def test_expire_returns_old_items_and_forgets_old_delivered_ids(tmp_path, make_notification):

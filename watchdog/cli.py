@@ -192,7 +192,7 @@ def once_maintenance(cfg: Config) -> Dict[str, Any]:
     from watchdog.units import format_duration
 
     now = time.time()
-    request, error = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration)
+    request, error = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration, now)
     if error:
         return {"active": False, "error": error, "line": f"maintenance: unknown ({error})"}
     if request is None or not request.active(now):

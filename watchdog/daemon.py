@@ -347,6 +347,12 @@ class Daemon:
             self.notifier.ready()
             self.notifier.status("reload rejected: config error (see log); running on old config")
             return
+        except Exception as exc:  # noqa: BLE001 - a reload must never kill the daemon
+            log.error("reload rejected, keeping the running config: %s: cannot load it (%s: %s)",
+                      self.config_path, type(exc).__name__, str(exc)[:200])
+            self.notifier.ready()
+            self.notifier.status("reload rejected: config error (see log); running on old config")
+            return
         for warning in new.warnings:
             log.warning("%s", warning)
         old, self.cfg = self.cfg, new

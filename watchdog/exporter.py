@@ -76,6 +76,9 @@ class _Server(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True  # a slow scraper never delays shutdown
     block_on_close = False
+    # A deep accept queue: a flood is accepted (and closed at once) quickly instead of
+    # lingering in the kernel's queue and retrying into free slots later.
+    request_queue_size = 128
     max_connections = MAX_CONNECTIONS
     max_lifetime = MAX_LIFETIME
 

@@ -334,3 +334,50 @@ def test_config_errors_carry_a_syslog_priority_under_systemd(tmp_path):
                             timeout=60, env=env)
     assert result.returncode == 3
     assert result.stderr.startswith("<3>config error: ")
+
+
+# ---------------------------------------------------------------- hostile configs (issue 11)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # A size of 400 nines overflowed a float: OverflowError and a traceback.
+    ('[replay_lag]\nwarning_bytes = "' + "9" * 400 + '"\n',
+     ":2: [replay_lag.warning_bytes] value out of range: '999"),
+    # A 3,000-deep array: RecursionError inside the TOML parser.
+    ("[daemon]\nstate_dir = \"/x\"\nx = " + "[" * 3000 + "]" * 3000 + "\n",
+     ":3:37: [daemon.x] arrays or inline tables nested more than 32 levels deep"),
+    ('[daemon]\nstate_dir = ""\n', ':2: [daemon.state_dir] must not be empty'),
+])
+def test_check_config_locates_what_used_to_crash_it(tmp_path, text, expected):
+    path = write_config(tmp_path, text)
+    result = run("--config", str(path), "--check-config")
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert f"{path}{expected}" in result.stderr
+
+
+def test_state_dir_that_is_a_regular_file_is_refused(tmp_path):
+    blocker = tmp_path / "state"
+    blocker.write_text("")
+    path = write_config(tmp_path, f'[daemon]\nstate_dir = "{blocker}"\n')
+    result = run("--config", str(path), "--check-config")
+    assert result.returncode == 3
+    assert f"{path}:2: [daemon.state_dir] {blocker} exists and is not a directory" in result.stderr
+
+
+def test_a_fifo_or_a_device_as_the_config_is_refused_unread(tmp_path):
+    """A FIFO hung `ha-watchdog` (deaf to SIGTERM); /dev/zero died with MemoryError."""
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    for path, kind in ((str(fifo), "a FIFO"), ("/dev/zero", "a character device")):
+        result = run("--config", path, "--check-config", timeout=30)
+        assert result.returncode == 3 and "Traceback" not in result.stderr
+        assert f"config error: {path}: config file is {kind}, not a regular file" in result.stderr
+
+
+def test_a_config_beyond_the_size_cap_is_refused(tmp_path):
+    path = tmp_path / "config.toml"
+    with open(path, "wb") as handle:
+        handle.truncate(2 * 1024 * 1024)
+    path.chmod(0o600)
+    result = run("--config", str(path), "--check-config")
+    assert result.returncode == 3 and "is too large (2097152 bytes" in result.stderr

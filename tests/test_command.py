@@ -49,3 +49,39 @@ def test_package_env_makes_a_child_import_this_copy(tmp_path):
     result = run_command([sys.executable, "-c", "import watchdog; print(watchdog.__file__)"],
                          timeout=30, env=env)
     assert result.ok and result.stdout.strip() == str(ROOT / "watchdog" / "__init__.py")
+
+
+def test_output_is_capped_and_the_printer_killed_at_the_cap(tmp_path):
+    """A command printing 1 GB was buffered whole (1.65 GB, 20 s past a 3 s deadline)."""
+    pidfile = tmp_path / "printer.pid"
+    result = run_command(
+        ["sh", "-c", f"echo $$ > {pidfile}; exec head -c 1000000000 /dev/zero"],
+        timeout=60, max_output=1024 * 1024,
+    )
+    assert not result.ok and result.returncode is None
+    assert result.error == ("printed more than 1048576 bytes of output "
+                            "(killed at the cap; the output is not used)")
+    assert len(result.stdout) <= 1024 * 1024 + 64 * 1024  # read up to the cap, not beyond
+    printer = int(pidfile.read_text())
+    assert not os.path.exists(f"/proc/{printer}") or _zombie(printer)
+
+
+def test_stderr_counts_towards_the_cap_and_small_output_is_whole():
+    noisy = run_command(["sh", "-c", "head -c 300000 /dev/zero >&2"], timeout=30,
+                        max_output=100_000)
+    assert noisy.error is not None and noisy.error.startswith("printed more than 100000 bytes")
+    fine = run_command(["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x"], timeout=30)
+    assert fine.ok and fine.stdout == "x" * 300_000
+
+
+def test_a_command_that_closes_its_output_still_meets_the_deadline():
+    result = run_command(["sh", "-c", "exec >&- 2>&-; sleep 60"], timeout=1)
+    assert result.error == "timed out after 1s (killed)"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True

@@ -528,3 +528,58 @@ def test_deliveries_counted_and_undelivered_reported_across_a_restart(
     d2.outbox.expire(now[0], cfg.alerts.expire)
     assert d2.undelivered(now[0]) == []
     d2.stop(1)
+
+
+# ---------------------------------------------------------------- damaged entries (issue 11)
+
+
+def test_a_malformed_outbox_entry_is_set_aside_and_the_others_go_out(
+    tmp_path, http_receiver, alerts_config, make_notification, caplog
+):
+    """`"created": "yesterday"` or `"body": {}` used to crash every delivery round of
+    the target, so the good alerts queued behind them waited until they expired."""
+    import json
+
+    state = tmp_path / "state"
+    state.mkdir()
+    good = make_notification("drbd", body="DRBD r0 StandAlone")
+    yesterday = dict(make_notification("services").to_json(), created="yesterday")
+    no_body = dict(make_notification("standbys").to_json(), body={})
+    doc = {"version": 1, "targets": {"hook": {"delivered": {}, "pending": [
+        {"queued": time.time(), "notification": n} for n in (yesterday, no_body, good.to_json())
+    ]}}}
+    (state / "outbox.json").write_text(json.dumps(doc))
+    caplog.set_level(logging.ERROR, logger="watchdog.alerts.outbox")
+    cfg = alerts_config({"name": "hook", "url": http_receiver.url})
+    d = deliverer(cfg, tmp_path)
+    try:
+        assert http_receiver.wait_count(1, WAIT)
+        assert wait_until(lambda: d.outbox.count() == 0)
+    finally:
+        d.stop(1)
+    assert [m["title"] for m in http_receiver.messages] == ["[mail1] drbd"]
+    assert "'created' is not a time" in caplog.text and "'body' is not a string" in caplog.text
+    aside = [p for p in os.listdir(state) if p.startswith("outbox.json.rejected-")]
+    assert len(aside) == 1 and len(json.loads((state / aside[0]).read_text())) == 2
+    assert "2 damaged entries set aside" in d.take_damage()[0]
+
+
+def test_url_file_that_is_a_fifo_or_dev_zero_fails_its_target_without_hanging(
+    tmp_path, alerts_config, make_notification
+):
+    fifo = tmp_path / "hook.url"
+    os.mkfifo(fifo)
+    cfg = alerts_config(AlertTarget(name="fifo", url_file=str(fifo)),
+                        AlertTarget(name="zero", url_file="/dev/zero"))
+    results = {}
+
+    def run():
+        results.update({name: (ok, msg) for name, ok, msg in send_test(cfg, "mail1")})
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "--test-alert hung on a url_file"
+    assert results["fifo"] == (False, f"cannot read url_file {fifo}: is a FIFO, not a regular file")
+    assert results["zero"] == (
+        False, "cannot read url_file /dev/zero: is a character device, not a regular file")

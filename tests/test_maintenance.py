@@ -130,7 +130,7 @@ def test_write_request_is_private_and_atomic(tmp_path):
     path = request_path(str(tmp_path))
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert sorted(os.listdir(tmp_path)) == ["maintenance.json"]  # no temp file left
-    assert read_request(str(tmp_path), 8 * HOUR) == (m, None)
+    assert read_request(str(tmp_path), 8 * HOUR, m.started) == (m, None)
 
 
 def test_watcher_sees_each_change_once(tmp_path):
@@ -180,7 +180,7 @@ def test_on_waits_for_the_daemon_and_reports_plainly(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == EXIT_NOT_APPLIED and "did not confirm it within 3.0s" in out
     assert "stays in effect" in out
-    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR)
+    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR, T0)
     assert (request.by, request.reason, request.until) == ("alice", "failover test", T0 + 2 * HOUR)
     # Once the daemon's state shows it, `on` again (an extension) is confirmed.
     clock.now = T0 + 60
@@ -220,7 +220,7 @@ def test_off_and_status(tmp_path, capsys):
     assert command_off(cfg, 0, clock, clock.sleep) == EXIT_OK
     assert "not on; nothing to do" in capsys.readouterr().out
     command_on(cfg, "1h", "disk swap", 0, clock, clock.sleep, by="alice")
-    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR)
+    request, _ = read_request(cfg.daemon.state_dir, 8 * HOUR, T0)
     event = {"at": T0 + 5, "kind": "problem", "check": "standbys", "severity": "critical",
              "line": "PROBLEM CRITICAL: standbys on n (primary)", "sent": False}
     fake_daemon(cfg, {"id": request.id, "until": request.until, "events": [event]}, T0 + 5)
@@ -239,3 +239,96 @@ def test_off_and_status(tmp_path, capsys):
     command_status(cfg, as_json=False, clock=clock)
     out = capsys.readouterr().out
     assert "maintenance: off" in out and "turned off by bob" in out
+
+
+# ---------------------------------------------------------------- untrusted or damaged (issue 11)
+
+
+def written(tmp_path, started=T0, mode=0o600, uid=None) -> str:
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    write_request(str(state), core.request("id1", "r", "b", started, HOUR, 8 * HOUR))
+    path = request_path(str(state))
+    os.chmod(path, mode)
+    if uid is not None:
+        os.chown(path, uid, -1)
+    return str(state)
+
+
+def test_a_request_from_root_or_the_daemons_user_is_trusted(tmp_path):
+    state = written(tmp_path)
+    request, error = read_request(state, 8 * HOUR, T0)
+    assert error is None and request.id == "id1"
+    # Written a little ahead of this clock (another clock, a step): accepted.
+    assert read_request(state, 8 * HOUR, T0 - 60)[0] is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_request_owned_by_another_user_silences_nothing(tmp_path):
+    state = written(tmp_path, uid=65534)
+    request, error = read_request(state, 8 * HOUR, T0)
+    assert request is None
+    assert "owned by uid 65534, not by root or the daemon's user" in error
+    assert "no maintenance applied" in error
+    # The daemon's own user (when it is not root) may write it.
+    assert read_request(state, 8 * HOUR, T0, euid=65534)[0] is not None
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_a_group_or_world_writable_request_silences_nothing(tmp_path, mode):
+    request, error = read_request(written(tmp_path, mode=mode), 8 * HOUR, T0)
+    assert request is None and f"writable by group or others (mode {mode:04o})" in error
+
+
+def test_a_request_starting_in_the_future_silences_nothing(tmp_path):
+    state = written(tmp_path, started=T0 + 3 * HOUR)
+    request, error = read_request(state, 8 * HOUR, T0)
+    assert request is None and "starts in the future" in error
+
+
+def test_a_symlinked_or_fifo_request_file_is_refused_without_blocking(tmp_path):
+    import threading
+
+    state = tmp_path / "state"
+    state.mkdir()
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    os.symlink(target, state / "maintenance.json")
+    assert "symbolic link" in read_request(str(state), HOUR, T0)[1]
+    os.unlink(state / "maintenance.json")
+    os.mkfifo(state / "maintenance.json")
+    box = []
+    thread = threading.Thread(target=lambda: box.append(read_request(str(state), HOUR, T0)),
+                              daemon=True)
+    thread.start()
+    thread.join(10)
+    assert box, "reading a FIFO request file blocked"
+    assert box[0][0] is None and "is a FIFO" in box[0][1]
+
+
+def test_a_request_nested_200000_deep_is_refused_by_the_cli_without_a_traceback(tmp_path):
+    """`maintenance status` and `--once` crashed with RecursionError on such a file."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "maintenance.json").write_text("[" * 30_000 + "]" * 30_000)
+    request, error = read_request(str(state), HOUR, T0)
+    assert request is None and "nested too deeply" in error
+    (state / "maintenance.json").write_text("[" * 200_000 + "]" * 200_000)
+    request, error = read_request(str(state), HOUR, T0)
+    assert request is None and "is too large (400000 bytes" in error
+    config = tmp_path / "config.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{state}"\n[drbd]\npath = "{tmp_path}/none"\n'
+                      '[services]\ncommand = ["true"]\n'
+                      '[postgres]\ndsn = "host=127.0.0.1 port=1 connect_timeout=1"\n')
+    config.chmod(0o600)
+    for args in (["maintenance", "status"], ["--once", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "watchdog", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "is too large" in done.stdout + done.stderr
+    assert json.loads(done.stdout)["maintenance"]["active"] is False

@@ -264,6 +264,7 @@ def test_the_public_names():
         "ha_watchdog_outbox_oldest_age_seconds",
         "ha_watchdog_deliveries_total",
         "ha_watchdog_cycles_total",
+        "ha_watchdog_state_write_failures_total",
         "ha_watchdog_cycle_duration_seconds",
         "ha_watchdog_last_cycle_timestamp_seconds",
         "ha_watchdog_maintenance_active",

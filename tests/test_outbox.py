@@ -108,7 +108,10 @@ def test_unreadable_entries_are_skipped_and_the_rest_kept(tmp_path, make_notific
     caplog.set_level(logging.WARNING, logger="watchdog.alerts.outbox")
     box = outbox_in(tmp_path)
     assert box.pending("slack") == [good]
-    assert "skipped 2 unreadable" in caplog.text
+    assert caplog.text.count("set aside a damaged entry for target 'slack'") == 2
+    (aside,) = [p for p in os.listdir(tmp_path) if p.startswith("outbox.json.rejected-")]
+    assert len(json.loads((tmp_path / aside).read_text())) == 2
+    assert "2 damaged entries set aside" in box.take_damage()[0]
 
 
 def test_expire_returns_old_items_and_forgets_old_delivered_ids(tmp_path, make_notification):
@@ -216,3 +219,51 @@ def test_importing_outbox_and_notification_does_not_import_apprise():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"
+
+
+# ---------------------------------------------------------------- damaged outbox (issue 11)
+
+
+def test_a_truncated_outbox_keeps_every_whole_entry_and_says_what_was_lost(
+    tmp_path, make_notification, caplog
+):
+    box = outbox_in(tmp_path)
+    first, second, third = (make_notification(c) for c in ("drbd", "services", "standbys"))
+    box.add_many([("slack", first), ("slack", second), ("pager", third)])
+    box.remove("pager", [third.id])  # delivered: remembered for dedup
+    path = tmp_path / "outbox.json"
+    whole = path.read_bytes()
+    cut = whole.index(second.id.encode())  # the disk lost the tail, mid second entry
+    path.write_bytes(whole[:cut])
+
+    caplog.set_level(logging.ERROR, logger="watchdog.alerts.outbox")
+    again = outbox_in(tmp_path)
+    assert again.pending("slack") == [first]  # recovered, not thrown away
+    assert again.was_delivered("pager", third.id)
+    (damage,) = again.take_damage()
+    assert "recovered 1 pending alert(s)" in damage and "could not be read are lost" in damage
+    assert again.take_damage() == []  # said once
+    assert outbox_in(tmp_path).pending("slack") == [first]  # and written back whole
+    assert "recovered 1 pending alert(s)" in caplog.text
+
+
+def test_a_wrong_shaped_or_fifo_outbox_is_moved_aside_and_reported(tmp_path):
+    path = tmp_path / "outbox.json"
+    path.write_text("[1, 2, 3]")
+    box = outbox_in(tmp_path)
+    assert box.count() == 0 and "nothing could be recovered" in box.take_damage()[0]
+    os.mkfifo(path)
+    box = outbox_in(tmp_path)  # must not block on the FIFO
+    assert "is a FIFO" in box.take_damage()[0]
+    assert not path.exists()  # moved aside: the next write makes a regular file again
+
+
+def test_an_id_that_is_a_list_is_set_aside_not_a_crash(tmp_path, make_notification):
+    good = make_notification()
+    bad = dict(good.to_json(), id=["a", "b"])
+    doc = {"version": 1, "targets": {"hook": {"delivered": {}, "pending": [
+        {"queued": 1.0, "notification": bad}, {"queued": 1.0, "notification": good.to_json()}]}}}
+    (tmp_path / "outbox.json").write_text(json.dumps(doc))
+    box = outbox_in(tmp_path)
+    assert box.pending("hook") == [good]
+    assert "1 damaged entry set aside" in box.take_damage()[0]

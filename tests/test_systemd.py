@@ -132,6 +132,9 @@ def test_unit_carries_the_required_settings():
     assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("Restart") == "on-failure"
     assert one("StateDirectory") == "ha-watchdog"
+    # A metrics flood or a leak must not take the descriptors the probes need (issue 11).
+    assert int(one("LimitNOFILE")) >= 4096
+    assert 0 < int(one("TasksMax")) <= 1024
     assert one("ProtectSystem") == "strict"
     assert one("PrivateTmp") == "no"  # the PostgreSQL socket may live in /tmp
     assert one("NoNewPrivileges") == "yes"

@@ -155,6 +155,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.check_config and len(exc.problems) > 1:
             _say(f"{len(exc.problems)} errors", 3)
         return EXIT_UNKNOWN
+    except Exception as exc:  # noqa: BLE001 - last resort: a message, never a traceback
+        _say(f"config error: {args.config or DEFAULT_PATH}: cannot load it "
+             f"({type(exc).__name__}: {str(exc)[:200]})", 3)
+        return EXIT_UNKNOWN
     if args.check_config or args.once or args.test_alert:
         for warning in cfg.warnings:
             _say(f"warning: {warning}", 4)  # the daemon logs them itself
@@ -199,7 +203,7 @@ def once_maintenance(cfg: Config) -> Dict[str, Any]:
     from watchdog.units import format_duration
 
     now = time.time()
-    request, error = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration)
+    request, error = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration, now)
     if error:
         return {"active": False, "error": error, "line": f"maintenance: unknown ({error})"}
     if request is None or not request.active(now):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import time as dtime
 from typing import Any, Dict, List, Optional, Tuple
 
+from watchdog.statefile import Unreadable, read_bounded
 from watchdog.units import parse_duration, parse_size
 
 if sys.version_info >= (3, 11):
@@ -27,6 +28,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10
     import tomli as tomllib
 
 DEFAULT_PATH = "/etc/ha-watchdog/config.toml"
+# A real config is a few KiB; anything beyond this is refused unread.
+CONFIG_LIMIT = 1024 * 1024
 
 SEVERITIES = ("ok", "warning", "critical", "unknown")
 ALERT_KINDS = ("warning", "critical", "recovery", "info")
@@ -301,36 +304,123 @@ def _norm_key(text: str) -> str:
     return ".".join(part.strip().strip("\"'") for part in text.split("."))
 
 
-def locate(text: str, keypath: str) -> Optional[int]:
-    """Line number (1-based) where `keypath` (e.g. "alerts.targets[1].url") is set.
+class _KeyIndex:
+    """Where each table header and `key =` line of a config text is, from one scan.
 
     A small scan of headers and `key =` lines: enough to point a person at the line for
     errors that the TOML parser itself does not report (wrong type, unknown key, ...).
+    Built once per text, so locating thousands of problems stays linear (an index per
+    lookup made 4,000 unknown sections take 25 s, on every reload too).
     """
-    want = re.sub(r"\[(\d+)\]", r".#\1", keypath)
+
+    def __init__(self, text: str):
+        self.keys: Dict[str, int] = {}  # full key path -> its first line
+        self.headers: Dict[str, int] = {}  # table path -> its last header line
+        table = ""
+        counts: Dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            header = _HEADER_RE.match(line)
+            if header:
+                name = _norm_key(header.group(2))
+                if header.group(1) == "[[":
+                    counts[name] = counts.get(name, -1) + 1
+                    table = f"{name}.#{counts[name]}"
+                else:
+                    table = name
+                self.headers[table] = number
+                continue
+            key = _KEY_RE.match(line)
+            if key:
+                full = f"{table}.{_norm_key(key.group(1))}" if table else _norm_key(key.group(1))
+                self.keys.setdefault(full, number)
+
+    def locate(self, keypath: str) -> Optional[int]:
+        want = re.sub(r"\[(\d+)\]", r".#\1", keypath)
+        if want in self.keys:
+            return self.keys[want]
+        if want in self.headers:
+            return self.headers[want]
+        parts = want.split(".")
+        for end in range(len(parts) - 1, 0, -1):  # an inline table holding the key
+            line = self.keys.get(".".join(parts[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def locate(text: str, keypath: str) -> Optional[int]:
+    """Line number (1-based) where `keypath` (e.g. "alerts.targets[1].url") is set."""
+    return _KeyIndex(text).locate(keypath)
+
+
+# Arrays and inline tables nested deeper than this are refused before the TOML parser sees
+# them (it recurses per level: a 3,000-deep array raised RecursionError, on reload too).
+MAX_NESTING = 32
+_NEST_TOKEN_RE = re.compile(r'"""|\'\'\'|"|\'|#|\n|[\[\]{}]')
+_BASIC_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_ML_BASIC_END_RE = re.compile(r'(?<!\\)(?:\\\\)*"""')
+
+
+def _nesting_problem(text: str, path: str) -> Optional[ConfigProblem]:
+    """A located problem when a value nests arrays/tables deeper than MAX_NESTING."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    depth = 0
+    pos = 0
+    line_start = 0
     table = ""
-    counts: Dict[str, int] = {}
-    best: Optional[int] = None
-    for number, line in enumerate(text.splitlines(), 1):
-        header = _HEADER_RE.match(line)
-        if header:
-            name = _norm_key(header.group(2))
-            if header.group(1) == "[[":
-                counts[name] = counts.get(name, -1) + 1
-                table = f"{name}.#{counts[name]}"
+    key = ""
+    while True:
+        match = _NEST_TOKEN_RE.search(text, pos)
+        if match is None:
+            return None
+        token, pos = match.group(0), match.end()
+        if token == "\n":
+            line_start = pos
+        elif token == "#":
+            end = text.find("\n", pos)
+            pos = len(text) if end < 0 else end
+        elif token in ('"""', "'''"):
+            if token == "'''":
+                end = text.find(token, pos)
             else:
-                table = name
-            if table == want:
-                best = number
-            continue
-        key = _KEY_RE.match(line)
-        if key:
-            full = f"{table}.{_norm_key(key.group(1))}" if table else _norm_key(key.group(1))
-            if full == want:
-                return number
-            if best is None and want.startswith(full + "."):
-                best = number  # an inline table holding the key
-    return best
+                found = _ML_BASIC_END_RE.search(text, pos)
+                end = found.start() if found else -1
+            if end < 0:
+                return None  # unterminated: the TOML parser reports it
+            pos = end + 3
+        elif token == '"':
+            found = _BASIC_RE.match(text, match.start())
+            if found is None:
+                return None
+            pos = found.end()
+        elif token == "'":
+            end = text.find("'", pos)
+            if end < 0:
+                return None
+            pos = end + 1
+        elif token in "[{":
+            if depth == 0 and token == "[" and not text[line_start:match.start()].strip():
+                header = _HEADER_RE.match(text, line_start, len(text) if text.find("\n", pos) < 0
+                                          else text.find("\n", pos))
+                table = _norm_key(header.group(2)) if header else table
+                end = text.find("\n", pos)
+                pos = len(text) if end < 0 else end
+                continue
+            if depth == 0:
+                found = _KEY_RE.match(text[line_start:match.start()] + "=")
+                key = _norm_key(found.group(1)) if found else ""
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, match.start()) + 1
+                keypath = ".".join(p for p in (table, key) if p)
+                return ConfigProblem(
+                    path, keypath,
+                    f"arrays or inline tables nested more than {MAX_NESTING} levels deep",
+                    line, match.start() - line_start + 1,
+                )
+        else:  # "]" or "}"
+            depth = max(0, depth - 1)
 
 
 # ---------------------------------------------------------------- conversion
@@ -341,9 +431,12 @@ class _Collector:
         self.path = path
         self.text = text
         self.problems: List[ConfigProblem] = []
+        self._index: Optional[_KeyIndex] = None
 
     def add(self, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.path, key, message, locate(self.text, key)))
+        if self._index is None:
+            self._index = _KeyIndex(self.text)
+        self.problems.append(ConfigProblem(self.path, key, message, self._index.locate(key)))
 
 
 def _type_name(value: Any) -> str:
@@ -462,12 +555,19 @@ def _build(cls: type, data: Any, key: str, out: _Collector) -> Any:
                 values[spec.name] = _convert(kind, value, dict(spec.metadata))
         except ValueError as exc:
             out.add(keypath, str(exc))
+        except (OverflowError, ArithmeticError):  # "<400 nines>" as a size or a duration
+            out.add(keypath, f"value out of range: {_shorten(value)}")
     missing = [n for n in _required_fields(cls) if n not in values]
     for name in missing:
         out.add(key, f"missing required key {name!r}")
     if missing:
         return None
     return cls(**values)
+
+
+def _shorten(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _required_fields(cls: type) -> List[str]:
@@ -505,6 +605,11 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
         out.add("replay_lag.backup_critical", "must not be smaller than replay_lag.backup_warning")
     if cfg.daemon.interval <= 0:
         out.add("daemon.interval", "must be more than 0s")
+    state_dir = cfg.daemon.state_dir
+    if not state_dir.strip():
+        out.add("daemon.state_dir", "must not be empty (the daemon keeps its state there)")
+    elif os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        out.add("daemon.state_dir", f"{state_dir} exists and is not a directory")
     for name in cfg.backup.checks:
         if name not in CHECK_NAMES:
             out.add("backup.checks", f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}")
@@ -583,8 +688,13 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
 def parse_config(text: str, path: str = "<string>") -> Config:
     """Validate TOML text; ConfigError listing every problem."""
     out = _Collector(path, text)
+    deep = _nesting_problem(text, path)
+    if deep is not None:
+        raise ConfigError([deep])
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # a nesting the scan above did not see
+        raise ConfigError([ConfigProblem(path, "", "nested too deeply to read")]) from None
     except tomllib.TOMLDecodeError as exc:
         line, column = _toml_position(exc)
         if line is None and "end of document" in str(exc):
@@ -637,14 +747,13 @@ def _from_dict(data: Dict[str, Any], path: str, out: _Collector) -> Config:
 def load_config(path: str = DEFAULT_PATH) -> Config:
     """Read and validate a config file; ConfigError (never a traceback) otherwise."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = read_bounded(path, CONFIG_LIMIT)  # a FIFO or /dev/zero is refused, not read
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(path, "", "config file not found")]) from None
     except PermissionError:
         raise ConfigError([ConfigProblem(path, "", "config file not readable (permission denied)")]) from None
-    except IsADirectoryError:
-        raise ConfigError([ConfigProblem(path, "", "is a directory, not a config file")]) from None
+    except Unreadable as exc:
+        raise ConfigError([ConfigProblem(path, "", f"config file {exc.strerror}")]) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(path, "", f"cannot read config file: {exc.strerror}")]) from None
     try:

@@ -14,14 +14,14 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.maintenance import Maintenance
 from watchdog.maintenance import RequestWatcher, read_request, request_path
 from watchdog.model import Report
 from watchdog.runner import Cycle, Probes, run_cycle
-from watchdog.statefile import read_json, write_json
+from watchdog.statefile import load_json, write_json
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -37,6 +37,9 @@ RECHECK_MIN_SPACING = 1.0
 # How often the loop looks at the maintenance request file while it waits (one stat), so
 # `ha-watchdog maintenance on/off` takes effect within about a second.
 REQUEST_POLL = 1.0
+# Consecutive cycles whose state write failed before a notification says so (one failure
+# can be a blip; the failure is logged and counted in the metrics from the first one).
+STATE_WRITE_NOTIFY_AFTER = 3
 
 
 class Daemon:
@@ -71,9 +74,15 @@ class Daemon:
         self._request_error: Optional[str] = None
         self.maintenance: Optional[Maintenance] = None  # active at the last cycle
         self.last_cycle_end = 0.0  # wall clock
-        raw = read_json(self.state_path)
-        state = EngineState.from_json(raw) if raw is not None else None
-        self.engine = Engine(cfg, state)
+        # Notices about the watchdog itself (damaged state recovered from), sent with the
+        # first cycle's notifications: (subject, lines).
+        self._notices: List[Tuple[str, List[str]]] = []
+        self.engine = Engine(cfg, self._load_state(EngineState))
+        # State writes: failures counted (metrics), the current error, since which cycle.
+        self.state_write_failures = 0
+        self._write_error: Optional[str] = None
+        self._write_failing = 0  # consecutive failed writes
+        self._write_notified: Optional[float] = None  # when the PROBLEM about it went out
         self.previous: Optional[Cycle] = None
         self.cycles = 0
         self.ready_sent = False
@@ -83,6 +92,31 @@ class Daemon:
         self.deliverer: Any = None
         self.heartbeat: Any = None
         self.exporter: Any = None
+
+    def _load_state(self, state_cls: Any) -> Any:
+        """The engine state from engine.json; what could not be recovered is logged and
+        queued as a notice, so problems paged again are never paged again silently."""
+        loaded = load_json(self.state_path, self.wall)
+        lost: List[str] = []
+        state = state_cls.from_json(loaded.data, lost) if loaded.data is not None else None
+        if loaded.problem is not None:
+            lost = ["the whole state"]
+            what = [f"{loaded.problem}."]
+        elif lost:
+            what = [f"State file {self.state_path} was damaged."]
+            log.error("state file %s was damaged; lost: %s", self.state_path, "; ".join(lost))
+        else:
+            return state
+        self._notices.append((
+            "its alert state was damaged",
+            what + [
+                f"Lost: {'; '.join(lost)}.",
+                "Problems that are still present are reported again as new PROBLEMs (they "
+                "may have been reported before the damage); recoveries of problems reported "
+                "before it may not be sent.",
+            ],
+        ))
+        return state
 
     # ---- signals: flags only
 
@@ -104,7 +138,7 @@ class Daemon:
     def cycle(self) -> str:
         """Run one cycle; return its one-line summary."""
         wall_now = self.wall()
-        request = self._read_request()
+        request = self._read_request(wall_now)
         seen: List[Any] = []
 
         def relax(check: str, backups: Sequence[Any]) -> bool:
@@ -126,12 +160,14 @@ class Daemon:
         due = self.engine.daily_due(wall_now)
         if due is not None:
             notes.append(self._daily_report(wall_now, due, report))
-        write_json(self.state_path, self.engine.state.to_json())
-        if notes and self.deliverer is not None:
-            self.deliverer.submit(notes)
-        for note in notes:
-            level = logging.WARNING if note.severity in ("warning", "critical") else logging.INFO
-            log.log(level, "alert %s: %s", note.kind.upper(), note.title)
+        notes.extend(self._take_notices(wall_now))
+        # Queue first, persist second: what the engine decided reaches the outbox even when
+        # the state write fails. A crash between the two replays this cycle after the
+        # restart with the same notification ids, which the outbox drops as duplicates.
+        self._submit(notes)
+        more = self._persist(wall_now)
+        self._submit(more)
+        notes.extend(more)
         self.previous = cycle
         self.cycles += 1
         self.last_cycle_end = self.wall()
@@ -139,9 +175,73 @@ class Daemon:
         line = self._summary(report, cycle.duration, len(notes))
         return line
 
-    def _read_request(self) -> Optional[Maintenance]:
+    def _submit(self, notes: List[Any]) -> None:
+        if notes and self.deliverer is not None:
+            self.deliverer.submit(notes)
+        for note in notes:
+            level = logging.WARNING if note.severity in ("warning", "critical") else logging.INFO
+            log.log(level, "alert %s: %s", note.kind.upper(), note.title)
+
+    def _take_notices(self, now: float) -> List[Any]:
+        """Notices about the watchdog itself: the state damage found at start, the outbox
+        damage the deliverer found."""
+        from watchdog.alerts import message
+
+        take = getattr(self.deliverer, "take_damage", None)
+        if take is not None:
+            for problem in take():
+                self._notices.append((
+                    "its outbox of pending alerts was damaged",
+                    [f"{problem}.", "Alerts that could not be recovered from it are lost; "
+                     "the log of this node lists them where it could read them."],
+                ))
+        notices, self._notices = self._notices, []
+        return [message.self_notice(self.cfg.node_name, subject, lines, now, now)
+                for subject, lines in notices]
+
+    def _persist(self, now: float) -> List[Any]:
+        """Write engine.json; a failure is logged, counted (metrics) and, when it persists
+        for STATE_WRITE_NOTIFY_AFTER cycles, notified (and its end too). Never raises."""
+        from watchdog.alerts import message
+
+        try:
+            write_json(self.state_path, self.engine.state.to_json())
+        except Exception as exc:  # noqa: BLE001 - OSError mostly; the cycle goes on
+            error = f"cannot write {self.state_path}: {getattr(exc, 'strerror', None) or exc}"
+            self.state_write_failures += 1
+            self._write_failing += 1
+            if error != self._write_error:
+                log.error("%s; alerts are still sent, the state is kept in memory", error)
+            self._write_error = error
+            if self._write_failing >= STATE_WRITE_NOTIFY_AFTER and self._write_notified is None:
+                self._write_notified = now
+                return [message.self_problem(
+                    self.cfg.node_name, "it cannot save its state", [
+                        f"Error: {error} ({self._write_failing} cycles in a row).",
+                        "Checks run and alerts are still sent; after a restart it would not "
+                        "remember the problems it already reported, and could page again.",
+                        f"First look: df -h {self.cfg.daemon.state_dir}; "
+                        f"ls -la {self.cfg.daemon.state_dir}",
+                    ], now, now)]
+            return []
+        out = []
+        if self._write_error is not None:
+            log.info("state file %s written again", self.state_path)
+            if self._write_notified is not None:
+                out.append(message.self_recovery(
+                    self.cfg.node_name, "it cannot save its state",
+                    [f"State saved again to {self.state_path}.",
+                     f"Failing since {message.format_time(self._write_notified)}: "
+                     f"{self._write_error}."],
+                    self._write_notified, now))
+        self._write_error, self._write_failing, self._write_notified = None, 0, None
+        return out
+
+    def _read_request(self, now: float) -> Optional[Maintenance]:
         """The maintenance request; an unusable file is logged (once) and silences nothing."""
-        request, error = read_request(self.cfg.daemon.state_dir, self.cfg.maintenance.max_duration)
+        request, error = read_request(
+            self.cfg.daemon.state_dir, self.cfg.maintenance.max_duration, now
+        )
         if error != self._request_error:
             if error:
                 log.error("maintenance: %s", error)
@@ -193,6 +293,7 @@ class Daemon:
             cycles=self.cycles,
             maintenance_active=self.maintenance is not None,
             maintenance_until=self.maintenance.until if self.maintenance else None,
+            state_write_failures=self.state_write_failures,
         )
         try:
             self.exporter.update(view)
@@ -246,6 +347,12 @@ class Daemon:
             self.notifier.ready()
             self.notifier.status("reload rejected: config error (see log); running on old config")
             return
+        except Exception as exc:  # noqa: BLE001 - a reload must never kill the daemon
+            log.error("reload rejected, keeping the running config: %s: cannot load it (%s: %s)",
+                      self.config_path, type(exc).__name__, str(exc)[:200])
+            self.notifier.ready()
+            self.notifier.status("reload rejected: config error (see log); running on old config")
+            return
         for warning in new.warnings:
             log.warning("%s", warning)
         old, self.cfg = self.cfg, new
@@ -271,7 +378,11 @@ class Daemon:
     def run(self) -> int:
         for warning in self.cfg.warnings:
             log.warning("%s", warning)
-        os.makedirs(self.cfg.daemon.state_dir, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.cfg.daemon.state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:  # the cycles go on; each failed state write is reported
+            log.error("cannot create state_dir %s: %s", self.cfg.daemon.state_dir,
+                      exc.strerror or exc)
         self.deliverer = self._deliverer_factory(self.cfg)
         self.deliverer.start()
         self.heartbeat = self._heartbeat_factory(self.cfg)
@@ -353,8 +464,8 @@ class Daemon:
         log.info("stopping: flushing pending alerts")
         try:
             write_json(self.state_path, self.engine.state.to_json())
-        except OSError as exc:
-            log.error("could not save state: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - stopping must go on
+            log.error("could not save state: %s", getattr(exc, "strerror", None) or exc)
         if self.deliverer is not None:
             self.deliverer.stop(timeout=min(5.0, self.cfg.alerts.send_timeout))
         if self.exporter is not None:

@@ -7,13 +7,15 @@ unwritable textfile is logged once per distinct error and retried after every cy
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import socket
 import threading
+import time
 from socketserver import ThreadingMixIn
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
@@ -60,11 +62,80 @@ class _ViewCollector(Collector):
             yield metric
 
 
+# Bounds of the HTTP endpoint, so that no client (any local user can connect) can take the
+# file descriptors and threads the probes and alert sends need: at most MAX_CONNECTIONS at
+# once (more are accepted and closed at once), each read bounded by READ_TIMEOUT and each
+# connection's whole life by MAX_LIFETIME (a client dripping bytes is cut off).
+MAX_CONNECTIONS = 8
+READ_TIMEOUT = 5.0
+MAX_LIFETIME = 10.0
+
+
 class _Server(ThreadingMixIn, WSGIServer):
+    """A WSGI server whose connections are bounded in number and lifetime."""
+
     daemon_threads = True  # a slow scraper never delays shutdown
+    block_on_close = False
+    # A deep accept queue: a flood is accepted (and closed at once) quickly instead of
+    # lingering in the kernel's queue and retrying into free slots later.
+    request_queue_size = 128
+    max_connections = MAX_CONNECTIONS
+    max_lifetime = MAX_LIFETIME
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._open: Dict[socket.socket, float] = {}
+        self._open_lock = threading.Lock()
+        self.refused = 0  # connections closed at once because every slot was taken
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """False (socketserver then closes it) when every slot is taken."""
+        if self._slots.acquire(blocking=False):
+            return True
+        self.refused += 1
+        return False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open[request] = time.monotonic()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: free what it held
+            self._done(request)
+            self.shutdown_request(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: Any) -> None:
+        with self._open_lock:
+            held = self._open.pop(request, None) is not None
+        if held:
+            self._slots.release()
+
+    def service_actions(self) -> None:
+        """Run by serve_forever between polls: end connections past their lifetime (the
+        shutdown makes their blocked read return, and their thread ends)."""
+        now = time.monotonic()
+        with self._open_lock:
+            old = [sock for sock, since in self._open.items() if now - since > self.max_lifetime]
+        for sock in old:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def open_connections(self) -> int:
+        with self._open_lock:
+            return len(self._open)
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = READ_TIMEOUT  # socket timeout for each read and write of a connection
+
     def log_message(self, format: str, *args: object) -> None:
         """Scrapes are not worth a log line each."""
 

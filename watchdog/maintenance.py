@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import stat
 import sys
 import time
 import uuid
@@ -22,11 +23,21 @@ from watchdog.alerts.message import format_time
 from watchdog.config import Config
 from watchdog.core import maintenance as core
 from watchdog.core.maintenance import Maintenance
-from watchdog.statefile import write_json
+from watchdog.statefile import (
+    REQUEST_LIMIT,
+    STATE_LIMIT,
+    parse_json,
+    read_bounded_stat,
+    write_json,
+)
 from watchdog.units import format_duration, parse_duration
 
 REQUEST_FILE = "maintenance.json"
 ENGINE_STATE = "engine.json"  # the daemon's state (watchdog.daemon writes it every cycle)
+
+# How far a request's `started` may lie ahead of this node's clock (it is written on this
+# node, so only a clock step or a forged file puts it further).
+MAX_SKEW = 300.0
 
 EXIT_OK = 0
 EXIT_NOT_APPLIED = 1  # recorded, but no running daemon confirmed it (yet)
@@ -37,20 +48,41 @@ def request_path(state_dir: str) -> str:
     return os.path.join(state_dir, REQUEST_FILE)
 
 
-def read_request(state_dir: str, max_duration: float) -> Tuple[Optional[Maintenance], Optional[str]]:
-    """(the request, None), (None, None) when there is none, or (None, why it is unusable)."""
+def read_request(
+    state_dir: str, max_duration: float, now: Optional[float] = None,
+    euid: Optional[int] = None,
+) -> Tuple[Optional[Maintenance], Optional[str]]:
+    """(the request, None), (None, None) when there is none, or (None, why it is unusable).
+
+    Trusted only when it is a regular file (not a symlink, a FIFO, ...), owned by root or
+    by the daemon's user (`euid`, default ours), writable by nobody else, and `started`
+    is not in the future beyond MAX_SKEW. Anything else is refused with the reason: a
+    request file can only ever silence pages when the daemon's own kind wrote it.
+    """
     path = request_path(state_dir)
+    now = time.time() if now is None else now
+    euid = os.geteuid() if euid is None else euid
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw, st = read_bounded_stat(path, REQUEST_LIMIT, follow_symlinks=False)
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"cannot read {path}: {exc.strerror or exc}"
+        return None, f"cannot read {path}: {exc.strerror or exc}; no maintenance applied"
+    if st.st_uid not in (0, euid):
+        return None, (f"{path} ignored: owned by uid {st.st_uid}, not by root or the daemon's "
+                      f"user (uid {euid}); no maintenance applied")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None, (f"{path} ignored: writable by group or others (mode "
+                      f"{stat.S_IMODE(st.st_mode):04o}); no maintenance applied")
     try:
-        return core.from_json(json.loads(raw.decode("utf-8")), max_duration), None
-    except (UnicodeDecodeError, ValueError) as exc:
+        request = core.from_json(parse_json(raw), max_duration)
+    except (ValueError, TypeError) as exc:
         return None, f"{path} is not a valid maintenance request ({exc}); no maintenance applied"
+    if request.started > now + MAX_SKEW:
+        return None, (f"{path} ignored: it starts in the future ({format_time(request.started)}, "
+                      f"more than {format_duration(MAX_SKEW)} ahead of this clock); "
+                      "no maintenance applied")
+    return request, None
 
 
 def write_request(state_dir: str, request: Maintenance) -> None:
@@ -101,11 +133,11 @@ def daemon_view(state_dir: str) -> Tuple[Optional[Dict[str, Any]], Optional[floa
     """(the maintenance record the daemon keeps, the mtime of its state file) or Nones."""
     path = os.path.join(state_dir, ENGINE_STATE)
     try:
-        mtime = os.stat(path).st_mtime
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        raw, st = read_bounded_stat(path, STATE_LIMIT, follow_symlinks=False)
+        data = parse_json(raw)
     except (OSError, ValueError):
         return None, None
+    mtime = st.st_mtime
     record = data.get("maintenance") if isinstance(data, dict) else None
     return (record if isinstance(record, dict) else None), mtime
 
@@ -209,7 +241,7 @@ def command_on(cfg: Config, duration_text: Optional[str], reason: str, wait: flo
         return EXIT_REFUSED
     now = clock()
     asker = by or who()
-    current, _ = read_request(state_dir, cap)
+    current, _ = read_request(state_dir, cap, now)
     try:
         if current is not None and current.active(now):
             request = core.extend(current, reason, asker, now, duration, cap)
@@ -229,7 +261,7 @@ def command_off(cfg: Config, wait: float, clock: Callable[[], float] = time.time
                 sleep: Callable[[float], None] = time.sleep, by: Optional[str] = None) -> int:
     state_dir = cfg.daemon.state_dir
     now = clock()
-    current, error = read_request(state_dir, cfg.maintenance.max_duration)
+    current, error = read_request(state_dir, cfg.maintenance.max_duration, now)
     if error is not None and current is None and os.path.exists(request_path(state_dir)):
         print(f"maintenance off: {error}", file=sys.stderr)
         return EXIT_REFUSED
@@ -247,7 +279,7 @@ def command_off(cfg: Config, wait: float, clock: Callable[[], float] = time.time
 def status(cfg: Config, now: float) -> Dict[str, Any]:
     """The request and what the daemon made of it, as one JSON-able dict."""
     state_dir = cfg.daemon.state_dir
-    request, error = read_request(state_dir, cfg.maintenance.max_duration)
+    request, error = read_request(state_dir, cfg.maintenance.max_duration, now)
     record, mtime = daemon_view(state_dir)
     out: Dict[str, Any] = {"active": bool(request and request.active(now))}
     if error:
@@ -274,7 +306,7 @@ def command_status(cfg: Config, as_json: bool, clock: Callable[[], float] = time
         return EXIT_OK
     if info.get("error"):
         _say(f"maintenance: {info['error']}")
-    request, _ = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration)
+    request, _ = read_request(cfg.daemon.state_dir, cfg.maintenance.max_duration, now)
     if request is None or not info["active"]:
         _say("maintenance: off")
         if request is not None:

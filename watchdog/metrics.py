@@ -36,6 +36,7 @@ class MetricsView:
     cycles: int = 0  # completed cycles since the daemon started
     maintenance_active: bool = False
     maintenance_until: Optional[float] = None  # epoch seconds, when active
+    state_write_failures: int = 0  # failed writes of engine.json since the daemon started
 
 
 Sample = Tuple[Tuple[str, ...], float]  # (label values, value); bools and ints are fine
@@ -102,6 +103,9 @@ def families(view: MetricsView) -> List[Family]:
                  [((target, outcome), n) for (target, outcome), n in view.deliveries.items()]),
         _counter("cycles", "Check cycles completed since the daemon started.", (),
                  [((), view.cycles)]),
+        _counter("state_write_failures", "Failed writes of the state file (engine.json) since "
+                 "the daemon started; alerts are still queued when it fails.", (),
+                 [((), view.state_write_failures)]),
         _gauge("cycle_duration_seconds", "Duration of the last completed cycle.", (),
                [((), view.cycle_duration)]),
         _gauge("last_cycle_timestamp_seconds", "When the last cycle completed (Unix time).", (),

@@ -55,11 +55,14 @@ from watchdog.alerts.notification import (
 from watchdog.alerts.outbox import Outbox, notifications_by_target
 from watchdog.config import AlertTarget, Config
 from watchdog.probes.command import CommandResult, package_env, run_command
+from watchdog.statefile import read_bounded
 from watchdog.units import format_duration
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.json"
+# An apprise URL (or several) is a few hundred bytes; a url_file beyond this is refused.
+URL_FILE_LIMIT = 64 * 1024
 # Delivery outcomes counted per target (metrics: ha_watchdog_deliveries_total).
 DELIVERED, FAILED, EXPIRED = "delivered", "failed", "expired"
 
@@ -183,9 +186,8 @@ def resolve_url(target: AlertTarget) -> Tuple[Optional[str], Optional[str]]:
     """The target's apprise URL, read from `url_file` now if it has one: (url, error)."""
     if target.url_file:
         try:
-            with open(target.url_file, encoding="utf-8") as handle:
-                url = handle.read().strip()
-        except OSError as exc:
+            url = read_bounded(target.url_file, URL_FILE_LIMIT).decode("utf-8").strip()
+        except OSError as exc:  # a FIFO or /dev/zero is refused, never read
             return None, f"cannot read url_file {target.url_file}: {exc.strerror or exc}"
         except UnicodeDecodeError:
             return None, f"url_file {target.url_file} is not UTF-8 text"
@@ -524,6 +526,10 @@ class Deliverer:
                 self._targets[name].wake.set()
         except Exception:  # the check loop must survive whatever happens here
             log.exception("alerts: could not queue notifications")
+
+    def take_damage(self) -> List[str]:
+        """What loading the outbox could not recover (once), for a notification."""
+        return self.outbox.take_damage()
 
     def stop(self, timeout: float) -> None:
         """Try what is pending until `timeout` has passed, then leave the rest in the outbox."""

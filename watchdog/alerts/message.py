@@ -22,6 +22,7 @@ from watchdog.alerts.notification import (
     DEESCALATION,
     ESCALATION,
     FLAPPING,
+    INFO,
     NO_LONGER_APPLIES,
     PROBLEM,
     RECOVERY,
@@ -442,3 +443,58 @@ def join_and(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---------------------------------------------------------------- the watchdog's own trouble
+
+SELF_TITLE = "ha-watchdog"  # `[mail1] ha-watchdog`: notices about the watchdog itself
+
+
+def self_problem(node: str, subject: str, lines: Sequence[str], at: float, now: float) -> Notification:
+    """The watchdog itself is in trouble (it cannot save its state, a state file was
+    damaged): a WARNING, so whoever gets problems hears that the alerting is impaired."""
+    return Notification(
+        id=make_id(node, SELF_TITLE, subject, PROBLEM, at),
+        kind=PROBLEM,
+        severity=SEV_WARNING,
+        notify_type=notify_type_for(SEV_WARNING),
+        title=title_for(node, SELF_TITLE),
+        body="\n".join([f"PROBLEM WARNING: ha-watchdog on {node}: {subject}", *lines]),
+        node=node,
+        created=now,
+        check=None,
+        problem_severity=None,
+    )
+
+
+def self_recovery(node: str, subject: str, lines: Sequence[str], at: float, now: float) -> Notification:
+    """The trouble `self_problem` reported is over (routed to whoever got the WARNING)."""
+    return Notification(
+        id=make_id(node, SELF_TITLE, subject, RECOVERY, at),
+        kind=RECOVERY,
+        severity=SEV_RECOVERY,
+        notify_type=TYPE_SUCCESS,
+        title=title_for(node, SELF_TITLE),
+        body="\n".join([f"RECOVERY: ha-watchdog on {node}: {subject}", *lines]),
+        node=node,
+        created=now,
+        check=None,
+        problem_severity=SEV_WARNING,
+    )
+
+
+def self_notice(node: str, subject: str, lines: Sequence[str], at: float, now: float) -> Notification:
+    """A one-off notice about the watchdog itself (a damaged state file was recovered from),
+    routed like a WARNING so it reaches whoever gets problems; nothing to resolve later."""
+    return Notification(
+        id=make_id(node, SELF_TITLE, subject, "notice", at),
+        kind=INFO,
+        severity=SEV_WARNING,
+        notify_type=notify_type_for(SEV_WARNING),
+        title=title_for(node, SELF_TITLE),
+        body="\n".join([f"NOTICE: ha-watchdog on {node}: {subject}", *lines]),
+        node=node,
+        created=now,
+        check=None,
+        problem_severity=None,
+    )

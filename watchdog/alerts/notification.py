@@ -6,6 +6,7 @@ Kinds, severities and notify types are a public interface (alert routes match on
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, Optional
 
@@ -94,8 +95,31 @@ class Notification:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> Notification:
+    def from_json(cls, data: Any) -> Notification:
+        """From `to_json()` output; ValueError (saying which field) for anything else, so a
+        damaged outbox entry is set aside instead of crashing every delivery round."""
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        for key in ("id", "kind", "severity", "notify_type", "title", "body", "node"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"{key!r} is not a string")
+        if not data["id"]:
+            raise ValueError("'id' is empty")
+        if data["severity"] not in _TYPE_FOR_SEVERITY:
+            raise ValueError(f"unknown severity {data['severity'][:40]!r}")
+        if data["notify_type"] not in _TYPE_FOR_SEVERITY.values():
+            raise ValueError(f"unknown notify_type {data['notify_type'][:40]!r}")
+        created = data.get("created")
+        if (isinstance(created, bool) or not isinstance(created, (int, float))
+                or not math.isfinite(created)):
+            raise ValueError("'created' is not a time (seconds since the epoch)")
+        for key in ("check", "problem_severity"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValueError(f"{key!r} is not a string")
+        if data.get("problem_severity") not in (None, *_TYPE_FOR_SEVERITY):
+            raise ValueError(f"unknown problem_severity {data['problem_severity'][:40]!r}")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["created"] = float(created)
         return cls(**fields)
 
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from watchdog.alerts.notification import Notification
+from watchdog.statefile import STATE_LIMIT, Unreadable, parse_json, read_bounded, write_atomic
 from watchdog.statefile import temp_prefix as _temp_prefix
 from watchdog.statefile import unlink_quietly as _unlink_quietly
-from watchdog.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -61,51 +63,61 @@ class Outbox:
         # [{"target", "title", "kind", "created", "dropped"}]: expired undelivered, recent
         self._dropped: List[Dict[str, Any]] = []
         self.last_error: Optional[str] = None
+        self._damage: List[str] = []  # what load() lost, for take_damage()
 
     # ------------------------------------------------------------ reading
 
     def load(self) -> None:
-        """Read the outbox file; a missing file is an empty outbox, a corrupt one is moved aside."""
+        """Read the outbox file. Missing: an empty outbox. Damaged: moved aside, what can
+        be read from it is kept (entry by entry, even from a truncated or garbled file),
+        and what was lost is logged and listed by `take_damage()` for a notification. A
+        single bad entry is set aside (`<path>.rejected-<time>`) and the others go out."""
         with self._lock:
             self._boxes = {}
             self._dropped = []
             self._remove_stale_temp_files()
             try:
-                with open(self.path, "rb") as handle:
-                    raw = handle.read()
+                raw = read_bounded(self.path, STATE_LIMIT, follow_symlinks=False)
             except FileNotFoundError:
+                return
+            except Unreadable as exc:
+                self._move_aside(exc.strerror or str(exc), recovered=0)
                 return
             except OSError as exc:
                 self.last_error = f"cannot read outbox: {exc.strerror or exc}"
                 log.error("alerts: %s; starting with an empty outbox", self.last_error)
+                self._damage.append(f"outbox {self.path}: {self.last_error}")
                 return
             try:
-                data = json.loads(raw.decode("utf-8"))
+                data = parse_json(raw)
                 if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
                     raise ValueError("not an outbox document")
-            except (UnicodeDecodeError, ValueError) as exc:
-                self._move_aside(f"unreadable ({exc.__class__.__name__})")
+            except ValueError as exc:
+                recovered = self._salvage(raw)
+                self._move_aside(f"unreadable ({exc})", recovered)
+                if recovered:
+                    self._save()
                 return
-            skipped = 0
+            rejected: List[Dict[str, Any]] = []
             for target, entry in data["targets"].items():
                 box = _TargetBox()
                 if not isinstance(entry, dict):
-                    skipped += 1
+                    rejected.append({"target": target, "entry": entry, "why": "not an object"})
                     continue
-                for item in entry.get("pending") or ():
+                pending = entry.get("pending") or ()
+                if not isinstance(pending, list):
+                    rejected.append({"target": target, "entry": pending,
+                                     "why": "pending is not a list"})
+                    pending = ()
+                for item in pending:
                     try:
-                        notification = Notification.from_json(item["notification"])
-                        queued = float(item["queued"])
-                    except (TypeError, KeyError, AttributeError, ValueError):
-                        skipped += 1
+                        notification, queued = _entry(item)
+                    except ValueError as exc:
+                        rejected.append({"target": target, "entry": item, "why": str(exc)})
                         continue
                     box.pending[notification.id] = notification
                     box.queued[notification.id] = queued
-                delivered = entry.get("delivered") or {}
-                if isinstance(delivered, dict):
-                    for nid, when in delivered.items():
-                        if isinstance(when, (int, float)):
-                            box.delivered[str(nid)] = float(when)
+                _delivered_into(box, entry.get("delivered"))
                 if box.pending or box.delivered:
                     self._boxes[str(target)] = box
             dropped = data.get("dropped")
@@ -113,11 +125,69 @@ class Outbox:
                 if (
                     isinstance(item, dict)
                     and all(isinstance(item.get(k), str) for k in ("target", "title", "kind"))
-                    and all(isinstance(item.get(k), (int, float)) for k in ("created", "dropped"))
+                    and all(_number(item.get(k)) is not None for k in ("created", "dropped"))
                 ):
                     self._dropped.append(dict(item))
-            if skipped:
-                log.warning("alerts: outbox %s: skipped %d unreadable entries", self.path, skipped)
+            if rejected:
+                self._set_aside(rejected)
+
+    def take_damage(self) -> List[str]:
+        """What `load()` could not recover (one sentence each), once: for a notification."""
+        with self._lock:
+            damage, self._damage = self._damage, []
+            return damage
+
+    def _salvage(self, raw: bytes) -> int:
+        """Pending entries readable in a damaged file, per target; how many were kept.
+
+        The file is written with sorted keys, so each target reads
+        `"<name>":{"delivered":{...},"pending":[{...},...]`: find those, then decode entry
+        after entry until the first damaged one."""
+        text = raw.decode("utf-8", errors="replace")
+        decoder = json.JSONDecoder()
+        kept = 0
+        for match in _TARGET_RE.finditer(text):
+            try:
+                target = json.loads(match.group(1))
+                delivered = json.loads(match.group(2))
+            except (ValueError, RecursionError):
+                continue
+            box = self._boxes.setdefault(str(target), _TargetBox())
+            _delivered_into(box, delivered)
+            position = match.end()
+            while True:
+                try:
+                    item, position = decoder.raw_decode(text, position)
+                    notification, queued = _entry(item)
+                except (ValueError, RecursionError):
+                    break
+                if notification.id not in box.pending:
+                    box.pending[notification.id] = notification
+                    box.queued[notification.id] = queued
+                    kept += 1
+                if text[position:position + 1] != ",":
+                    break
+                position += 1
+        return kept
+
+    def _set_aside(self, rejected: List[Dict[str, Any]]) -> None:
+        """Keep damaged entries in a file of their own (for a person), log each one."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
+        aside = f"{self.path}.rejected-{stamp}"
+        try:
+            data = json.dumps(rejected, default=str, sort_keys=True).encode("utf-8")
+            write_atomic(aside, data, make_dirs=False)
+        except (OSError, ValueError, RecursionError) as exc:
+            aside = f"(not saved: {getattr(exc, 'strerror', None) or exc})"
+        for item in rejected:
+            log.error("alerts: outbox %s: set aside a damaged entry for target %r (%s): %s",
+                      self.path, str(item["target"])[:80], item["why"],
+                      _describe(item["entry"]))
+        self._damage.append(
+            f"outbox {self.path}: {len(rejected)} damaged entr{'y' if len(rejected) == 1 else 'ies'} "
+            f"set aside in {aside}; the other alerts are delivered"
+        )
+        self._save()
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files of writes cut short by a crash: never renamed, so never valid state."""
@@ -131,24 +201,20 @@ class Outbox:
             if name.startswith(prefix):
                 _unlink_quietly(os.path.join(directory, name))
 
-    def _move_aside(self, why: str) -> None:
+    def _move_aside(self, why: str, recovered: int) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
         aside = f"{self.path}.corrupt-{stamp}"
         try:
             os.replace(self.path, aside)
+            where = f"moved it to {aside}"
         except OSError as exc:
-            log.error(
-                "alerts: outbox %s is %s and cannot be moved aside (%s); starting empty",
-                self.path,
-                why,
-                exc.strerror or exc,
-            )
-            return
-        log.error(
-            "alerts: outbox %s is %s; moved it to %s and started with an empty outbox",
-            self.path,
-            why,
-            aside,
+            where = f"it cannot be moved aside ({exc.strerror or exc})"
+        kept = (f"recovered {recovered} pending alert(s) from it" if recovered
+                else "nothing could be recovered from it")
+        log.error("alerts: outbox %s is %s; %s; %s", self.path, why, where, kept)
+        self._damage.append(
+            f"outbox {self.path} was {why}; {where}; {kept}; alerts in it that could not be "
+            "read are lost"
         )
 
     # ------------------------------------------------------------ queries
@@ -297,6 +363,47 @@ class Outbox:
         if self.last_error is not None:
             log.info("alerts: outbox %s written again", self.path)
             self.last_error = None
+
+
+# One target in a file written by `to_json()` (sorted keys): name, delivered ids, then
+# the opening of its pending list.
+_TARGET_RE = re.compile(r'("(?:[^"\\]|\\.)*"):\{"delivered":(\{[^{}]*\}),"pending":\[')
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _entry(item: Any) -> Tuple[Notification, float]:
+    """One pending entry; ValueError saying what is wrong with it."""
+    if not isinstance(item, dict):
+        raise ValueError("not an object")
+    notification = Notification.from_json(item.get("notification"))
+    queued = _number(item.get("queued"))
+    if queued is None:
+        raise ValueError("'queued' is not a time")
+    return notification, queued
+
+
+def _delivered_into(box: _TargetBox, delivered: Any) -> None:
+    for nid, when in delivered.items() if isinstance(delivered, dict) else ():
+        if _number(when) is not None:
+            box.delivered[str(nid)] = float(when)
+
+
+def _describe(entry: Any) -> str:
+    """A damaged entry in one short line (its title when it has one)."""
+    notification = entry.get("notification") if isinstance(entry, dict) else None
+    title = notification.get("title") if isinstance(notification, dict) else None
+    if isinstance(title, str):
+        return f"title {title[:120]!r}"
+    try:
+        text = json.dumps(entry, default=str)
+    except (ValueError, RecursionError):
+        text = type(entry).__name__
+    return text[:160]
 
 
 def notifications_by_target(

@@ -350,13 +350,23 @@ class EngineState:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> EngineState:
+    def from_json(cls, data: Any, lost: Optional[List[str]] = None) -> EngineState:
         """Tolerant: a corrupt or foreign state gives a fresh state (or drops the bad parts),
-        never an exception; an unknown version gives a fresh state."""
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        never an exception; an unknown version gives a fresh state. What could not be kept is
+        appended to `lost` (one phrase each), so the caller can say it: a check whose state
+        is lost may page again for a problem it had already reported."""
+        lost = [] if lost is None else lost
+        if not isinstance(data, dict):
+            lost.append(f"the whole state (a JSON {type(data).__name__}, not an object)")
+            return cls()
+        if data.get("version") != STATE_VERSION:
+            version = data.get("version")
+            lost.append(f"the whole state (version {str(version)[:40]!r}, expected {STATE_VERSION})")
             return cls()
         state = cls()
         role = data.get("role")
+        if role is not None and role not in _ROLES:
+            lost.append("the role")
         if role in _ROLES:
             state.role = role
             state.role_since = _num(data.get("role_since"))
@@ -368,13 +378,19 @@ class EngineState:
             if known in (Role.PRIMARY.value, Role.SECONDARY.value):
                 state.last_known_role = known
         checks = data.get("checks")
+        if checks is not None and not isinstance(checks, dict):
+            lost.append("the state of every check")
         for name, raw in checks.items() if isinstance(checks, dict) else ():
             if not isinstance(name, str):
                 continue
             try:
                 state.checks[name] = CheckState.from_json(raw)
             except (TypeError, ValueError, KeyError, AttributeError):
+                lost.append(f"the state of check {name[:60]!r}")
                 continue
+            incident = raw.get("incident") if isinstance(raw, dict) else None
+            if incident is not None and state.checks[name].incident is None:
+                lost.append(f"the open incident of check {name[:60]!r}")
         memory = data.get("relax_memory")
         if isinstance(memory, dict):
             state.relax_memory = {

@@ -253,6 +253,13 @@ class _Builder:
         self.connections.append(conn)
         return conn
 
+    def new_connection(self, peer: str) -> Optional[Dict[str, Any]]:
+        """A connection listed for the first time; None when `peer` was already listed
+        (two entries for one peer contradict each other: neither may silently win)."""
+        if any(conn["peer"] == peer for conn in self.connections):
+            return None
+        return self.connection(peer)
+
     def build(self) -> DrbdResource:
         return DrbdResource(
             name=self.name,
@@ -464,7 +471,9 @@ def _overview_row(
     conn = b.connection("peer")
     if conn["cstate"] is None or conn["cstate"] == "Connected":
         conn["cstate"] = cstate  # a volume that is not connected marks the resource
-    conn["peer_role"] = conn["peer_role"] or roles.group(2)
+    if conn["peer_role"] is not None and conn["peer_role"] != roles.group(2):
+        return False, None  # two volumes disagree on the peer's role
+    conn["peer_role"] = roles.group(2)
     peer_volume = {"volume": volume, "replication": replication, "peer_disk": disks.group(2)}
     conn["volumes"].append(peer_volume)
     return True, peer_volume
@@ -526,8 +535,8 @@ def parse_drbdadm_status(text: str) -> DrbdParse:
         elif kind == "device" and current is not None:
             ok = _status_device(current, tokens)
         elif kind == "connection" and current is not None:
-            conn = current.connection(tokens[0])
-            ok = _status_connection(conn, tokens[1:])
+            conn = current.new_connection(tokens[0])
+            ok = conn is not None and _status_connection(conn, tokens[1:])
         elif kind == "peer-device" and conn is not None:
             ok = _status_peer_device(conn, tokens)
         else:
@@ -562,10 +571,12 @@ def _status_kind(indent: int, tokens: List[str], last: Optional[str]) -> Optiona
 
 
 def _kv(tokens: Sequence[str]) -> Optional[Dict[str, str]]:
+    """`key:value` tokens as a dict; None when one is not `key:value` or a key repeats
+    (`disk:Failed disk:UpToDate` must not read as UpToDate because it came last)."""
     out: Dict[str, str] = {}
     for tok in tokens:
         m = _KV_RE.match(tok)
-        if not m:
+        if not m or m.group(1) in out:
             return None
         out[m.group(1)] = m.group(2)
     return out
@@ -644,6 +655,22 @@ def _status_peer_device(conn: Dict[str, Any], tokens: List[str]) -> bool:
 # ---------------------------------------------------------------- drbdsetup status --json
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """json.loads object hook: a key given twice in one object is unreadable output."""
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 class _JsonShapeError(Exception):
     def __init__(self, key: str, value: Any) -> None:
         super().__init__(key)
@@ -657,7 +684,9 @@ def parse_drbdsetup_json(text: str) -> DrbdParse:
     if not isinstance(text, str):
         return DrbdParse(bad_line="(not text)")
     try:
-        data = json.loads(_ANSI_RE.sub("", text))
+        data = json.loads(_ANSI_RE.sub("", text), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        return DrbdParse(bad_line=f"(key {exc.key!r} given twice in one object)"[:_MAX_QUOTE])
     except (ValueError, RecursionError) as exc:
         lineno = getattr(exc, "lineno", None)
         lines = text.split("\n")
@@ -756,7 +785,9 @@ def _json_resource(item: Any) -> DrbdResource:
             raise _JsonShapeError("connections", c)
         node_id = _get(c, "peer-node-id", int)
         peer = _get(c, "name", str) or ("peer" if node_id is None else f"node {node_id}")
-        conn = b.connection(peer)
+        conn = b.new_connection(peer)
+        if conn is None:
+            raise _JsonShapeError("name", peer)
         conn["cstate"] = _word(c, "connection-state", CONNECTION_STATES)
         conn["peer_role"] = _word(c, "peer-role", ROLES, required=False)
         for pd in _get(c, "peer_devices", list) or []:

@@ -200,17 +200,17 @@ def _is_blank(line: str) -> bool:
 
 
 def _to_int(text: str) -> Optional[int]:
-    return int(text) if text.isdigit() and len(text) < 12 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
 
 
 def _to_float(text: str) -> Optional[float]:
-    if not re.fullmatch(r"\d{1,9}(?:\.\d+)?", text):
+    if not re.fullmatch(r"[0-9]{1,9}(?:\.[0-9]+)?", text):
         return None
     return float(text)
 
 
 def _hms(text: str) -> Optional[float]:
-    m = re.fullmatch(r"(\d{1,6}):(\d\d):(\d\d)", text)
+    m = re.fullmatch(r"([0-9]{1,6}):([0-9][0-9]):([0-9][0-9])", text)
     if not m:
         return None
     return float(int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3)))
@@ -291,18 +291,22 @@ def _split_cs(cs: str) -> Tuple[str, Optional[str]]:
 # ---------------------------------------------------------------- /proc/drbd
 
 _PROC_DEVICE_RE = re.compile(
-    r"^\s*(\d{1,6}): cs:(\S+)"
+    r"^\s*([0-9]{1,6}): cs:(\S+)"
     r"(?: ro:(\w+)/(\w+) ds:(\w+)/(\w+)(?: ([ABC ]) ([-a-z]{4,8}))?)?\s*$"
 )
-_PROC_STATS_RE = re.compile(r"^\s+ns:\d+ nr:\d+ ")
+_PROC_STATS_RE = re.compile(r"^\s+ns:[0-9]+ nr:[0-9]+ ")
 _PROGRESS_RE = re.compile(
-    r"^\s*\[[=>.]*\]\s+(?:sync'ed|verified):\s*(\d{1,3}\.\d)%\s+\((\d+)/(\d+)\)[MK]\s*$"
+    r"^\s*\[[=>.]*\]\s+(?:sync'ed|verified):\s*([0-9]{1,3}\.[0-9])%\s+\(([0-9]+)/([0-9]+)\)[MK]\s*$"
 )
-_FINISH_RE = re.compile(r"^\s*finish: (\d{1,6}:\d\d:\d\d) speed: [\d,]+ \([\d,]+\)")
+_FINISH_RE = re.compile(
+    r"^\s*finish: ([0-9]{1,6}:[0-9][0-9]:[0-9][0-9]) speed: [0-9,]+ \([0-9,]+\)"
+)
 _PROC_DETAIL_RE = re.compile(
-    r"^\s+(?:\d+% sector pos: |resync: used:|act_log: used:|blocked on activity log: )"
+    r"^\s+(?:[0-9]+% sector pos: |resync: used:|act_log: used:|blocked on activity log: )"
 )
-_VERSION_RE = re.compile(r"^version: (\d+\.\d+\.\d+\S*) \(api:\d+/proto:\d+-\d+\)(?: \(.*\))?\s*$")
+_VERSION_RE = re.compile(
+    r"^version: ([0-9]+\.[0-9]+\.[0-9]+\S*) \(api:[0-9]+/proto:[0-9]+-[0-9]+\)(?: \(.*\))?\s*$"
+)
 _PROC_HEADER_RE = re.compile(r"^(?:GIT-hash: [0-9a-f]+|srcversion: [0-9A-F]+|Transports \()")
 
 
@@ -379,7 +383,7 @@ def _proc_device(m: re.Match) -> Optional[_Builder]:
 
 # ---------------------------------------------------------------- drbd-overview
 
-_OVERVIEW_ROW_RE = re.compile(r"^\s*(\d{1,6}):(\S+)\s+(.*)$")
+_OVERVIEW_ROW_RE = re.compile(r"^\s*([0-9]{1,6}):(\S+)\s+(.*)$")
 _OVERVIEW_PAIR_RE = re.compile(r"^(\w+)/(\w+)$")
 _OVERVIEW_NOTES = ("NOTE: drbd-overview", "Please consider using")
 
@@ -844,11 +848,11 @@ def detect_format(text: str) -> Optional[str]:
     for line in lines:
         if _VERSION_RE.match(line) or _PROC_HEADER_RE.match(line):
             return "proc"
-        if re.match(r"^\s*\d{1,6}: cs:", line):
+        if re.match(r"^\s*[0-9]{1,6}: cs:", line):
             return "proc"
         if line.strip() == _NO_RESOURCES or re.match(r"^[^\s:]+ role:", line):
             return "drbdadm-status"
-        if line.strip() == "drbd not loaded" or re.match(r"^\s*\d{1,6}:\S+\s+\S", line):
+        if line.strip() == "drbd not loaded" or re.match(r"^\s*[0-9]{1,6}:\S+\s+\S", line):
             return "drbd-overview"
     return None
 
@@ -940,7 +944,7 @@ def _kernel_major(version: Optional[str]) -> Optional[int]:
     if not version:
         return None
     head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 def probe_drbd(
@@ -1020,7 +1024,7 @@ def probe_drbd(
     )
 
 
-_MINOR_SPEC_RE = re.compile(r"^(?:/dev/drbd|drbd|minor\s*)?(\d+)$")
+_MINOR_SPEC_RE = re.compile(r"^(?:/dev/drbd|drbd|minor\s*)?([0-9]+)$")
 
 
 def resource_matches(resource: DrbdResource, spec: str) -> bool:

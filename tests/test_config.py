@@ -369,3 +369,12 @@ def test_check_config_refuses_them_from_the_command_line(tmp_path):
     assert f"{path}:2: [alerts.send_timeout] must be at least 1s" in result.stderr
     assert f"{path}:5: [node.name] must not contain control characters" in result.stderr
     assert "\x1b" not in result.stderr
+
+
+def test_cycles_slower_than_the_units_watchdog_slot_warn():
+    assert parse_config("", "test.toml").warnings == ()
+    slow = parse_config('[daemon]\ninterval = "5m"\n', "test.toml").warnings
+    assert len(slow) == 1
+    assert "WatchdogSec=120" in slow[0] and "at least 660" in slow[0]
+    long_probe = parse_config('[services]\ntimeout = "2m"\n', "test.toml").warnings
+    assert any("raise WatchdogSec" in w for w in long_probe)

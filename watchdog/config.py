@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import re
 import socket
@@ -19,7 +20,13 @@ from dataclasses import dataclass, field
 from datetime import time as dtime
 from typing import Any, Dict, List, Optional, Tuple
 
-from watchdog.units import ASCII_ONLY, foreign_digits, parse_duration, parse_size
+from watchdog.units import (
+    ASCII_ONLY,
+    foreign_digits,
+    format_duration,
+    parse_duration,
+    parse_size,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,6 +65,7 @@ def _dur(default: Optional[str], low: str, high: str, why_low: str = "", why_hig
 _MAX_DURATION = 366 * 86400.0
 _MAX_SIZE = 1024**5  # 1 PiB: more WAL than any standby holds
 _MAX_INT = 1_000_000
+_UNIT_WATCHDOG_SLOT = 60.0  # systemd/ha-watchdog.service: WatchdogSec=120, pinged every 60 s
 _PROBE_LIMIT = "5m"
 _PROBE_WHY = "a probe blocks its cycle that long; beyond minutes the watchdog is blind"
 _DEBOUNCE_LIMIT = "7d"
@@ -710,6 +718,19 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
         found.append(
             "[digest] at is set but no [[alerts.targets]] receives \"info\": "
             "the daily message will go nowhere"
+        )
+    # The shipped unit (WatchdogSec=120) needs a completed cycle in every 60 s slot.
+    cycle = cfg.drbd.timeout + max(
+        cfg.services.timeout, cfg.postgres.connect_timeout + cfg.postgres.query_timeout
+    )
+    gap = cfg.daemon.interval + cycle
+    if gap > _UNIT_WATCHDOG_SLOT:
+        found.append(
+            f"[daemon] interval ({format_duration(cfg.daemon.interval)}) plus the probes' "
+            f"deadlines ({format_duration(cycle)}) let cycles complete up to "
+            f"{format_duration(gap)} apart: the shipped systemd unit (WatchdogSec=120) kills "
+            f"a daemon without a completed cycle for 60s; raise WatchdogSec in a drop-in to "
+            f"at least {int(math.ceil(2 * (gap + 15)))}"
         )
     textfile = cfg.metrics.textfile
     if textfile and not os.path.isdir(os.path.dirname(os.path.abspath(textfile))):

@@ -83,6 +83,13 @@ def test_url_parts_that_are_addresses_are_kept():
     assert "T1JJ3T3L2xx" in url_secrets("slack://T1JJ3T3L2xx/A1BRTD4JDyy/TIiajkdnlazkcOXrIdevi7FQ")
 
 
+def test_a_url_password_is_secret_at_any_length():
+    parts = url_secrets("mailtos://ops:pw%21@smtp.example.com:587?to=ops@example.com")
+    assert {"pw%21", "pw!"} <= parts
+    assert "smtp.example.com" not in parts
+    assert scrub("auth as ops with pw! refused", parts) == "auth as ops with *** refused"
+
+
 def test_alert_redactor_scrubs_tokens_not_addresses():
     register_secret("json://127.0.0.1:8080/hook/T0KEN-zyxwvu")
     text = "send to 127.0.0.1:8080 failed for /hook/T0KEN-zyxwvu: refused"

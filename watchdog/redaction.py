@@ -131,9 +131,26 @@ def url_secrets(url: str, min_length: int = 6) -> Set[str]:
     ("json", "443") are not secrets and too common.
     """
     found = {url, url.strip()}
+    passwords: Set[str] = set()
     for piece in re.split(r"[\s,]+", url.strip()):
         found.update(_url_parts(piece))
-    return {p for p in found if len(p) >= min_length and not is_address(p)}
+        passwords.update(_url_password(piece))
+    kept = {p for p in found if len(p) >= min_length and not is_address(p)}
+    return kept | {p for p in passwords if p}  # a password is secret at any length
+
+
+def _url_password(url: str) -> Set[str]:
+    """The password of `scheme://user:password@host` (raw and decoded), if any."""
+    if "://" not in url:
+        return set()
+    authority = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    if "@" not in authority:
+        return set()
+    userinfo = authority.rsplit("@", 1)[0]
+    if ":" not in userinfo:
+        return set()
+    password = userinfo.split(":", 1)[1]
+    return {password, unquote(password)}
 
 
 def _url_parts(url: str) -> Set[str]:

@@ -401,9 +401,10 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-# Control characters (C0, DEL, C1), and the line/paragraph separators: in a label they
-# would be printed raw into alerts and logs (a fake second line, a terminal escape).
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters (C0, DEL, C1), the line/paragraph separators and the bidi overrides:
+# in a label they would be printed raw into alerts and logs (a fake second line, a
+# terminal escape, text shown reversed).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _DAY_NAMES = {
     **{d: d for d in DAYS},
     **{

@@ -310,6 +310,7 @@ REFUSED = [
     ('[node]\nname = ""\n', "node.name", "leave the key out"),
     ('[node]\nname = "mail1\\u001b[2J"\n', "node.name", "control characters (found '\\x1b')"),
     ('[node]\nname = "mail1\\u2028[mail2] drbd OK"\n', "node.name", "control characters"),
+    ('[node]\nname = "mail1\\u202e2liam"\n', "node.name", "control characters"),
     ('[node]\nname = "' + "m" * 65 + '"\n', "node.name", "at most 64 characters"),
     ('[[backup_windows]]\ndays = ["monkey"]\nstart = "01:00"\nend = "02:00"\n',
      "backup_windows[0].days", "unknown day(s) ['monkey']"),

@@ -284,3 +284,117 @@ def test_locate_prefers_the_key_line_then_the_header_then_an_inline_table():
     assert locate(text, "a.c.d") == 3
     assert locate(text, "t[1].x") == 7 and locate(text, "t[1]") == 6
     assert locate(text, "nowhere") is None
+
+
+# ---------------------------------------------------------------- values that cannot work (#11.11)
+
+T = '[[alerts.targets]]\nname = "ops"\nurl = "json://127.0.0.1:9/"\n'
+REFUSED = [
+    # config text, key path, words the message must hold
+    ('[alerts]\nsend_timeout = "0s"\n', "alerts.send_timeout", "at least 1s (every send"),
+    ('[alerts]\nexpire = "0s"\n', "alerts.expire", "at least 1m"),
+    ('[alerts]\nexpire = "36500d"\n', "alerts.expire", "at most 30d"),
+    ('[alerts]\nretries = 100000\n', "alerts.retries", "at most 20"),
+    ('[alerts]\nretry_max_wait = "2h"\n', "alerts.retry_max_wait", "at most 10m"),
+    ('[drbd]\nfor = "36500d"\n', "drbd.for", "at most 7d"),
+    ('[drbd]\nunknown_for = "36500d"\n', "drbd.unknown_for", "at most 7d"),
+    ('[services]\nrecover_for = "99999999999h"\n', "services.recover_for", "at most 7d"),
+    ('[drbd]\ntimeout = "0s"\n', "drbd.timeout", "at least 100ms"),
+    ('[postgres]\nquery_timeout = "100000d"\n', "postgres.query_timeout", "at most 5m"),
+    ('[postgres]\nconnect_timeout = "1ms"\n', "postgres.connect_timeout", "at least 100ms"),
+    ('[heartbeat]\ntimeout = "9999d"\n', "heartbeat.timeout", "at most 5m"),
+    ('[daemon]\ninterval = "0s"\n', "daemon.interval", "at least 10ms"),
+    ('[daemon]\ninterval = "3d"\n', "daemon.interval", "at most 1h"),
+    ('[daemon]\nflap_window = "0s"\n', "daemon.flap_window", "more than 0s"),
+    ('[daemon]\nflap_changes = 10000000000\n', "daemon.flap_changes", "at most 1000"),
+    ('[services]\nmin_uptime = "1d"\n', "services.min_uptime", "at most 1h"),
+    ('[standbys]\nmax_reply_age = "0s"\n', "standbys.max_reply_age", "at least 1s"),
+    ('[standbys]\nmin_streaming = 5000\n', "standbys.min_streaming", "at most 100"),
+    ('[standbys]\nwarning_bytes = "0"\n', "standbys.warning_bytes", "at least 1 B"),
+    ('[replay_lag]\nwarning = "0s"\n', "replay_lag.warning", "more than 0s"),
+    ('[replay_lag]\ncritical_bytes = "9000TB"\n', "replay_lag.critical_bytes", "at most 1024.0 TiB"),
+    ('[replay_lag]\nwarning_bytes = "' + "9" * 400 + '"\n', "replay_lag.warning_bytes",
+     "far too large"),
+    ('[replay_lag]\nmax_receive_age = "0s"\n', "replay_lag.max_receive_age", "at least 1s"),
+    ('[backup]\nmax_duration = "1000d"\n', "backup.max_duration", "at most 7d"),
+    ('[backup]\napplication_names = ["pg_dump", ""]\n', "backup.application_names",
+     "empty string"),
+    ('[maintenance]\nmax_duration = "0s"\n', "maintenance.max_duration", "more than 0s"),
+    ('[maintenance]\nmax_duration = "3650d"\n', "maintenance.max_duration", "at most 30d"),
+    (T + "severities = []\n", "alerts.targets[0].severities", "at least one severity"),
+    ('[[alerts.targets]]\nname = ""\nurl = "json://127.0.0.1:9/"\n', "alerts.targets[0].name",
+     "must not be empty"),
+    ('[[alerts.targets]]\nname = "a\\nb"\nurl = "json://127.0.0.1:9/"\n',
+     "alerts.targets[0].name", "control characters"),
+    ('[node]\nname = ""\n', "node.name", "leave the key out"),
+    ('[node]\nname = "mail1\\u001b[2J"\n', "node.name", "control characters (found '\\x1b')"),
+    ('[node]\nname = "mail1\\u2028[mail2] drbd OK"\n', "node.name", "control characters"),
+    ('[node]\nname = "mail1\\u202e2liam"\n', "node.name", "control characters"),
+    ('[node]\nname = "' + "m" * 65 + '"\n', "node.name", "at most 64 characters"),
+    ('[[backup_windows]]\ndays = ["monkey"]\nstart = "01:00"\nend = "02:00"\n',
+     "backup_windows[0].days", "unknown day(s) ['monkey']"),
+    ('[[backup_windows]]\ndays = ["sunburn"]\nstart = "01:00"\nend = "02:00"\n',
+     "backup_windows[0].days", "unknown day(s)"),
+    ('[[backup_windows]]\ndays = []\nstart = "01:00"\nend = "02:00"\n',
+     "backup_windows[0].days", "at least one day"),
+    ('[daemon]\ninterval = "\uff13\uff10s"\n', "daemon.interval", "only ASCII digits"),
+    ('[standbys]\nwarning_bytes = "\u0661MB"\n', "standbys.warning_bytes", "only ASCII digits"),
+    ('[digest]\nat = "\uff10\uff11:30"\n', "digest.at", "only ASCII digits"),
+    ('[metrics]\nlisten = "\uff19\uff16\uff14\uff12"\n', "metrics.listen", "only ASCII digits"),
+    ('[services]\ncommand = ["svstat\\u0000", "/service/x"]\n', "services.command", "NUL"),
+    ('[services]\ncommand = [""]\n', "services.command", "non-empty"),
+    ('[drbd]\npath = "/proc/drbd\\u0000"\n', "drbd.path", "NUL"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text,key,words", REFUSED, ids=[r[1] + f"-{i}" for i, r in
+                                                         enumerate(REFUSED)])
+def test_values_that_cannot_work_are_refused_with_the_reason(text, key, words):
+    found = problems(text)
+    assert len(found) == 1, found
+    problem = found[0]
+    assert problem.key == key
+    assert words in problem.message, problem.message
+    assert problem.line is not None and problem.line >= 1
+    assert str(problem).startswith(f"test.toml:{problem.line}: [{key}] ")
+    assert "\x1b" not in str(problem) and "\u2028" not in str(problem)
+
+
+def test_bounds_keep_the_values_that_work():
+    cfg = parse_config(
+        '[daemon]\ninterval = "10ms"\n[drbd]\nfor = "0s"\nrecover_for = "7d"\n'
+        '[alerts]\nrenotify = "0s"\nexpire = "1m"\nsend_timeout = "1s"\nretries = 0\n'
+        '[node]\nname = "mail1 (Frankfurt) \u00e9"\n'
+        '[[backup_windows]]\ndays = ["Monday", "sat", "SUN"]\nstart = "01:00"\nend = "02:00"\n'
+        + T + 'severities = ["critical"]\n',
+        "test.toml",
+    )
+    assert cfg.daemon.interval == 0.01 and cfg.drbd.for_ == 0 and cfg.alerts.renotify == 0
+    assert cfg.backup_windows[0].days == ("mon", "sat", "sun")
+    assert cfg.node.name == "mail1 (Frankfurt) \u00e9"
+
+
+def test_check_config_refuses_them_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "config.toml"
+    path.write_text('[alerts]\nsend_timeout = "0s"\n\n[node]\nname = "x\\u001b[31m"\n')
+    path.chmod(0o600)
+    result = subprocess.run(
+        [sys.executable, "-m", "watchdog", "--config", str(path), "--check-config"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 3
+    assert f"{path}:2: [alerts.send_timeout] must be at least 1s" in result.stderr
+    assert f"{path}:5: [node.name] must not contain control characters" in result.stderr
+    assert "\x1b" not in result.stderr
+
+
+def test_cycles_slower_than_the_units_watchdog_slot_warn():
+    assert parse_config("", "test.toml").warnings == ()
+    slow = parse_config('[daemon]\ninterval = "5m"\n', "test.toml").warnings
+    assert len(slow) == 1
+    assert "WatchdogSec=120" in slow[0] and "at least 660" in slow[0]
+    long_probe = parse_config('[services]\ntimeout = "2m"\n', "test.toml").warnings
+    assert any("raise WatchdogSec" in w for w in long_probe)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchdog.checks.drbd import check_drbd, detect_role, role_and_reason
+from watchdog.config import DrbdConfig
 from watchdog.model import Role, Status
 from watchdog.probes.drbd import (
     CONNECTION_STATES,
@@ -23,6 +24,7 @@ from watchdog.probes.drbd import (
     DrbdVolume,
     detect_format,
     parse,
+    probe_drbd,
 )
 
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "drbd"
@@ -351,3 +353,85 @@ def test_any_snapshot_gives_a_valid_result(s):
         assert {r.role for r in s.resources} == {role.value.capitalize()}
     if s.error or s.bad_line is not None:
         assert result.status is UNKNOWN
+
+
+# ---------------------------------------------------------------- contradictions (#11.10)
+
+
+def _probe_mutated(tmp_path, name: str, old: str, new: str, fmt: str = "auto") -> DrbdSnapshot:
+    """A real sample with `old` replaced by `new`, read by the probe from a real command."""
+    text = (SAMPLES / name).read_text()
+    assert old in text, (name, old)
+    path = tmp_path / name
+    path.write_text(text.replace(old, new, 1))
+    return probe_drbd(DrbdConfig(format=fmt, command=("cat", str(path))))
+
+
+CONTRADICTIONS = [
+    # sample, replaced, by, words the summary must contain
+    ("proc-drbd-8.4-connected-primary-secondary.txt", "ro:Primary/Secondary",
+     "ro:Primary/Unknown", "connected, but peer role Unknown"),
+    ("proc-drbd-8.4-ug-connected-secondary-primary.txt", "ro:Secondary/Primary",
+     "ro:Secondary/Unknown", "connected, but peer role Unknown"),
+    ("drbd-overview-greenarrow-doc-primary.txt", "Primary/Secondary",
+     "Primary/Unknown", "connected, but peer role Unknown"),
+    ("drbdadm-status-8.4kernel-secondary-established.txt", "  peer role:Primary",
+     "  peer", ""),
+    ("drbdadm-status-8.4kernel-secondary-established.txt", "  peer role:Primary",
+     "  peer role:Unknown", "connected, but peer role Unknown"),
+    ("drbdadm-status-8.4kernel-secondary-established.txt", "  peer role:Primary",
+     "  peer connection:Connected", "connected, but peer role not shown"),
+    ("drbdadm-status-8.4kernel-secondary-established.txt", "disk:UpToDate",
+     "disk:Failed disk:UpToDate", "disk:Failed disk:UpToDate"),
+    ("drbdadm-status-8.4kernel-secondary-established.txt", "peer-disk:UpToDate",
+     "peer-disk:Failed peer-disk:UpToDate", "peer-disk:Failed"),
+    ("drbdadm-status-8.4kernel-secondary-established.txt", "r0 role:Secondary",
+     "r0 role:Secondary role:Primary", "role:Secondary role:Primary"),
+    ("drbdadm-status-8.4kernel-secondary-established.txt",
+     "  peer role:Primary\n    replication:Established peer-disk:UpToDate",
+     "  peer connection:StandAlone\n  peer role:Primary\n"
+     "    replication:Established peer-disk:UpToDate", "peer role:Primary"),
+    ("drbd9-drbdsetup-status-json-connected-primary.json", '"disk-state": "UpToDate",',
+     '"disk-state": "Failed", "disk-state": "UpToDate",', "'disk-state' given twice"),
+    ("drbd9-drbdsetup-status-json-connected-primary.json", '"peer-role": "Secondary",',
+     '"peer-role": "Unknown",', "connected, but peer role Unknown"),
+    ("drbd9-drbdsetup-status-json-connected-primary.json", '"peer-role": "Secondary",',
+     "", "connected, but peer role not shown"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name,old,new,words", CONTRADICTIONS, ids=[str(i) for i in range(len(CONTRADICTIONS))]
+)
+def test_contradictory_or_incomplete_state_is_never_ok(tmp_path, name, old, new, words):
+    snapshot = _probe_mutated(tmp_path, name, old, new)
+    result = check_drbd(snapshot)
+    assert result.status in (UNKNOWN, CRITICAL), result.summary
+    assert words in result.summary
+    # A node in doubt is not primary (nor secondary).
+    assert detect_role(snapshot) is U, role_and_reason(snapshot)
+
+
+def test_the_unmutated_samples_are_healthy(tmp_path):
+    for name in {c[0] for c in CONTRADICTIONS}:
+        snapshot = _probe_mutated(tmp_path, name, "", "")
+        assert check_drbd(snapshot).status is OK, name
+
+
+def test_overview_volumes_disagreeing_on_the_peer_role_are_unreadable():
+    text = (
+        "0:r0/0  Connected Primary/Secondary UpToDate/UpToDate\n"
+        "1:r0/1  Connected Primary/Primary UpToDate/UpToDate\n"
+    )
+    parsed = parse("drbd-overview", text)
+    assert parsed.bad_line is not None and "Primary/Primary" in parsed.bad_line
+
+
+def test_role_reason_names_the_contradiction(tmp_path):
+    snapshot = _probe_mutated(
+        tmp_path, "proc-drbd-8.4-connected-primary-secondary.txt",
+        "ro:Primary/Secondary", "ro:Primary/Unknown",
+    )
+    role, reason = role_and_reason(snapshot)
+    assert role is U
+    assert reason == "contradictory DRBD state (drbd0: connected, but peer role Unknown)"

@@ -480,3 +480,103 @@ def test_close_kills_every_process_and_removes_the_tree(tmp_path):
 def test_unknown_kind_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown service kind"):
         ServiceTree(str(tmp_path), {"a": "sleeping"})
+
+
+# ---------------------------------------------------------------- never OK when in doubt (#11.9)
+
+
+def _status_script(tmp_path: Path, runs: Sequence[Sequence[str]], code: int = 0) -> ServicesConfig:
+    """A real status command: run N prints runs[min(N, last)] and exits `code`."""
+    counter = tmp_path / "count"
+    outputs = [tmp_path / f"out{i}" for i in range(len(runs))]
+    for path, lines in zip(outputs, runs):
+        path.write_text("".join(line + "\n" for line in lines))
+    script = tmp_path / "status"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{counter}" 2>/dev/null || echo 0)\n'
+        f'echo $((n + 1)) > "{counter}"\n'
+        f"last={len(runs) - 1}\n"
+        'if [ "$n" -gt "$last" ]; then n=$last; fi\n'
+        f'cat "{tmp_path}/out$n"\n'
+        f"exit {code}\n"
+    )
+    script.chmod(0o755)
+    return ServicesConfig(command=(str(script),), timeout=10.0)
+
+
+HEALTHY = "/service/hvmail-httpd: up (pid 11867) 60 seconds"
+
+DOUBTFUL = [
+    # lines, exit status, text the summary must quote or say
+    (["/service/hvmail-httpd: down 5 secon"], 1, "'/service/hvmail-httpd: down 5 secon'"),
+    (["/service/hvmail-httpd: down 5 seconds, normally up, running"], 1, "normally up, running"),
+    ([HEALTHY, "/service/hvmail-studio-worker: down 5 secon"], 0, "down 5 secon"),
+    ([HEALTHY, "/service/hvmail-studio-worker: down 5 seconds, normally up, running"], 0,
+     "1 unreadable line"),
+    ([HEALTHY], 1, "status command exited with status 1"),
+    ([HEALTHY], 3, "exited with status 3"),
+    ([HEALTHY, "\x1b[31m/service/hvmail-studio-worker: dwn 5 seconds\x1b[0m"], 0, "dwn 5 seconds"),
+    ([HEALTHY, "svstat: fatal: unable to open current directory: access denied"], 111,
+     "svstat: fatal"),
+    ([HEALTHY, "/service/hvmail-studio-worker: unable"], 0, "unable"),
+    ([HEALTHY, "/service/hvmail-studio-worker up (pid 1) 60 seconds"], 0, "unreadable"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("lines,code,words", DOUBTFUL, ids=[str(i) for i in range(len(DOUBTFUL))])
+def test_unreadable_line_or_failing_command_is_never_ok(tmp_path, lines, code, words):
+    cfg = _status_script(tmp_path, [lines], code)
+    snapshot = probe_services(cfg, max_extra_samples=0)
+    result = check_services(snapshot, cfg)
+    assert result.status is Status.UNKNOWN, result.summary
+    assert words in result.summary
+    json.dumps(result.to_json())
+
+
+def test_a_critical_service_stays_critical_with_the_doubt_named(tmp_path):
+    lines = [HEALTHY, "/service/hvmail-studio-worker: down 55 seconds, normally up", "x: y z"]
+    cfg = _status_script(tmp_path, [lines], 1)
+    result = check_services(probe_services(cfg, max_extra_samples=0), cfg)
+    assert result.status is Status.CRITICAL
+    assert "1 of 2 services not healthy: hvmail-studio-worker down 55s" in result.summary
+    assert "status command exited with status 1" in result.summary
+    assert "'x: y z'" in result.summary
+    assert result.details["unreadable_lines"] == ["x: y z"]
+    assert result.details["returncode"] == 1
+
+
+def test_a_header_without_service_words_is_still_ignored(tmp_path):
+    cfg = _status_script(tmp_path, [["GreenArrow Engine service status", "", HEALTHY]])
+    result = check_services(probe_services(cfg, max_extra_samples=0), cfg)
+    assert result.status is Status.OK, result.summary
+    assert result.details["ignored_lines"] == ["GreenArrow Engine service status"]
+    assert result.details["unreadable_lines"] == []
+
+
+def test_one_service_listed_twice_with_two_states_is_unknown(tmp_path):
+    lines = ["/service/hvmail-httpd: down 5 seconds, normally up", HEALTHY]
+    cfg = _status_script(tmp_path, [lines])
+    result = check_services(probe_services(cfg, max_extra_samples=0), cfg)
+    assert result.status is not Status.OK
+    assert "listed twice with different states: hvmail-httpd" in result.summary
+
+
+def test_quoted_lines_are_bounded_and_escaped(tmp_path):
+    long_line = "/service/hvmail-httpd: \x07down " + "9" * 5000
+    cfg = _status_script(tmp_path, [[HEALTHY, long_line]])
+    result = check_services(probe_services(cfg, max_extra_samples=0), cfg)
+    assert result.status is Status.UNKNOWN
+    assert len(result.summary) < 600
+    assert "\x07" not in result.summary
+    assert len(result.details["unreadable_lines"][0]) <= 300
+
+
+def test_a_resample_that_prints_garbage_is_not_ok(tmp_path):
+    young = "/service/hvmail-httpd: up (pid 10) 0 seconds"
+    cfg = _status_script(tmp_path, [[young], ["/service/hvmail-httpd: u? (pid 10) 2 seconds"]])
+    snapshot = probe_services(cfg, max_extra_samples=1, resample_delay=0.1)
+    assert len(snapshot.samples) == 2
+    result = check_services(snapshot, cfg)
+    assert result.status is Status.UNKNOWN, result.summary
+    assert "u? (pid 10) 2 seconds" in result.summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import re
 import socket
@@ -20,7 +21,13 @@ from datetime import time as dtime
 from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.statefile import Unreadable, read_bounded
-from watchdog.units import parse_duration, parse_size
+from watchdog.units import (
+    ASCII_ONLY,
+    foreign_digits,
+    format_duration,
+    parse_duration,
+    parse_size,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,16 +54,36 @@ def _f(kind: str, default: Any, toml: Optional[str] = None, **extra: Any) -> Any
     return field(default=default, metadata=meta)
 
 
+def _dur(default: Optional[str], low: str, high: str, why_low: str = "", why_high: str = "",
+         positive: bool = False, **extra: Any) -> Any:
+    """A duration field bounded to what works: [low, high] (or (0, high] when `positive`),
+    with the reason a bound exists, for the error message."""
+    value = parse_duration(default) if default is not None else None
+    return _f("duration", value, low=parse_duration(low), high=parse_duration(high),
+              why_low=why_low, why_high=why_high, positive=positive, **extra)
+
+
+# Bounds every duration has unless it declares tighter ones: beyond a year, deadlines and
+# timers overflow (threading timeouts, datetime arithmetic) and no monitoring makes sense.
+_MAX_DURATION = 366 * 86400.0
+_MAX_SIZE = 1024**5  # 1 PiB: more WAL than any standby holds
+_MAX_INT = 1_000_000
+_UNIT_WATCHDOG_SLOT = 60.0  # systemd/ha-watchdog.service: WatchdogSec=120, pinged every 60 s
+_PROBE_LIMIT = "5m"
+_PROBE_WHY = "a probe blocks its cycle that long; beyond minutes the watchdog is blind"
+_DEBOUNCE_LIMIT = "7d"
+_DEBOUNCE_WHY = "a problem held back longer than a week is never paged"
+
 # The keys every check table accepts (decision core, see watchdog.core.debounce); each
 # section declares them with its own defaults.
 
 
 def _for(default: str) -> Any:
-    return _f("duration", parse_duration(default), toml="for")
+    return _dur(default, "0s", _DEBOUNCE_LIMIT, why_high=_DEBOUNCE_WHY, toml="for")
 
 
 def _recover_for(default: str) -> Any:
-    return _f("duration", parse_duration(default))
+    return _dur(default, "0s", _DEBOUNCE_LIMIT, why_high=_DEBOUNCE_WHY)
 
 
 def _unknown_as(default: str) -> Any:
@@ -65,7 +92,11 @@ def _unknown_as(default: str) -> Any:
 
 def _unknown_for(default: Optional[str] = None) -> Any:
     """None: the check's own `for` (see effective_unknown_for)."""
-    return _f("duration", parse_duration(default) if default else None, optional=True)
+    return _dur(default, "0s", _DEBOUNCE_LIMIT, why_high=_DEBOUNCE_WHY, optional=True)
+
+
+def _timeout(default: str, what: str = _PROBE_WHY, low: str = "100ms") -> Any:
+    return _dur(default, low, _PROBE_LIMIT, why_low="nothing answers faster", why_high=what)
 
 
 # ---------------------------------------------------------------- sections
@@ -73,16 +104,19 @@ def _unknown_for(default: Optional[str] = None) -> Any:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    name: str = _f("str", "")
+    # Empty: the host name. Set, it is a label in every alert: printable, one line.
+    name: str = _f("str", "", label=True, optional_label=True, max_length=64)
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    interval: float = _f("duration", 30.0)
+    interval: float = _dur("30s", "10ms", "1h", why_low="a tighter loop only burns CPU",
+                           why_high="problems would go unseen for longer than an hour")
     state_dir: str = _f("str", "/var/lib/ha-watchdog")
     log_level: str = _f("choice", "info", choices=("debug", "info", "warning", "error"))
-    flap_changes: int = _f("int", 4, minimum=2)
-    flap_window: float = _f("duration", 1800.0)
+    flap_changes: int = _f("int", 4, minimum=2, maximum=1000)
+    flap_window: float = _dur("30m", "1s", "7d", positive=True,
+                              why_high="a week of state changes is history, not flapping")
 
 
 @dataclass(frozen=True)
@@ -93,7 +127,7 @@ class DrbdConfig:
     path: str = _f("str", "/proc/drbd")
     command: Optional[Tuple[str, ...]] = _f("argv", None, optional=True)
     resources: Optional[Tuple[str, ...]] = _f("strlist", None, optional=True)
-    timeout: float = _f("duration", 5.0)
+    timeout: float = _timeout("5s")
     for_: float = _for("30s")
     recover_for: float = _recover_for("30s")
     unknown_as: str = _unknown_as("critical")
@@ -104,8 +138,9 @@ class DrbdConfig:
 class ServicesConfig:
     command: Tuple[str, ...] = _f("argv", ("service", "greenarrow", "status"))
     expected_down: Tuple[str, ...] = _f("strlist", ("hvmail-qmail-smtpd3", "hvmail-dnscache"))
-    timeout: float = _f("duration", 10.0)
-    min_uptime: float = _f("duration", 4.0)
+    timeout: float = _timeout("10s")
+    min_uptime: float = _dur("4s", "0s", "1h",
+                             why_high="every restart within it reads as a crash loop")
     for_: float = _for("1m")
     recover_for: float = _recover_for("30s")
     unknown_as: str = _unknown_as("warning")
@@ -115,8 +150,8 @@ class ServicesConfig:
 @dataclass(frozen=True)
 class PostgresConfig:
     dsn: str = _f("str", "")
-    connect_timeout: float = _f("duration", 3.0)
-    query_timeout: float = _f("duration", 5.0)
+    connect_timeout: float = _timeout("3s")
+    query_timeout: float = _timeout("5s")
 
 
 @dataclass(frozen=True)
@@ -129,9 +164,10 @@ class PostgresRoleConfig:
 
 @dataclass(frozen=True)
 class StandbysConfig:
-    min_streaming: int = _f("int", 1, minimum=0)
-    max_reply_age: float = _f("duration", 15.0)
-    warning_bytes: int = _f("size", 64 * 1024**2)
+    min_streaming: int = _f("int", 1, minimum=0, maximum=100)
+    max_reply_age: float = _dur("15s", "1s", "1d", why_low="standbys reply every 10s by default",
+                                why_high="a standby silent for a day is long gone")
+    warning_bytes: int = _f("size", 64 * 1024**2, minimum=1)
     for_: float = _for("0s")
     recover_for: float = _recover_for("30s")
     unknown_as: str = _unknown_as("warning")
@@ -141,13 +177,14 @@ class StandbysConfig:
 
 @dataclass(frozen=True)
 class ReplayLagConfig:
-    warning: float = _f("duration", 60.0)
-    critical: float = _f("duration", 300.0)
-    warning_bytes: int = _f("size", 64 * 1024**2)
-    critical_bytes: int = _f("size", 1024**3)
-    max_receive_age: float = _f("duration", 45.0)
-    backup_warning: float = _f("duration", 7200.0)
-    backup_critical: float = _f("duration", 6 * 3600.0)
+    warning: float = _dur("1m", "0s", "30d", positive=True, why_low="any lag would alert")
+    critical: float = _dur("5m", "0s", "30d", positive=True, why_low="any lag would alert")
+    warning_bytes: int = _f("size", 64 * 1024**2, minimum=1)
+    critical_bytes: int = _f("size", 1024**3, minimum=1)
+    max_receive_age: float = _dur("45s", "1s", "1d", why_low="WAL arrives in bursts",
+                                  why_high="a day without WAL is a dead standby")
+    backup_warning: float = _dur("2h", "0s", "30d", positive=True, why_low="any lag would alert")
+    backup_critical: float = _dur("6h", "0s", "30d", positive=True, why_low="any lag would alert")
     for_: float = _for("2m")
     recover_for: float = _recover_for("1m")
     unknown_as: str = _unknown_as("warning")
@@ -157,7 +194,8 @@ class ReplayLagConfig:
 @dataclass(frozen=True)
 class BackupConfig:
     detect: bool = _f("bool", True)
-    max_duration: float = _f("duration", 8 * 3600.0)
+    max_duration: float = _dur("8h", "1s", "7d", positive=True,
+                               why_high="a backup held as running for a week hides real lag")
     checks: Tuple[str, ...] = _f("strlist", ("replay_lag",))
     application_names: Tuple[str, ...] = _f("strlist", ("pg_dump", "pg_dumpall", "pg_basebackup"))
 
@@ -173,7 +211,7 @@ class BackupWindow:
 
 @dataclass(frozen=True)
 class AlertTarget:
-    name: str = _f("str", "", required=True)
+    name: str = _f("str", "", required=True, label=True, max_length=64)
     url: Optional[str] = _f("str", None, optional=True, secret=True)
     url_file: Optional[str] = _f("str", None, optional=True)
     severities: Tuple[str, ...] = _f("kinds", ALERT_KINDS)
@@ -181,18 +219,23 @@ class AlertTarget:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    renotify: float = _f("duration", 4 * 3600.0)
-    expire: float = _f("duration", 24 * 3600.0)
-    retries: int = _f("int", 3, minimum=0)
-    retry_max_wait: float = _f("duration", 30.0)
-    send_timeout: float = _f("duration", 30.0)
+    renotify: float = _dur("4h", "0s", "30d",  # 0s: no reminders
+                           why_high="a reminder once a month reminds nobody")
+    expire: float = _dur("24h", "1m", "30d",
+                         why_low="undelivered alerts would be dropped before a channel can recover",
+                         why_high="the outbox would keep month-old pages")
+    retries: int = _f("int", 3, minimum=0, maximum=20)
+    retry_max_wait: float = _dur("30s", "0s", "10m",
+                                 why_high="a send round would outlast many cycles")
+    send_timeout: float = _dur("30s", "1s", "10m", why_low="every send would time out",
+                               why_high="a hung channel would hold deliveries that long")
     targets: Tuple[AlertTarget, ...] = _f("targets", ())
 
 
 @dataclass(frozen=True)
 class HeartbeatConfig:
     url: Optional[str] = _f("str", None, optional=True, secret=True)
-    timeout: float = _f("duration", 10.0)
+    timeout: float = _timeout("10s", "a ping that slow is a failed ping")
 
 
 @dataclass(frozen=True)
@@ -204,7 +247,8 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class MaintenanceConfig:
-    max_duration: float = _f("duration", 8 * 3600.0)
+    max_duration: float = _dur("8h", "0s", "30d", positive=True,
+                               why_high="a month-long maintenance is a silenced node")
 
 
 @dataclass(frozen=True)
@@ -450,17 +494,103 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+# Control characters (C0, DEL, C1), the line/paragraph separators and the bidi overrides:
+# in a label they would be printed raw into alerts and logs (a fake second line, a
+# terminal escape, text shown reversed).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_DAY_NAMES = {
+    **{d: d for d in DAYS},
+    **{
+        full: full[:3]
+        for full in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    },
+}
+
+
+def _check_text(value: str, what: str = "") -> str:
+    """No NUL anywhere (no program, path or DSN can hold one; it would raise, not fail)."""
+    if "\x00" in value:
+        raise ValueError(f"{what}must not contain a NUL character (\\u0000)")
+    return value
+
+
+def _check_label(value: str, meta: Dict[str, Any]) -> str:
+    """A name printed in alerts and logs: not empty, one printable line, bounded."""
+    if not value.strip():
+        raise ValueError(
+            "must not be empty (leave the key out to use the host name)"
+            if meta.get("optional_label")
+            else "must not be empty: alerts and logs name it"
+        )
+    bad = _CONTROL_RE.search(value)
+    if bad:
+        raise ValueError(
+            f"must not contain control characters (found {bad.group()!r}): "
+            "it is printed into alerts and logs"
+        )
+    limit = meta.get("max_length")
+    if limit and len(value) > limit:
+        raise ValueError(f"must be at most {limit} characters, got {len(value)}")
+    return value
+
+
+def _bounded(value: float, meta: Dict[str, Any], show: Any, unit: str = "") -> None:
+    """Refuse a number outside [low, high] from the field's metadata, saying why."""
+    from watchdog.units import format_bytes
+
+    def fmt(number: float) -> str:
+        if unit == "duration":
+            return _format_bound(number)
+        if unit == "size":
+            return format_bytes(number)
+        return f"{number:g}"
+
+    low = meta.get("low", meta.get("minimum"))
+    high = meta.get("high", meta.get("maximum"))
+    why_low = meta.get("why_low") or ""
+    why_high = meta.get("why_high") or ""
+    if meta.get("positive") and value <= 0:
+        raise ValueError(f"must be more than 0{'s' if unit == 'duration' else ''}"
+                         f"{' (' + why_low + ')' if why_low else ''}, got {show}")
+    if low is not None and value < low:
+        raise ValueError(
+            f"must be at least {fmt(low)}{' (' + why_low + ')' if why_low else ''}, got {show}"
+        )
+    if high is not None and not value <= high:  # also catches NaN and inf
+        raise ValueError(
+            f"must be at most {fmt(high)}{' (' + why_high + ')' if why_high else ''}, got {show}"
+        )
+
+
+def _format_bound(seconds: float) -> str:
+    """A bound as the config spells durations: 100ms, 1s, 5m, 7d."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
 def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
-    """Turn one TOML value into its typed form; ValueError with a readable reason."""
+    """Turn one TOML value into its typed form; ValueError with a readable reason.
+
+    Values are bounded to what works: a timeout of 0s fails every call, a `for` of a
+    century overflows timers, a name with control characters forges lines in alerts.
+    """
     if kind == "str":
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {_type_name(value)}")
+        _check_text(value)
+        if meta.get("label"):
+            _check_label(value, meta)
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {_type_name(value)}")
         if "minimum" in meta and value < meta["minimum"]:
             raise ValueError(f"must be at least {meta['minimum']}, got {value}")
+        high = meta.get("maximum", _MAX_INT)
+        if value > high:
+            raise ValueError(f"must be at most {high}, got {value}")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -469,9 +599,17 @@ def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
     if kind == "duration":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             raise ValueError(f'expected a duration string like "30s", got the number {value}')
-        return parse_duration(value)
+        seconds = parse_duration(value)
+        bounds = {"high": _MAX_DURATION, **{k: v for k, v in meta.items() if v is not None}}
+        _bounded(seconds, bounds, repr(value), "duration")
+        return seconds
     if kind == "size":
-        return parse_size(value)
+        size = parse_size(value)
+        bounds = {"maximum": _MAX_SIZE, **meta}
+        if "minimum" in meta:
+            bounds["why_low"] = bounds.get("why_low") or "0 bytes would alert on any lag"
+        _bounded(size, bounds, repr(value), "size")
+        return size
     if kind == "choice":
         if not isinstance(value, str) or value not in meta["choices"]:
             raise ValueError(f"expected one of {', '.join(meta['choices'])}; got {value!r}")
@@ -479,34 +617,50 @@ def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
     if kind in ("argv", "strlist", "days", "kinds"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"expected an array of strings, got {_type_name(value)}")
-        if kind == "argv" and not value:
+        for item in value:
+            _check_text(item, f"{item!r}: ")
+        if kind == "argv" and (not value or not value[0].strip()):
             raise ValueError("expected a non-empty array: the program and its arguments")
+        if kind == "strlist" and any(not v.strip() for v in value):
+            raise ValueError("must not hold an empty string (it would match nothing, or "
+                             "everything unnamed)")
         if kind == "days":
-            bad = [v for v in value if v.lower()[:3] not in DAYS]
+            bad = [v for v in value if v.strip().lower() not in _DAY_NAMES]
             if bad:
-                raise ValueError(f"unknown day(s) {bad}; use {', '.join(DAYS)}")
-            return tuple(v.lower()[:3] for v in value)
+                raise ValueError(
+                    f"unknown day(s) {bad}; use {', '.join(DAYS)} (or full English names)"
+                )
+            if not value:
+                raise ValueError("must name at least one day (an empty list never applies)")
+            return tuple(_DAY_NAMES[v.strip().lower()] for v in value)
         if kind == "kinds":
             bad = [v for v in value if v not in ALERT_KINDS]
             if bad:
                 raise ValueError(f"unknown severities {bad}; use {', '.join(ALERT_KINDS)}")
+            if not value:
+                raise ValueError(
+                    "must name at least one severity: a target that receives nothing is a "
+                    f"target that is never paged; use some of {', '.join(ALERT_KINDS)}"
+                )
         return tuple(value)
     if kind == "clock":
         if isinstance(value, dtime):
             return value
-        if isinstance(value, str) and re.match(r"^\d{1,2}:\d{2}(:\d{2})?$", value):
+        if isinstance(value, str) and re.match(r"^[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?$", value):
             hours, minutes, *rest = (int(x) for x in value.split(":"))
             seconds = rest[0] if rest else 0
             if hours < 24 and minutes < 60 and seconds < 60:
                 return dtime(hours, minutes, seconds)
             if hours == 24 and minutes == 0 and seconds == 0:
                 return dtime(23, 59, 59, 999999)
-        raise ValueError(f'expected a time of day like "01:30", got {value!r}')
+        hint = f" ({ASCII_ONLY})" if isinstance(value, str) and foreign_digits(value) else ""
+        raise ValueError(f'expected a time of day like "01:30", got {value!r}{hint}')
     if kind == "listen":
         return parse_listen(value)
     if kind == "timezone":
         if not isinstance(value, str):
             raise ValueError(f"expected a time zone name, got {_type_name(value)}")
+        _check_text(value)
         load_timezone(value)
         return value
     raise AssertionError(f"unknown kind {kind}")  # pragma: no cover
@@ -519,12 +673,12 @@ def parse_listen(value: Any) -> Tuple[str, int]:
         raise ValueError(f'expected an address like "127.0.0.1:9642", got {_type_name(value)}')
     text = value.strip()
     bad = f'expected "host:port" like "127.0.0.1:9642" (or ":9642" for loopback), got {value!r}'
-    if text.isdigit():
+    if re.fullmatch(r"[0-9]{1,5}", text):  # ASCII only: int() would read "９６４２"
         host, port_text = "", text
     else:
-        match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.\-]*)):(\d+)$", text)
+        match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.\-]*)):([0-9]{1,5})$", text)
         if not match:
-            raise ValueError(bad)
+            raise ValueError(bad + (f" ({ASCII_ONLY})" if foreign_digits(text) else ""))
         host, port_text = match.group(1) or match.group(2) or "", match.group(3)
     host = host or "127.0.0.1"
     port = int(port_text)
@@ -558,8 +712,10 @@ def _build(cls: type, data: Any, key: str, out: _Collector) -> Any:
         except (OverflowError, ArithmeticError):  # "<400 nines>" as a size or a duration
             out.add(keypath, f"value out of range: {_shorten(value)}")
     missing = [n for n in _required_fields(cls) if n not in values]
+    given = {spec.name for name, spec in fields.items() if name in data}
     for name in missing:
-        out.add(key, f"missing required key {name!r}")
+        if name not in given:  # a given but invalid value has its own error already
+            out.add(key, f"missing required key {name!r}")
     if missing:
         return None
     return cls(**values)
@@ -603,8 +759,6 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
         out.add("replay_lag.critical_bytes", "must not be smaller than replay_lag.warning_bytes")
     if cfg.replay_lag.backup_critical < cfg.replay_lag.backup_warning:
         out.add("replay_lag.backup_critical", "must not be smaller than replay_lag.backup_warning")
-    if cfg.daemon.interval <= 0:
-        out.add("daemon.interval", "must be more than 0s")
     state_dir = cfg.daemon.state_dir
     if not state_dir.strip():
         out.add("daemon.state_dir", "must not be empty (the daemon keeps its state there)")
@@ -622,8 +776,6 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
                 )
         if window.start == window.end:
             out.add(f"backup_windows[{index}].end", "must differ from start")
-    if cfg.maintenance.max_duration <= 0:
-        out.add("maintenance.max_duration", "must be more than 0s")
     if cfg.metrics.textfile is not None and not cfg.metrics.textfile.endswith(".prom"):
         out.add(
             "metrics.textfile",
@@ -672,6 +824,19 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
         found.append(
             "[digest] at is set but no [[alerts.targets]] receives \"info\": "
             "the daily message will go nowhere"
+        )
+    # The shipped unit (WatchdogSec=120) needs a completed cycle in every 60 s slot.
+    cycle = cfg.drbd.timeout + max(
+        cfg.services.timeout, cfg.postgres.connect_timeout + cfg.postgres.query_timeout
+    )
+    gap = cfg.daemon.interval + cycle
+    if gap > _UNIT_WATCHDOG_SLOT:
+        found.append(
+            f"[daemon] interval ({format_duration(cfg.daemon.interval)}) plus the probes' "
+            f"deadlines ({format_duration(cycle)}) let cycles complete up to "
+            f"{format_duration(gap)} apart: the shipped systemd unit (WatchdogSec=120) kills "
+            f"a daemon without a completed cycle for 60s; raise WatchdogSec in a drop-in to "
+            f"at least {int(math.ceil(2 * (gap + 15)))}"
         )
     textfile = cfg.metrics.textfile
     if textfile and not os.path.isdir(os.path.dirname(os.path.abspath(textfile))):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+# ASCII digits only: `\d`, int() and float() also accept other scripts' digits ("３０s").
+_DURATION_RE = re.compile(r"^[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h|d)[ \t]*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$")
+_SIZE_RE = re.compile(
+    r"^[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?[ \t]*$"
+)
+# Far above any sane size (1 EiB): keeps int() of a float from overflowing.
+_SIZE_CEILING = float(1 << 60)
 # Like PostgreSQL's own settings, kB/MB/GB are powers of 1024.
 _SIZE_UNITS = {
     None: 1,
@@ -24,16 +30,29 @@ _SIZE_UNITS = {
 }
 
 
+def foreign_digits(text: str) -> bool:
+    """Does `text` hold digits of another script ("３０")? int() and float() take them."""
+    return any(ch.isdigit() and not ch.isascii() for ch in text)
+
+
+ASCII_ONLY = "only ASCII digits 0-9 are read as numbers"
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a duration string; ValueError with a readable reason otherwise."""
     if not isinstance(text, str):
         raise ValueError(f"expected a duration string like \"30s\", got {text!r}")
     match = _DURATION_RE.match(text)
+    if not match and foreign_digits(text):
+        raise ValueError(f"bad duration {text!r}: {ASCII_ONLY}")
     if not match:
         raise ValueError(
             f"bad duration {text!r}: use a number and a unit, e.g. \"500ms\", \"30s\", \"5m\", \"1h\""
         )
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration {text[:40]!r} is far too long")
+    return seconds
 
 
 def parse_size(text: str | int) -> int:
@@ -47,9 +66,14 @@ def parse_size(text: str | int) -> int:
     if not isinstance(text, str):
         raise ValueError(f"expected a size like \"16MB\", got {text!r}")
     match = _SIZE_RE.match(text)
+    if not match and foreign_digits(text):
+        raise ValueError(f"bad size {text!r}: {ASCII_ONLY}")
     if not match:
         raise ValueError(f"bad size {text!r}: use a number and a unit, e.g. \"16MB\", \"1GB\"")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    value = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if not math.isfinite(value) or value > _SIZE_CEILING:
+        raise ValueError(f"size {text[:40]!r} is far too large")
+    return int(value)
 
 
 def format_duration(seconds: float) -> str:

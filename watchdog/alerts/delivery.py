@@ -30,14 +30,13 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
-from urllib.parse import unquote
 
+from watchdog import redaction
 from watchdog.alerts.message import first_line, format_time
 from watchdog.alerts.notification import (
     SEV_CRITICAL,
@@ -94,9 +93,11 @@ SendFunc = Callable[[AlertTarget, str, str, str, str], Tuple[bool, Optional[str]
 
 
 class _Redactor(logging.Filter):
-    """Scrubs every known secret (target URLs and their parts) from log records and errors."""
+    """Scrubs every known secret (target URLs and their parts) from log records and errors.
 
-    MIN_PART = 6  # shorter URL parts ("json", "443", "to") are not secrets and too common
+    Which parts are secret is watchdog.redaction's rule (shared with the DSN scrubbing):
+    tokens yes, addresses no ("to ***." helped nobody).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,21 +106,17 @@ class _Redactor(logging.Filter):
 
     def register(self, url: str) -> None:
         """Remember `url` and every part that may be a token: user, password, host (Slack
-        and PagerDuty keep keys there), path segments, query values. Not the scheme or the
-        query keys ("action", "mode"): they are public and scrubbing them garbles logs."""
-        parts = {url, url.strip()}
-        for piece in re.split(r"[\s,]+", url.strip()):  # apprise accepts several URLs
-            parts.update(_url_parts(piece))
+        and PagerDuty keep keys there) unless it is an address, path segments, query
+        values. Not the scheme or the query keys ("action", "mode"): they are public and
+        scrubbing them garbles logs."""
+        parts = redaction.url_secrets(url)
         with self._lock:
-            self._secrets.update(p for p in parts if len(p) >= self.MIN_PART)
+            self._secrets.update(parts)
 
     def scrub(self, text: str) -> str:
         with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+            secrets = list(self._secrets)
+        return redaction.scrub(text, secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -130,22 +127,6 @@ class _Redactor(logging.Filter):
         if scrubbed != message:
             record.msg, record.args = scrubbed, None
         return True
-
-
-def _url_parts(url: str) -> Set[str]:
-    if "://" not in url:
-        return {url}
-    rest = url.split("://", 1)[1]
-    rest, _, query = rest.partition("?")
-    authority, _, path = rest.partition("/")
-    found: Set[str] = set()
-    found.update(re.split(r"[:@]", authority))
-    found.update(path.split("/"))
-    for pair in re.split(r"[&;]", query):
-        value = pair.partition("=")[2]
-        found.update((value, unquote(value)))
-    found.update(unquote(p) for p in list(found))
-    return found
 
 
 _REDACTOR = _Redactor()

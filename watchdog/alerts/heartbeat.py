@@ -15,7 +15,6 @@ logged.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import urllib.error
@@ -23,6 +22,7 @@ import urllib.request
 from typing import Callable, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
+from watchdog import redaction
 from watchdog.config import HeartbeatConfig
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,9 @@ def ping_url(url: str, ok: bool) -> str:
 
 
 def scrub(text: str, url: str) -> str:
-    """`text` without `url` or any longer part of it (the ping key is in the path)."""
-    scheme = url.split("://", 1)[0]
-    parts = {url, url.rstrip("/")}
-    parts.update(p for p in re.split(r"[/:@?&=#]+", url) if len(p) >= 6 and p != scheme)
-    for part in sorted(parts, key=len, reverse=True):
-        text = text.replace(part, "***")
-    return text
+    """`text` without `url` or any longer part of it (the ping key is in the path); the
+    host stays when it is an address (watchdog.redaction's rule)."""
+    return redaction.scrub(text, redaction.url_secrets(url) | {url, url.rstrip("/")})
 
 
 # (url, body, timeout) -> (ok, error); the error must not contain the URL.

@@ -4,6 +4,10 @@ Healthy means: every selected resource Connected, both disks UpToDate, exactly o
 Primary. A resync is a WARNING (it ends by itself, with percent and ETA); everything that
 leaves the data on one node only, or both nodes able to write, or nobody serving, is
 CRITICAL. Split brain is never announced by DRBD: it shows as StandAlone.
+
+Output that contradicts itself (connected to a peer whose role is Unknown or not shown) is
+not healthy: the resource is UNKNOWN with the reason, and this node's role is unknown too.
+A node in doubt is never taken for the primary.
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ Problem = Tuple[Status, str]
 # ---------------------------------------------------------------- role
 
 
+def contradictions(resource: DrbdResource) -> List[str]:
+    """What in one resource's state cannot all be true (empty: consistent).
+
+    A connected peer always has a known role: DRBD learns it in the handshake, before the
+    connection counts as Connected. `Connected Secondary/Unknown` (or a `drbdadm status`
+    connection without `role:`) is a state the tools should never print: trust none of it.
+    """
+    found = []
+    for conn in resource.connections:
+        if conn.cstate == "Connected" and conn.peer_role not in ("Primary", "Secondary"):
+            label = _peer_label(resource, conn)
+            found.append(
+                f"{label}connected, but peer role {conn.peer_role or 'not shown'}".strip()
+            )
+    return found
+
+
 def role_and_reason(snapshot: DrbdSnapshot) -> Tuple[Role, str]:
     """This node's role, and in words why it is unknown when it is."""
     if snapshot.error:
@@ -41,6 +62,10 @@ def role_and_reason(snapshot: DrbdSnapshot) -> Tuple[Role, str]:
     unconfigured = [r.name for r in snapshot.resources if r.unconfigured]
     if unconfigured:
         return Role.UNKNOWN, "unconfigured: " + ", ".join(unconfigured)
+    doubtful = [f"{r.name}: {'; '.join(contradictions(r))}" for r in snapshot.resources
+                if contradictions(r)]
+    if doubtful:
+        return Role.UNKNOWN, "contradictory DRBD state (" + "; ".join(doubtful) + ")"
     roles = {r.role for r in snapshot.resources}
     if roles == {"Primary"}:
         return Role.PRIMARY, "all resources Primary"
@@ -81,7 +106,9 @@ def assess_resource(resource: DrbdResource) -> List[Problem]:
     """Everything wrong with one resource (empty list: healthy)."""
     if resource.unconfigured:
         return [(Status.CRITICAL, "unconfigured (not up)")]
-    problems: List[Problem] = []
+    problems: List[Problem] = [
+        (Status.UNKNOWN, f"contradictory state: {text}") for text in contradictions(resource)
+    ]
     if resource.role not in ("Primary", "Secondary"):
         problems.append((Status.CRITICAL, f"local role {resource.role or 'not shown'}"))
     if resource.suspended:
@@ -314,4 +341,4 @@ def check_drbd(snapshot: DrbdSnapshot) -> CheckResult:
     return result(status, summary)
 
 
-__all__ = ["assess_resource", "check_drbd", "describe_resource", "detect_role", "role_and_reason"]
+__all__ = ["assess_resource", "check_drbd", "contradictions", "describe_resource", "detect_role", "role_and_reason"]

@@ -14,6 +14,12 @@ Per service:
   crash-looping (CRITICAL) when the previous cycle's samples had already seen it restart
   (two restarts or more over both cycles' samples). An older process with a new pid is a
   restart noted in the details, OK.
+
+Never OK when the run itself is in doubt: a status command that exited non-zero, a line
+that looks like a service line but could not be read (quoted, bounded), or one service
+listed twice in one run with two different states make the result at least UNKNOWN (a
+CRITICAL service stays CRITICAL). A failing service must not hide behind a line the parser
+dropped.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from watchdog.config import ServicesConfig
 from watchdog.model import SERVICES, CheckResult, Status, worst
-from watchdog.probes.daemontools import ServicesSnapshot, SvstatEntry
+from watchdog.probes.daemontools import ServicesSnapshot, SvstatEntry, is_unreadable
 
 _QUOTE_LIMIT = 300
 _SUMMARY_ITEMS = 6
+_QUOTED_LINES = 3  # unreadable lines quoted in the summary (all are in details, bounded)
+_LINE_LIMIT = 120  # characters of one quoted line
 
 
 @dataclass
@@ -54,6 +62,59 @@ def _quote(text: str) -> str:
     if len(text) > _QUOTE_LIMIT:
         text = text[:_QUOTE_LIMIT] + "..."
     return repr(text)
+
+
+def _quote_line(line: str) -> str:
+    """One output line, repr-quoted (control characters escaped) and bounded."""
+    line = line.strip()
+    if len(line) > _LINE_LIMIT:
+        line = line[:_LINE_LIMIT] + "..."
+    return repr(line)
+
+
+def _doubts(snapshot: ServicesSnapshot) -> Tuple[List[str], Dict[str, Any]]:
+    """Why this run cannot be called OK whatever its service lines say, with details."""
+    reasons: List[str] = []
+    codes = [s.returncode for s in snapshot.samples if s.returncode not in (None, 0)]
+    if snapshot.returncode not in (None, 0):
+        codes.insert(0, snapshot.returncode)
+    if codes:
+        stderr = snapshot.stderr.strip()
+        why = f"; stderr {_quote_line(stderr)}" if stderr else ""
+        reasons.append(f"status command exited with status {codes[0]}{why}")
+    unreadable: List[str] = []
+    for sample in snapshot.samples:
+        for line in sample.ignored:
+            if is_unreadable(line) and line not in unreadable:
+                unreadable.append(line)
+    if unreadable:
+        shown = ", ".join(_quote_line(x) for x in unreadable[:_QUOTED_LINES])
+        more = len(unreadable) - _QUOTED_LINES
+        reasons.append(
+            f"{len(unreadable)} unreadable line{'' if len(unreadable) == 1 else 's'}: {shown}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    twice: List[str] = []
+    for sample in snapshot.samples:
+        seen: Dict[str, SvstatEntry] = {}
+        for entry in sample.entries:
+            first = seen.setdefault(entry.path, entry)
+            differs = first is not entry and _state_of(first) != _state_of(entry)
+            if differs and entry.name not in twice:
+                twice.append(entry.name)
+    if twice:
+        reasons.append(f"listed twice with different states: {', '.join(twice[:_SUMMARY_ITEMS])}")
+    details = {
+        "returncode": codes[0] if codes else snapshot.returncode,
+        "unreadable_lines": [x[:_QUOTE_LIMIT] for x in unreadable[:20]],
+        "contradictory": twice[:20],
+    }
+    return reasons, details
+
+
+def _state_of(entry: SvstatEntry) -> Tuple[Any, ...]:
+    """What one line says about a service, without its clock (seconds may tick between)."""
+    return (entry.state, entry.pid, entry.normally, entry.paused, entry.want, entry.error)
 
 
 def _secs(value: float) -> str:
@@ -253,18 +314,28 @@ def check_services(
                 "output": snapshot.raw[:_QUOTE_LIMIT],
             },
         )
-    latest = snapshot.latest
-    if latest is None or not latest.entries:
+    doubts, doubt_details = _doubts(snapshot)
+    # Judged on the last run that printed service lines; a later run that printed none
+    # (or only unreadable lines) is one of the doubts.
+    latest = next((s for s in reversed(snapshot.samples) if s.entries), None)
+    if latest is None:
         stderr = f"; stderr {_quote(snapshot.stderr)}" if snapshot.stderr.strip() else ""
+        code = (
+            f" (exit status {snapshot.returncode})"
+            if snapshot.returncode not in (None, 0)
+            else ""
+        )
         return CheckResult(
             SERVICES,
             Status.UNKNOWN,
-            f"no svstat line in the output of {snapshot.source}: {_quote(snapshot.raw)}{stderr}",
+            f"no svstat line in the output of {snapshot.source}{code}: "
+            f"{_quote(snapshot.raw)}{stderr}",
             {
                 "command": snapshot.source,
                 "output": snapshot.raw[:_QUOTE_LIMIT],
                 "stderr": snapshot.stderr[:_QUOTE_LIMIT],
                 "returncode": snapshot.returncode,
+                "unreadable_lines": doubt_details["unreadable_lines"],
             },
         )
 
@@ -313,7 +384,13 @@ def check_services(
         "samples": len(snapshot.samples),
         "sampled_over": round(max(times) - min(times), 3) if times else 0.0,
         "ignored_lines": ignored[:20],
+        **doubt_details,
     }
+    unhealthy = len(problems)
+    if doubts:
+        # Whatever the readable lines say, the run is in doubt: never OK (or WARNING).
+        status = worst([status, Status.UNKNOWN])
+        problems.append((Status.UNKNOWN, "; ".join(doubts)))
     if status is Status.OK:
         up = sum(1 for s in services if s["state"] == "up")
         summary = f"{up} of {len(services)} services up"
@@ -331,7 +408,11 @@ def check_services(
         problems.sort(key=lambda p: -p[0].rank)
         shown = [text for _, text in problems[:_SUMMARY_ITEMS]]
         more = len(problems) - len(shown)
-        summary = f"{len(problems)} of {len(services)} services not healthy: " + "; ".join(shown)
+        if unhealthy:
+            head = f"{unhealthy} of {len(services)} services not healthy: "
+        else:
+            head = f"cannot tell whether {len(services)} services are healthy: "
+        summary = head + "; ".join(shown)
         if more > 0:
             summary += f"; and {more} more"
     return CheckResult(SERVICES, status, summary, details)

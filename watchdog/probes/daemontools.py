@@ -3,7 +3,10 @@
 GreenArrow's services run under daemontools (`/service/hvmail-*`), and its documented health
 check (`service greenarrow status`) is, as far as known, a list of svstat lines, abnormal ones
 in red. svstat prints every line, errors included, to stdout and exits 0 even on errors, so
-health comes from the text only, never from an exit code.
+a zero exit proves nothing: health comes from the text. A non-zero exit (svstat's fatal
+errors exit 111, an init script's `status` exits 3) still means the text may be partial, and
+a line that looks like a service line but does not parse may hide a failing service: the
+probe keeps both (`returncode`, `ignored`) and the check never calls such a run OK.
 
 A crash-looping service is never seen `down`: supervise restarts it within about 1.4 s and
 svstat reports `up (pid N) 0 seconds` with a new pid each time. One sample cannot tell that
@@ -41,7 +44,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
 
 _UP_DOWN_RE = re.compile(
     r"^(?P<path>.+?): "
-    r"(?:up \(pid (?P<pid>\d+)\) |(?P<down>down) )(?P<seconds>\d+) seconds"
+    r"(?:up \(pid (?P<pid>[0-9]{1,10})\) |(?P<down>down) )(?P<seconds>[0-9]{1,12}) seconds"
     r"(?P<suffix>(?:, [a-z ]+)*)$"
 )
 # Per-directory errors go to stdout as `<dir>: <message>` (svstat exits 0); fatal errors go
@@ -73,7 +76,8 @@ class ServiceSample:
 
     at: float
     entries: tuple  # of SvstatEntry
-    ignored: tuple = ()  # lines that were not svstat lines (headers, blanks)
+    ignored: tuple = ()  # non-blank lines that were not svstat lines (see is_unreadable)
+    returncode: Optional[int] = None  # of this run; None when not recorded
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,27 @@ def parse_svstat(text: str) -> Tuple[List[SvstatEntry], List[str]]:
     return entries, ignored
 
 
+# Words of svstat's messages: an unparsed line holding one of them (or a path, or a colon)
+# was meant as a service line and is unreadable, not a header.
+_SERVICE_WORDS_RE = re.compile(
+    r"(?i)\b(?:up|down|pid|seconds?|normally|paused|want|supervise|unable|running|"
+    r"fatal|warning|error|failed|stopped|dead)\b"
+)
+
+
+def is_unreadable(line: str) -> bool:
+    """Is this unparsed line a mangled service line (rather than a header or a note)?
+
+    A header ("GreenArrow Engine service status") has no path, no colon and none of
+    svstat's words; anything else that did not parse may be a failing service that the
+    parser could not read, so it must not be dropped silently.
+    """
+    clean = strip_ansi(line).strip()
+    if not clean:
+        return False
+    return "/" in clean or ":" in clean or bool(_SERVICE_WORDS_RE.search(clean))
+
+
 def _needs_resample(sample: ServiceSample, min_uptime: float) -> bool:
     """A young `up` service, or one supervise is restarting, needs another look."""
     for entry in sample.entries:
@@ -207,7 +232,14 @@ def probe_services(
             stderr=first.stderr,
         )
     entries, ignored = parse_svstat(first.stdout)
-    samples = [ServiceSample(at=clock(), entries=tuple(entries), ignored=tuple(ignored))]
+    samples = [
+        ServiceSample(
+            at=clock(),
+            entries=tuple(entries),
+            ignored=tuple(ignored),
+            returncode=first.returncode,
+        )
+    ]
     for _ in range(max(0, max_extra_samples)):
         if not _needs_resample(samples[-1], cfg.min_uptime):
             break
@@ -222,9 +254,19 @@ def probe_services(
         if again.error is not None:
             break
         more, more_ignored = parse_svstat(again.stdout)
+        if not more and not more_ignored:
+            break
+        # Kept even without a service line: what it printed instead must be seen.
+        samples.append(
+            ServiceSample(
+                at=clock(),
+                entries=tuple(more),
+                ignored=tuple(more_ignored),
+                returncode=again.returncode,
+            )
+        )
         if not more:
             break
-        samples.append(ServiceSample(at=clock(), entries=tuple(more), ignored=tuple(more_ignored)))
     return ServicesSnapshot(
         samples=tuple(samples),
         source=source,

@@ -200,17 +200,17 @@ def _is_blank(line: str) -> bool:
 
 
 def _to_int(text: str) -> Optional[int]:
-    return int(text) if text.isdigit() and len(text) < 12 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
 
 
 def _to_float(text: str) -> Optional[float]:
-    if not re.fullmatch(r"\d{1,9}(?:\.\d+)?", text):
+    if not re.fullmatch(r"[0-9]{1,9}(?:\.[0-9]+)?", text):
         return None
     return float(text)
 
 
 def _hms(text: str) -> Optional[float]:
-    m = re.fullmatch(r"(\d{1,6}):(\d\d):(\d\d)", text)
+    m = re.fullmatch(r"([0-9]{1,6}):([0-9][0-9]):([0-9][0-9])", text)
     if not m:
         return None
     return float(int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3)))
@@ -253,6 +253,13 @@ class _Builder:
         self.connections.append(conn)
         return conn
 
+    def new_connection(self, peer: str) -> Optional[Dict[str, Any]]:
+        """A connection listed for the first time; None when `peer` was already listed
+        (two entries for one peer contradict each other: neither may silently win)."""
+        if any(conn["peer"] == peer for conn in self.connections):
+            return None
+        return self.connection(peer)
+
     def build(self) -> DrbdResource:
         return DrbdResource(
             name=self.name,
@@ -284,18 +291,22 @@ def _split_cs(cs: str) -> Tuple[str, Optional[str]]:
 # ---------------------------------------------------------------- /proc/drbd
 
 _PROC_DEVICE_RE = re.compile(
-    r"^\s*(\d{1,6}): cs:(\S+)"
+    r"^\s*([0-9]{1,6}): cs:(\S+)"
     r"(?: ro:(\w+)/(\w+) ds:(\w+)/(\w+)(?: ([ABC ]) ([-a-z]{4,8}))?)?\s*$"
 )
-_PROC_STATS_RE = re.compile(r"^\s+ns:\d+ nr:\d+ ")
+_PROC_STATS_RE = re.compile(r"^\s+ns:[0-9]+ nr:[0-9]+ ")
 _PROGRESS_RE = re.compile(
-    r"^\s*\[[=>.]*\]\s+(?:sync'ed|verified):\s*(\d{1,3}\.\d)%\s+\((\d+)/(\d+)\)[MK]\s*$"
+    r"^\s*\[[=>.]*\]\s+(?:sync'ed|verified):\s*([0-9]{1,3}\.[0-9])%\s+\(([0-9]+)/([0-9]+)\)[MK]\s*$"
 )
-_FINISH_RE = re.compile(r"^\s*finish: (\d{1,6}:\d\d:\d\d) speed: [\d,]+ \([\d,]+\)")
+_FINISH_RE = re.compile(
+    r"^\s*finish: ([0-9]{1,6}:[0-9][0-9]:[0-9][0-9]) speed: [0-9,]+ \([0-9,]+\)"
+)
 _PROC_DETAIL_RE = re.compile(
-    r"^\s+(?:\d+% sector pos: |resync: used:|act_log: used:|blocked on activity log: )"
+    r"^\s+(?:[0-9]+% sector pos: |resync: used:|act_log: used:|blocked on activity log: )"
 )
-_VERSION_RE = re.compile(r"^version: (\d+\.\d+\.\d+\S*) \(api:\d+/proto:\d+-\d+\)(?: \(.*\))?\s*$")
+_VERSION_RE = re.compile(
+    r"^version: ([0-9]+\.[0-9]+\.[0-9]+\S*) \(api:[0-9]+/proto:[0-9]+-[0-9]+\)(?: \(.*\))?\s*$"
+)
 _PROC_HEADER_RE = re.compile(r"^(?:GIT-hash: [0-9a-f]+|srcversion: [0-9A-F]+|Transports \()")
 
 
@@ -372,7 +383,7 @@ def _proc_device(m: re.Match) -> Optional[_Builder]:
 
 # ---------------------------------------------------------------- drbd-overview
 
-_OVERVIEW_ROW_RE = re.compile(r"^\s*(\d{1,6}):(\S+)\s+(.*)$")
+_OVERVIEW_ROW_RE = re.compile(r"^\s*([0-9]{1,6}):(\S+)\s+(.*)$")
 _OVERVIEW_PAIR_RE = re.compile(r"^(\w+)/(\w+)$")
 _OVERVIEW_NOTES = ("NOTE: drbd-overview", "Please consider using")
 
@@ -464,7 +475,9 @@ def _overview_row(
     conn = b.connection("peer")
     if conn["cstate"] is None or conn["cstate"] == "Connected":
         conn["cstate"] = cstate  # a volume that is not connected marks the resource
-    conn["peer_role"] = conn["peer_role"] or roles.group(2)
+    if conn["peer_role"] is not None and conn["peer_role"] != roles.group(2):
+        return False, None  # two volumes disagree on the peer's role
+    conn["peer_role"] = roles.group(2)
     peer_volume = {"volume": volume, "replication": replication, "peer_disk": disks.group(2)}
     conn["volumes"].append(peer_volume)
     return True, peer_volume
@@ -526,8 +539,8 @@ def parse_drbdadm_status(text: str) -> DrbdParse:
         elif kind == "device" and current is not None:
             ok = _status_device(current, tokens)
         elif kind == "connection" and current is not None:
-            conn = current.connection(tokens[0])
-            ok = _status_connection(conn, tokens[1:])
+            conn = current.new_connection(tokens[0])
+            ok = conn is not None and _status_connection(conn, tokens[1:])
         elif kind == "peer-device" and conn is not None:
             ok = _status_peer_device(conn, tokens)
         else:
@@ -562,10 +575,12 @@ def _status_kind(indent: int, tokens: List[str], last: Optional[str]) -> Optiona
 
 
 def _kv(tokens: Sequence[str]) -> Optional[Dict[str, str]]:
+    """`key:value` tokens as a dict; None when one is not `key:value` or a key repeats
+    (`disk:Failed disk:UpToDate` must not read as UpToDate because it came last)."""
     out: Dict[str, str] = {}
     for tok in tokens:
         m = _KV_RE.match(tok)
-        if not m:
+        if not m or m.group(1) in out:
             return None
         out[m.group(1)] = m.group(2)
     return out
@@ -644,6 +659,22 @@ def _status_peer_device(conn: Dict[str, Any], tokens: List[str]) -> bool:
 # ---------------------------------------------------------------- drbdsetup status --json
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """json.loads object hook: a key given twice in one object is unreadable output."""
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 class _JsonShapeError(Exception):
     def __init__(self, key: str, value: Any) -> None:
         super().__init__(key)
@@ -657,7 +688,9 @@ def parse_drbdsetup_json(text: str) -> DrbdParse:
     if not isinstance(text, str):
         return DrbdParse(bad_line="(not text)")
     try:
-        data = json.loads(_ANSI_RE.sub("", text))
+        data = json.loads(_ANSI_RE.sub("", text), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        return DrbdParse(bad_line=f"(key {exc.key!r} given twice in one object)"[:_MAX_QUOTE])
     except (ValueError, RecursionError) as exc:
         lineno = getattr(exc, "lineno", None)
         lines = text.split("\n")
@@ -756,7 +789,9 @@ def _json_resource(item: Any) -> DrbdResource:
             raise _JsonShapeError("connections", c)
         node_id = _get(c, "peer-node-id", int)
         peer = _get(c, "name", str) or ("peer" if node_id is None else f"node {node_id}")
-        conn = b.connection(peer)
+        conn = b.new_connection(peer)
+        if conn is None:
+            raise _JsonShapeError("name", peer)
         conn["cstate"] = _word(c, "connection-state", CONNECTION_STATES)
         conn["peer_role"] = _word(c, "peer-role", ROLES, required=False)
         for pd in _get(c, "peer_devices", list) or []:
@@ -813,11 +848,11 @@ def detect_format(text: str) -> Optional[str]:
     for line in lines:
         if _VERSION_RE.match(line) or _PROC_HEADER_RE.match(line):
             return "proc"
-        if re.match(r"^\s*\d{1,6}: cs:", line):
+        if re.match(r"^\s*[0-9]{1,6}: cs:", line):
             return "proc"
         if line.strip() == _NO_RESOURCES or re.match(r"^[^\s:]+ role:", line):
             return "drbdadm-status"
-        if line.strip() == "drbd not loaded" or re.match(r"^\s*\d{1,6}:\S+\s+\S", line):
+        if line.strip() == "drbd not loaded" or re.match(r"^\s*[0-9]{1,6}:\S+\s+\S", line):
             return "drbd-overview"
     return None
 
@@ -909,7 +944,7 @@ def _kernel_major(version: Optional[str]) -> Optional[int]:
     if not version:
         return None
     head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 def probe_drbd(
@@ -989,7 +1024,7 @@ def probe_drbd(
     )
 
 
-_MINOR_SPEC_RE = re.compile(r"^(?:/dev/drbd|drbd|minor\s*)?(\d+)$")
+_MINOR_SPEC_RE = re.compile(r"^(?:/dev/drbd|drbd|minor\s*)?([0-9]+)$")
 
 
 def resource_matches(resource: DrbdResource, spec: str) -> bool:

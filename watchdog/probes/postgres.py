@@ -25,6 +25,7 @@ PostgreSQL hides the walsender/walreceiver columns and the checks say so.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from watchdog.config import BackupConfig, PostgresConfig
+from watchdog.redaction import scrub_dsn
 from watchdog.units import format_duration
 
 APPLICATION_NAME = "ha-watchdog"
@@ -382,6 +384,29 @@ def _connect_kwargs(cfg: PostgresConfig) -> Dict[str, Any]:
 # ---------------------------------------------------------------- the probe
 
 
+def _scrub_errors(probe: Callable[..., PgSnapshot]) -> Callable[..., PgSnapshot]:
+    """Every error text leaving the probe is scrubbed of the DSN's secrets.
+
+    libpq quotes pieces of a malformed DSN in its messages (`invalid percent-encoded
+    token: "S3CRET%pw"`), and these texts reach alerts, `--once` and engine.json; an
+    unexpected exception becomes a (scrubbed) reason too, never a traceback.
+    """
+
+    def wrapper(cfg: PostgresConfig, *args: Any, **kwargs: Any) -> PgSnapshot:
+        try:
+            snapshot = probe(cfg, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+            snapshot = PgSnapshot(reachable=False, error=f"probe failed: {_reason(exc)}")
+        if snapshot.error:
+            snapshot = dataclasses.replace(snapshot, error=scrub_dsn(snapshot.error, cfg.dsn))
+        return snapshot
+
+    wrapper.__name__ = probe.__name__
+    wrapper.__doc__ = probe.__doc__
+    return wrapper
+
+
+@_scrub_errors
 def probe_postgres(
     cfg: PostgresConfig,
     backup_cfg: Optional[BackupConfig] = None,

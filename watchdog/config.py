@@ -129,6 +129,12 @@ class StandbysConfig:
     min_streaming: int = _f("int", 1, minimum=0)
     max_reply_age: float = _f("duration", 15.0)
     warning_bytes: int = _f("size", 64 * 1024**2)
+    # Too few standbys streaming because one is missing (not connected, or not yet
+    # `streaming`) waits this long before it counts: a walreceiver reconnects within
+    # wal_retrieve_retry_interval (5 s by default). A hung one (reply stale) does not wait.
+    reconnect_grace: float = _f("duration", 15.0)
+    # ... and until this long after this node's role change (a standby being rebuilt).
+    role_change_grace: float = _f("duration", 300.0)
     for_: float = _for("0s")
     recover_for: float = _recover_for("30s")
     unknown_as: str = _unknown_as("warning")

@@ -1093,7 +1093,9 @@ def scenarios(interval: float, default_interval_runs: int) -> List[Tuple[Scenari
     out: List[Tuple[Scenario, Optional[int]]] = [
         (Scenario(
             "standby_stopped", "standby stopped (pg_ctl stop -m fast)", "primary", "standbys",
-            interval, standbys.for_, 0.0, "the walsender row goes at once",
+            # A missing standby is held for reconnect_grace too (a reconnect is not paged).
+            interval, max(standbys.for_, standbys.reconnect_grace), 0.0,
+            "the walsender row goes at once",
             {}, _stop_standby, _start_standby), None),
         (Scenario(
             "standby_hung", "standby hung, TCP open (walreceiver SIGSTOP)", "primary",

@@ -11,12 +11,13 @@ from watchdog.core.debounce import (
     Change,
     Debounce,
     Timing,
+    confirm_at,
     effective_level,
     rank,
     step,
     worse,
 )
-from watchdog.model import Status
+from watchdog.model import Failure, Status
 
 OK, W, C, U = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
 
@@ -188,3 +189,70 @@ def test_for_of_whole_intervals_is_not_lost_to_scheduling_jitter():
     # ...but a spike really shorter than `for` still waits
     _, changes = feed([(0.0, OK), (1000.0, W), (1009.9, W)], timing)
     assert changes == []
+
+
+# ---------------------------------------------------------------- graces (issue 11, item 14)
+
+GRACE = Timing(for_=0, recover_for=30, unknown_for=120, unknown_as="warning",
+               reconnect_grace=15, role_change_grace=300)
+
+
+def feed_typed(seq, timing, state=None, role_changed_at=None):
+    """Like feed, with (time, status, failure) triples."""
+    state = state or Debounce()
+    changes = []
+    for t, status, failure in seq:
+        state, change = step(state, t, status, timing, failure, role_changed_at)
+        if change is not None:
+            changes.append((t, change.old, change.new, change.at))
+    return state, changes
+
+
+def test_standbys_defaults_carry_both_graces():
+    timing = Timing.of(StandbysConfig())
+    assert (timing.for_, timing.reconnect_grace, timing.role_change_grace) == (0, 15, 300)
+    # Checks without the keys have no grace.
+    assert Timing.of(ReplayLagConfig()).reconnect_grace == 0
+
+
+def test_missing_waits_out_a_reconnect_but_hung_and_untyped_do_not():
+    M, H = Failure.MISSING, Failure.HUNG
+    # A reconnect: missing for 10 s, then streaming again: nothing.
+    _, changes = feed_typed([(0, OK, None), (30, C, M), (35, C, M), (40, OK, None)], GRACE)
+    assert changes == []
+    # A stopped standby: confirmed 15 s after the first missing sample, dated from it.
+    state, changes = feed_typed([(0, OK, None), (30, C, M), (44.9, C, M)], GRACE)
+    assert changes == [] and state.pending
+    _, changes = feed_typed([(45, C, M)], GRACE, state)
+    assert changes == [(45, "ok", "critical", 30)]
+    # Hung (reply stale) and an untyped critical: `for` (0 s) alone, as before.
+    assert feed_typed([(0, OK, None), (30, C, H)], GRACE)[1] == [(30, "ok", "critical", 30)]
+    assert feed_typed([(0, OK, None), (30, C, None)], GRACE)[1] == [(30, "ok", "critical", 30)]
+    # Missing that turns out hung within the grace: paged at the hung sample.
+    _, changes = feed_typed([(0, OK, None), (30, C, M), (35, C, H)], GRACE)
+    assert changes == [(35, "ok", "critical", 30)]
+
+
+def test_missing_after_a_role_change_waits_for_the_role_change_grace():
+    M = Failure.MISSING
+    role_at = 1000.0
+    seq = [(1000, C, M), (1100, C, M), (1299.9, C, M)]
+    state, changes = feed_typed(seq, GRACE, role_changed_at=role_at)
+    assert changes == []
+    _, changes = feed_typed([(1300, C, M)], GRACE, state, role_changed_at=role_at)
+    assert changes == [(1300, "ok", "critical", 1000)]
+    # Long after the change only the reconnect grace is left.
+    _, changes = feed_typed([(5000, C, M), (5015, C, M)], GRACE, role_changed_at=role_at)
+    assert changes == [(5015, "ok", "critical", 5000)]
+    # A longer `for` still wins over a shorter grace.
+    slow = Timing(for_=60, reconnect_grace=15)
+    _, changes = feed_typed([(0, C, M), (59, C, M), (60, C, M)], slow)
+    assert changes == [(60, "ok", "critical", 0)]
+
+
+def test_confirm_at_and_recovery_untouched_by_graces():
+    M = Failure.MISSING
+    assert confirm_at(100, "critical", False, GRACE, M) == 115
+    assert confirm_at(100, "critical", False, GRACE, M, role_changed_at=90) == 390
+    assert confirm_at(100, "critical", False, GRACE, Failure.HUNG, 90) == 100
+    assert confirm_at(100, "ok", False, GRACE, M, 90) == 130  # recover_for only

@@ -36,7 +36,7 @@ from watchdog.config import (
 from watchdog.core.engine import Engine, EngineState, OpenProblem
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.windows import Relaxation
-from watchdog.model import CheckResult, Role, Status
+from watchdog.model import CheckResult, Failure, Role, Status
 
 OK, W, C, U = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
 T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()  # a Monday
@@ -858,3 +858,101 @@ def test_history_keeps_two_days_and_recent_shows_one():
     assert len(d.engine.state.history) == 1  # but kept
     d.at(2 * 86400 + 30, standbys=OK)
     assert d.engine.state.history == []
+
+
+# ---------------------------------------------------------------- planned work (issue 11, item 14)
+
+GRACES = make_cfg()  # standbys: for 0s, reconnect_grace 15s, role_change_grace 5m; drbd for 30s
+MISSING, HUNG = Failure.MISSING, Failure.HUNG
+
+
+class GraceDriver(Driver):
+    """Cycles of a node whose standbys result carries its failure kind."""
+
+    def cycle(self, t: float, role: Optional[Role] = None, standbys: Status = OK,
+              failure: Optional[Failure] = None) -> List[Notification]:
+        if role is not None:
+            self.role = role
+        if self.role == Role.PRIMARY:
+            results = [result("drbd", OK),
+                       CheckResult("standbys", standbys, f"standbys says {standbys.label}",
+                                   {"streaming": 0 if failure else 1}, failure)]
+        else:
+            results = [result("drbd", OK), result("replay_lag", OK)]
+        out = self.engine.observe(T0 + t, self.role, results, {})
+        self.sent.extend(out)
+        return out
+
+
+def test_reconnect_is_ridden_out_and_a_stopped_standby_pages_when_the_grace_ends():
+    d = GraceDriver(GRACES, role=Role.PRIMARY)
+    assert d.cycle(0) == []
+    # A walsender reconnect: missing for one cycle, the daemon is told when it would fall due.
+    assert d.cycle(100, standbys=C, failure=MISSING) == []
+    assert d.engine.deadlines() == [T0 + 115]
+    assert d.cycle(105) == [] and d.engine.deadlines() == []
+    # Stopped for good: paged by the extra cycle at the end of the grace, dated from the start.
+    assert d.cycle(200, standbys=C, failure=MISSING) == []
+    assert d.cycle(214.9, standbys=C, failure=MISSING) == []
+    out = d.cycle(215, standbys=C, failure=MISSING)
+    assert kinds(out) == [PROBLEM] and "2024-06-03 12:03:20 UTC" in out[0].body
+    assert "Missing for longer than standbys.reconnect_grace (15s): not a reconnect." in out[0].body
+    assert d.engine.deadlines() == []  # confirmed: nothing more to wake up for
+    assert kinds(d.cycle(260)) == []  # recover_for 30s
+    assert kinds(d.cycle(290)) == [RECOVERY]
+
+
+def test_hung_standby_gets_no_grace():
+    d = GraceDriver(GRACES, role=Role.PRIMARY)
+    d.cycle(0)
+    out = d.cycle(30, standbys=C, failure=HUNG)
+    assert kinds(out) == [PROBLEM] and "reconnect_grace" not in out[0].body
+    assert d.engine.deadlines() == []
+
+
+def test_planned_failover_names_the_grace_and_a_rebuilt_standby_pages_nobody():
+    d = GraceDriver(GRACES, role=Role.SECONDARY)
+    assert d.cycle(0) == [] and d.cycle(500) == []
+    # DRBD now says primary; the old primary is being rebuilt as this node's standby.
+    assert d.cycle(1000, role=Role.PRIMARY, standbys=C, failure=MISSING) == []
+    assert d.engine.deadlines() == [T0 + 1300]
+    out = d.cycle(1030, standbys=C, failure=MISSING)  # drbd's for (30s): the role is confirmed
+    assert kinds(out) == [ROLE_CHANGE]
+    assert ("Grace after this change: standbys pages a standby that is not streaming only if "
+            "it is still missing at 2024-06-03 12:21:40 UTC (5m00s, standbys.role_change_grace)."
+            ) in out[0].body
+    d.restart()  # a restart in the middle of the grace keeps it
+    for t in (1060, 1090, 1120):
+        assert d.cycle(t, standbys=C, failure=MISSING) == []
+    assert d.cycle(1150) == []  # streaming again
+    # Steady state again: a later reconnect is ridden out, a role change is not needed.
+    assert d.cycle(2000, standbys=C, failure=MISSING) == [] and d.cycle(2010) == []
+    assert d.sent == out
+
+
+def test_failover_whose_standby_never_comes_back_pages_at_the_named_time():
+    d = GraceDriver(GRACES, role=Role.SECONDARY)
+    d.cycle(0)
+    d.cycle(1000, role=Role.PRIMARY, standbys=C, failure=MISSING)
+    assert kinds(d.cycle(1030, standbys=C, failure=MISSING)) == [ROLE_CHANGE]
+    assert d.cycle(1299.9, standbys=C, failure=MISSING) == []
+    out = d.cycle(1300, standbys=C, failure=MISSING)
+    assert kinds(out) == [PROBLEM]
+    assert ("Still missing 5m00s after this node's role change at 2024-06-03 12:16:40 UTC "
+            "(standbys.role_change_grace).") in out[0].body
+    # A hung standby right after the change is not held at all.
+    h = GraceDriver(GRACES, role=Role.SECONDARY)
+    h.cycle(0)
+    assert kinds(h.cycle(1000, role=Role.PRIMARY, standbys=C, failure=HUNG)) == [PROBLEM]
+
+
+def test_role_change_to_secondary_names_no_standbys_grace_and_first_role_gets_none():
+    d = GraceDriver(GRACES, role=Role.PRIMARY)
+    d.cycle(0)
+    d.cycle(100, role=Role.SECONDARY)
+    (change,) = d.cycle(130)
+    assert change.kind == ROLE_CHANGE and "Grace after this change" not in change.body
+    # A daemon whose very first role is primary (a fresh state): only the reconnect grace.
+    f = GraceDriver(GRACES, role=Role.PRIMARY)
+    assert f.cycle(0, standbys=C, failure=MISSING) == []
+    assert kinds(f.cycle(15, standbys=C, failure=MISSING)) == [PROBLEM]

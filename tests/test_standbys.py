@@ -9,7 +9,7 @@ import pytest
 
 from watchdog.checks.standbys import check_standbys
 from watchdog.config import PostgresConfig, StandbysConfig
-from watchdog.model import Status
+from watchdog.model import Failure, Status
 from watchdog.probes.postgres import PgSnapshot, WalSender, parse_lsn, probe_postgres
 
 MB = 1024**2
@@ -157,11 +157,45 @@ def test_extra_unhealthy_standby_is_mentioned_when_minimum_is_met():
     assert "not counted: standby2@10.0.0.3 state catchup" in result.summary
 
 
-def test_large_replay_lag_in_bytes_is_warning():
-    result = check_standbys(primary(sender(replay_lag_bytes=64 * MB + 1)), CFG)
+def test_large_flush_lag_in_bytes_is_warning():
+    current = parse_lsn("1/0")
+    behind = sender(flush_lsn=current - (64 * MB + 1), replay_lsn=current - (64 * MB + 1),
+                    replay_lag_bytes=64 * MB + 1)
+    result = check_standbys(primary(behind, current_lsn=current), CFG)
     assert result.status == Status.WARNING
-    assert "replay lag 64.0 MiB > 64.0 MiB" in result.summary
-    assert check_standbys(primary(sender(replay_lag_bytes=64 * MB)), CFG).status == Status.OK
+    assert result.summary.startswith("standby flush lag too large:")
+    assert "flush lag 64.0 MiB" in result.summary and "> 64.0 MiB" in result.summary
+    assert result.details["standbys"][0]["flush_lag_bytes"] == 64 * MB + 1
+    at_limit = sender(flush_lsn=current - 64 * MB)
+    assert check_standbys(primary(at_limit, current_lsn=current), CFG).status == Status.OK
+
+
+def test_replay_held_back_on_the_standby_is_not_judged_by_the_primary():
+    """Issue 11 item 15: a pg_dump on the standby holds replay back inside the secondary's
+    backup limits; the primary cannot see that backup, so it judges only what the standby
+    has not yet flushed. The replay lag stays in the details (and the summary)."""
+    current = parse_lsn("1/0")
+    held = sender(flush_lsn=current, replay_lsn=current - 900 * MB, replay_lag_bytes=900 * MB)
+    result = check_standbys(primary(held, current_lsn=current), CFG)
+    assert result.status == Status.OK, result.summary
+    (entry,) = result.details["standbys"]
+    assert entry["replay_lag_bytes"] == 900 * MB and entry["flush_lag_bytes"] == 0
+    assert "replay lag 900.0 MiB" in result.summary
+
+
+def test_missing_and_hung_standbys_are_typed_for_the_core():
+    """The core waits out a reconnect for a missing standby, not for a hung one."""
+    gone = check_standbys(primary(), CFG)
+    assert gone.status == Status.CRITICAL and gone.failure == Failure.MISSING
+    catchup = check_standbys(primary(sender(state="catchup")), CFG)
+    assert catchup.status == Status.CRITICAL and catchup.failure == Failure.MISSING
+    stale = check_standbys(primary(sender(reply_age=16.0)), CFG)
+    assert stale.status == Status.CRITICAL and stale.failure == Failure.HUNG
+    mute = check_standbys(primary(sender(reply_age=None, backend_age=20.0)), CFG)
+    assert mute.status == Status.CRITICAL and mute.failure == Failure.HUNG
+    assert check_standbys(primary(sender()), CFG).failure is None
+    hidden = sender(state=None, reply_age=None, replay_lsn=None, replay_lag_bytes=None)
+    assert check_standbys(primary(hidden), CFG).failure is None  # UNKNOWN: no grace either
 
 
 def test_hidden_state_without_pg_monitor_is_unknown():

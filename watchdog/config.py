@@ -168,6 +168,12 @@ class StandbysConfig:
     max_reply_age: float = _dur("15s", "1s", "1d", why_low="standbys reply every 10s by default",
                                 why_high="a standby silent for a day is long gone")
     warning_bytes: int = _f("size", 64 * 1024**2, minimum=1)
+    # Too few standbys streaming because one is missing (not connected, or not yet
+    # `streaming`) waits this long before it counts: a walreceiver reconnects within
+    # wal_retrieve_retry_interval (5 s by default). A hung one (reply stale) does not wait.
+    reconnect_grace: float = _dur("15s", "0s", _DEBOUNCE_LIMIT, why_high=_DEBOUNCE_WHY)
+    # ... and until this long after this node's role change (a standby being rebuilt).
+    role_change_grace: float = _dur("5m", "0s", _DEBOUNCE_LIMIT, why_high=_DEBOUNCE_WHY)
     for_: float = _for("0s")
     recover_for: float = _recover_for("30s")
     unknown_as: str = _unknown_as("warning")

@@ -302,12 +302,14 @@ class Daemon:
 
     def _wall_deadlines(self) -> List[float]:
         """Wall-clock times at which a cycle must run even between regular ones: the end of
-        the maintenance in effect and the daily report."""
+        the maintenance in effect, the daily report, and a problem held by a grace (a
+        standby missing past reconnect_grace is paged then, not an interval later)."""
         out = []
         if self.maintenance is not None:
             out.append(self.maintenance.until)
         if self.engine.state.digest_next is not None:
             out.append(self.engine.state.digest_next)
+        out.extend(self.engine.deadlines())
         return out
 
     def recheck_in(self) -> Optional[float]:

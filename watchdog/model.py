@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 
 class Status(enum.IntEnum):
@@ -66,14 +66,33 @@ REPLAY_LAG = "replay_lag"
 CHECK_NAMES = (DRBD, POSTGRES_ROLE, SERVICES, STANDBYS, REPLAY_LAG)
 
 
+class Failure(str, enum.Enum):
+    """What kind of failure a non-OK result is, when the decision core must time it apart.
+
+    MISSING: a peer is simply not there (no standby streaming). Expected for a few seconds
+    when a connection is re-made and for longer while a standby is rebuilt after a role
+    change, so the core holds it for a grace (see watchdog.core.debounce) before paging.
+    HUNG: the peer is connected but silent past its own liveness limit (`max_reply_age`):
+    that limit already is the wait, so no grace is added.
+    """
+
+    MISSING = "missing"
+    HUNG = "hung"
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """One check's verdict: what a person reads (`summary`) and the numbers (`details`)."""
+    """One check's verdict: what a person reads (`summary`) and the numbers (`details`).
+
+    `failure` tells the decision core which kind of failure a non-OK status is (None: an
+    ordinary one, timed by the check's `for` alone).
+    """
 
     name: str
     status: Status
     summary: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    failure: Optional[Failure] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {

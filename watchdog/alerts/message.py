@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from watchdog.alerts.notification import (
     DEESCALATION,
@@ -412,9 +412,16 @@ def flapping(
 
 
 def role_change(
-    node: str, old: str, new: str, at: float, now: float, last_known: Optional[str] = None
+    node: str,
+    old: str,
+    new: str,
+    at: float,
+    now: float,
+    last_known: Optional[str] = None,
+    graces: Sequence[Tuple[str, float]] = (),
 ) -> Notification:
-    """This node's DRBD role changed (informational)."""
+    """This node's DRBD role changed (informational). `graces`: (check, seconds) of the
+    checks that hold a missing peer for a while after a role change (role_change_grace)."""
     title = title_for(node, ROLE_TITLE)
     lines = [f"ROLE CHANGE: {node} is now {new} (was {old}) since {format_time(at)}"]
     if new == "unknown":
@@ -423,6 +430,12 @@ def role_change(
         lines.append(f"Last known role before that: {last_known}.")
     if new in ("primary", "secondary"):
         lines.append(f"Checks now run for the {new} role.")
+    for check, grace in graces:
+        lines.append(
+            f"Grace after this change: {check} pages a standby that is not streaming only if "
+            f"it is still missing at {format_time(at + grace)} ({format_duration(grace)}, "
+            f"{check}.role_change_grace)."
+        )
     lines.append(f"First look: {first_look(ROLE_TITLE)}")
     return Notification(
         id=make_id(node, ROLE_TITLE, ROLE_CHANGE, at),

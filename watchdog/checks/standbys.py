@@ -11,8 +11,16 @@ wal_sender_timeout:
 - a walsender whose last reply (reply_time) is older than `max_reply_age` does not count.
   replay_lsn/reply_time are NULL for a moment after a standby connects: that is not a
   failure by itself, only once the walsender is older than `max_reply_age` without a reply.
-Fewer than `min_streaming`: CRITICAL. A counted standby whose replay lag in bytes exceeds
-`warning_bytes`: WARNING.
+Fewer than `min_streaming`: CRITICAL, typed for the decision core: Failure.HUNG when a
+standby is connected but its replies are stale (max_reply_age already was the wait), else
+Failure.MISSING (not connected, or not yet streaming), which the core holds for
+`reconnect_grace` and, after a role change, `role_change_grace`.
+
+A counted standby whose *flush* lag (WAL the primary has that the standby has not yet
+written durably) exceeds `warning_bytes`: WARNING. Not replay lag: replay is held back on
+purpose by queries on the standby (a pg_dump there), which only the secondary can see; its
+`replay_lag` check judges replay with the backup limits. Judged here, the same lag paged
+from the node that cannot see the backup. Replay lag bytes stay in the details.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.config import StandbysConfig
-from watchdog.model import STANDBYS, CheckResult, Status
+from watchdog.model import STANDBYS, CheckResult, Failure, Status
 from watchdog.probes.postgres import PgSnapshot, WalSender, format_lsn, snapshot_details
 from watchdog.units import format_bytes, format_duration
 
@@ -47,7 +55,15 @@ def _round(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 3)
 
 
-def _entry(rows: List[WalSender], cfg: StandbysConfig) -> Dict[str, Any]:
+def _flush_lag(sender: WalSender, current_lsn: Optional[int]) -> Optional[int]:
+    """Bytes of WAL this primary has that the standby has not yet flushed (None: unknown)."""
+    if current_lsn is None or sender.flush_lsn is None:
+        return None
+    return max(0, current_lsn - sender.flush_lsn)
+
+
+def _entry(rows: List[WalSender], cfg: StandbysConfig,
+           current_lsn: Optional[int] = None) -> Dict[str, Any]:
     """One standby (all its walsender rows): its best row decides."""
     judged = [(row, _why_not_counted(row, cfg)) for row in rows]
     # Healthy rows first, then the freshest reply.
@@ -60,6 +76,7 @@ def _entry(rows: List[WalSender], cfg: StandbysConfig) -> Dict[str, Any]:
         "state": best.state,
         "reply_age": _round(best.reply_age),
         "replay_lag_bytes": best.replay_lag_bytes,
+        "flush_lag_bytes": _flush_lag(best, current_lsn),
         "replay_lsn": format_lsn(best.replay_lsn),
         "sync_state": best.sync_state,
         "pids": [row.pid for row, _ in judged],
@@ -80,6 +97,8 @@ def _describe(entry: Dict[str, Any]) -> str:
     parts = [label]
     if entry["reply_age"] is not None:
         parts.append(f"reply {format_duration(entry['reply_age'])} ago")
+    if entry.get("flush_lag_bytes") is not None:
+        parts.append(f"flush lag {format_bytes(entry['flush_lag_bytes'])}")
     if entry["replay_lag_bytes"] is not None:
         parts.append(f"replay lag {format_bytes(entry['replay_lag_bytes'])}")
     if entry.get("rows"):
@@ -123,7 +142,7 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
                             "client_addr": sender.client_addr, "state": sender.state})
             continue
         groups.setdefault(sender.key, []).append(sender)
-    entries = [_entry(rows, cfg) for rows in groups.values()]
+    entries = [_entry(rows, cfg, snapshot.current_lsn) for rows in groups.values()]
     counted = [e for e in entries if e["counted"]]
     others = [e for e in entries if not e["counted"]]
     details.update({
@@ -148,10 +167,13 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
         else:
             summary = (f"no standby connected (0 of {cfg.min_streaming} required "
                        "standbys streaming)")
-        return CheckResult(STANDBYS, Status.CRITICAL, summary, details)
+        # Streaming but not counted can only be a stale reply: hung, not missing.
+        hung = any(e["state"] == "streaming" for e in others)
+        return CheckResult(STANDBYS, Status.CRITICAL, summary, details,
+                           failure=Failure.HUNG if hung else Failure.MISSING)
 
     lagging = [e for e in counted
-               if e["replay_lag_bytes"] is not None and e["replay_lag_bytes"] > cfg.warning_bytes]
+               if e["flush_lag_bytes"] is not None and e["flush_lag_bytes"] > cfg.warning_bytes]
     tail = ""
     if others:
         tail = "; not counted: " + "; ".join(_describe(e) for e in others)
@@ -159,7 +181,7 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
         listing = "; ".join(
             f"{_describe(e)} > {format_bytes(cfg.warning_bytes)}" for e in lagging)
         return CheckResult(STANDBYS, Status.WARNING,
-                           f"standby replay lag too large: {listing}{tail}", details)
+                           f"standby flush lag too large: {listing}{tail}", details)
     if not counted:
         return CheckResult(
             STANDBYS, Status.OK,

@@ -10,6 +10,14 @@ state is a frozen, JSON-serialisable value.
 Levels are the Status labels: "ok", "warning", "critical", "unknown". UNKNOWN raw statuses
 are mapped through the check's `unknown_as` first; `unknown_as = "ok"` means the sample is
 ignored altogether (it neither starts, continues nor ends a problem).
+
+Graces for a MISSING failure (a check result typed `Failure.MISSING`, e.g. no standby
+streaming): a standby that reconnects (walreceiver retries every
+wal_retrieve_retry_interval, 5 s by default) or is being rebuilt after a failover is briefly
+absent by design. Such a problem is confirmed only once it has also held for the check's
+`reconnect_grace` (steady state) and not before `role_change_grace` after this node's last
+role change. A HUNG failure (connected, silent past its own liveness limit) gets no grace:
+that limit already was the wait.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from watchdog.model import Status
+from watchdog.model import Failure, Status
 
 OK = Status.OK.label
 WARNING = Status.WARNING.label
@@ -64,10 +72,14 @@ class Timing:
     recover_for: float = 0.0
     unknown_for: float = 0.0
     unknown_as: str = WARNING
+    # For a MISSING failure only (see the module docstring); 0 = no grace.
+    reconnect_grace: float = 0.0
+    role_change_grace: float = 0.0
 
     @classmethod
     def of(cls, section: Any) -> Timing:
-        """From a check's config section (for_, recover_for, unknown_as, unknown_for)."""
+        """From a check's config section (for_, recover_for, unknown_as, unknown_for and,
+        where the check has them, reconnect_grace and role_change_grace)."""
         if section is None:
             return cls()
         for_ = float(getattr(section, "for_", 0.0) or 0.0)
@@ -77,6 +89,8 @@ class Timing:
             recover_for=float(getattr(section, "recover_for", 0.0) or 0.0),
             unknown_for=for_ if unknown_for is None else float(unknown_for),
             unknown_as=str(getattr(section, "unknown_as", WARNING)),
+            reconnect_grace=float(getattr(section, "reconnect_grace", 0.0) or 0.0),
+            role_change_grace=float(getattr(section, "role_change_grace", 0.0) or 0.0),
         )
 
     def hold(self, level: str, unknown_only: bool) -> float:
@@ -84,6 +98,27 @@ class Timing:
         if level == OK:
             return self.recover_for
         return self.unknown_for if unknown_only else self.for_
+
+
+def confirm_at(
+    streak_since: float,
+    level: str,
+    unknown_only: bool,
+    timing: Timing,
+    failure: Optional[Failure] = None,
+    role_changed_at: Optional[float] = None,
+) -> float:
+    """When a streak of `level` that began at `streak_since` is confirmed.
+
+    A MISSING failure also waits out `reconnect_grace` from the streak's start and
+    `role_change_grace` from `role_changed_at` (this node's last role change, if any).
+    """
+    due = streak_since + timing.hold(level, unknown_only)
+    if level != OK and failure == Failure.MISSING:
+        due = max(due, streak_since + timing.reconnect_grace)
+        if role_changed_at is not None:
+            due = max(due, role_changed_at + timing.role_change_grace)
+    return due
 
 
 @dataclass(frozen=True)
@@ -175,13 +210,18 @@ def _time_or_none(value: Any) -> Optional[float]:
 
 
 def step(
-    state: Debounce, now: float, status: Status, timing: Timing
+    state: Debounce,
+    now: float,
+    status: Status,
+    timing: Timing,
+    failure: Optional[Failure] = None,
+    role_changed_at: Optional[float] = None,
 ) -> Tuple[Debounce, Optional[Change]]:
     """Feed one raw status observed at `now`; returns the new state and a confirmed change.
 
     First observation: OK is confirmed at once (silently, no Change); a problem is timed from
     this first sample like any other. A clock that went backwards restarts the timers at
-    `now` instead of stalling them.
+    `now` instead of stalling them. `failure` and `role_changed_at`: see confirm_at.
     """
     level = effective_level(status, timing.unknown_as)
     if level is None:
@@ -207,7 +247,10 @@ def step(
     if level == state.confirmed:
         return state, None
     assert state.streak_since is not None
-    if now - state.streak_since + HOLD_SLACK < timing.hold(level, state.unknown_only):
+    due = confirm_at(
+        state.streak_since, level, state.unknown_only, timing, failure, role_changed_at
+    )
+    if now + HOLD_SLACK < due:
         return state, None
     change = Change(old=state.confirmed or OK, new=level, at=state.streak_since, confirmed_at=now)
     state = dataclasses.replace(

@@ -27,6 +27,11 @@ Rules beyond plain debounce:
   sends ROLE CHANGE, and on a change to a known role the open problems of checks that no
   longer run close as NO_LONGER_APPLIES. Checks not observed in a cycle keep an open
   incident (reminders continue) but otherwise forget their pending state.
+- Planned work: a result typed Failure.MISSING (no standby streaming) is held for the
+  check's reconnect_grace, and until role_change_grace after this node's last role change
+  (counted from when the new role was first seen, so also while the change is still being
+  debounced); the ROLE CHANGE names that grace. `deadlines()` tells the daemon when such a
+  held problem falls due, so it is confirmed then and not a whole interval later.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from watchdog.core.debounce import (
     WARNING,
     Debounce,
     Timing,
+    confirm_at,
     rank,
     step,
     worse,
@@ -63,7 +69,8 @@ from watchdog.core.debounce import (
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
-from watchdog.model import CHECK_NAMES, REPLAY_LAG, CheckResult, Role, Status
+from watchdog.model import CHECK_NAMES, REPLAY_LAG, CheckResult, Failure, Role, Status
+from watchdog.units import format_duration
 
 STATE_VERSION = 1
 DAY = 86400.0
@@ -428,6 +435,8 @@ class Engine:
         self.cfg = cfg
         self.state = state if state is not None else EngineState()
         self.node = cfg.node_name
+        # Per check: when a problem held by a grace falls due (wall clock; this cycle only).
+        self._due: Dict[str, float] = {}
 
     # -- relaxation
 
@@ -477,6 +486,7 @@ class Engine:
         silenced = maintenance is not None and maintenance.active(now)
 
         out = self._maintenance_edges(now, maintenance, silenced)
+        self._due = {}
         told_before = {
             name: cs.incident.told for name, cs in self.state.checks.items() if cs.incident
         }
@@ -503,6 +513,11 @@ class Engine:
             if sent:
                 out.append(note)
         return out
+
+    def deadlines(self) -> List[float]:
+        """When problems held by a grace (see Failure.MISSING) fall due, as of the last cycle:
+        the daemon runs a cycle then, so the grace, not the interval, sets the delay."""
+        return sorted(self._due.values())
 
     def _reminders(self, now: float, touched: Any) -> List[Notification]:
         renotify = float(self.cfg.alerts.renotify or 0.0)
@@ -693,7 +708,15 @@ class Engine:
         st.role_pending = st.role_pending_since = None
         out: List[Notification] = []
         if not (old == Role.UNKNOWN.value and st.last_known_role is None):
-            out.append(message.role_change(self.node, old, value, at, now, st.last_known_role))
+            graces = []
+            if role != Role.UNKNOWN:
+                for name in sorted(seen):
+                    grace = self._timing(name).role_change_grace
+                    if grace > 0:
+                        graces.append((name, grace))
+            out.append(
+                message.role_change(self.node, old, value, at, now, st.last_known_role, graces)
+            )
             st.role_changes.append(RoleChangeSeen(at, old, value))
         if role != Role.UNKNOWN:
             previous_known = st.last_known_role or old
@@ -746,6 +769,43 @@ class Engine:
         hold = timing.recover_for if level == OK else timing.for_
         return max(hold, floor)
 
+    def _role_changed_at(self, role: Role) -> Optional[float]:
+        """When this node's current role was first seen after a real role change (one a
+        ROLE CHANGE is or will be sent for); None in the first role ever recorded."""
+        st = self.state
+        if st.role_pending == role.value and st.role_pending_since is not None:
+            if st.role == Role.UNKNOWN.value and st.last_known_role is None:
+                return None
+            return st.role_pending_since
+        if st.role == role.value and st.role_changes and st.role_changes[-1].new == role.value:
+            return st.role_changes[-1].at
+        return None
+
+    def _grace_note(
+        self,
+        name: str,
+        timing: Timing,
+        failure: Optional[Failure],
+        at: float,
+        role_changed_at: Optional[float],
+    ) -> Optional[str]:
+        """Why a MISSING problem paged only now: the grace it outlasted."""
+        if failure != Failure.MISSING:
+            return None
+        steady = at + max(timing.for_, timing.reconnect_grace)
+        if role_changed_at is not None and role_changed_at + timing.role_change_grace > steady:
+            return (
+                f"Still missing {format_duration(timing.role_change_grace)} after this node's "
+                f"role change at {message.format_time(role_changed_at)} "
+                f"({name}.role_change_grace)."
+            )
+        if timing.reconnect_grace > timing.for_:
+            return (
+                f"Missing for longer than {name}.reconnect_grace "
+                f"({format_duration(timing.reconnect_grace)}): not a reconnect."
+            )
+        return None
+
     def _observe_check(
         self, now: float, role: Role, name: str, result: CheckResult, relax: Relaxation
     ) -> List[Notification]:
@@ -757,11 +817,24 @@ class Engine:
             status = Status(result.status)
         except ValueError:
             status = Status.UNKNOWN
+        failure = getattr(result, "failure", None)
+        if not isinstance(failure, Failure):
+            failure = None
+        role_changed_at = self._role_changed_at(role) if failure is not None else None
         cs.status = status.label
         cs.summary = str(result.summary)
         cs.details = _jsonable(result.details)
-        cs.debounce, _change = step(cs.debounce, now, status, timing)
+        cs.debounce, _change = step(cs.debounce, now, status, timing, failure, role_changed_at)
         db = cs.debounce
+        if (
+            failure == Failure.MISSING
+            and db.pending
+            and db.level not in (None, OK)
+            and db.streak_since is not None
+        ):
+            self._due[name] = confirm_at(
+                db.streak_since, str(db.level), db.unknown_only, timing, failure, role_changed_at
+            )
         target = db.confirmed
         if target is None or db.confirmed_since is None:
             return []
@@ -822,6 +895,10 @@ class Engine:
             return [self._start_flapping(cs, facts, now, at, old_level, target, timing)]
         cs.history.append([now, old_level, target])
 
+        if kind in (PROBLEM, ESCALATION):
+            grace = self._grace_note(name, timing, failure, at, role_changed_at)
+            if grace is not None:
+                notes.append(grace)
         if kind == PROBLEM:
             cs.incident = Incident(level=target, since=at, peak=target, last_sent=now)
             return [message.problem(facts, target, at, now, at, notes)]

@@ -117,6 +117,16 @@ class PostgresConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    """The replication canary (see README "The canary"): on by default, because without it
+    an idle pair gives a standby nothing to prove it still receives WAL, and on 9.5-11 the
+    watchdog has no other way to tell a hung standby (or a dead link) from an idle one."""
+
+    enabled: bool = _f("bool", True)
+    timeout: float = _f("duration", 2.0)
+
+
+@dataclass(frozen=True)
 class PostgresRoleConfig:
     for_: float = _for("30s")
     recover_for: float = _recover_for("30s")
@@ -219,6 +229,7 @@ class Config:
     drbd: DrbdConfig = field(default_factory=DrbdConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     postgres_role: PostgresRoleConfig = field(default_factory=PostgresRoleConfig)
     standbys: StandbysConfig = field(default_factory=StandbysConfig)
     replay_lag: ReplayLagConfig = field(default_factory=ReplayLagConfig)
@@ -247,6 +258,7 @@ _SECTIONS = {
     "drbd": DrbdConfig,
     "services": ServicesConfig,
     "postgres": PostgresConfig,
+    "canary": CanaryConfig,
     "postgres_role": PostgresRoleConfig,
     "standbys": StandbysConfig,
     "replay_lag": ReplayLagConfig,
@@ -505,6 +517,12 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
         out.add("replay_lag.backup_critical", "must not be smaller than replay_lag.backup_warning")
     if cfg.daemon.interval <= 0:
         out.add("daemon.interval", "must be more than 0s")
+    if cfg.canary.timeout <= 0:
+        out.add("canary.timeout", "must be more than 0s")
+    elif cfg.canary.timeout > cfg.postgres.query_timeout:
+        out.add("canary.timeout",
+                f"must not be longer than [postgres] query_timeout "
+                f"({cfg.postgres.query_timeout:g}s): the canary is the short one")
     for name in cfg.backup.checks:
         if name not in CHECK_NAMES:
             out.add("backup.checks", f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}")
@@ -567,6 +585,13 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
         found.append(
             "[digest] at is set but no [[alerts.targets]] receives \"info\": "
             "the daily message will go nowhere"
+        )
+    if cfg.canary.enabled and cfg.replay_lag.max_receive_age <= cfg.daemon.interval:
+        found.append(
+            f"[replay_lag] max_receive_age ({cfg.replay_lag.max_receive_age:g}s) is not longer "
+            f"than [daemon] interval ({cfg.daemon.interval:g}s): the primary writes its canary "
+            "once per interval, so on an idle pair the standby's canary ages past the limit "
+            "between two writes; make max_receive_age longer than the interval"
         )
     textfile = cfg.metrics.textfile
     if textfile and not os.path.isdir(os.path.dirname(os.path.abspath(textfile))):

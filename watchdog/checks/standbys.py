@@ -51,16 +51,17 @@ def privilege_hint(server_version: Optional[int]) -> str:
     return PRIVILEGE_HINT
 
 
-def _evidence(sender: WalSender, snapshot: PgSnapshot) -> str:
-    """How this walsender's liveness can be judged on this server (see the module doc)."""
+def _evidence(sender: WalSender, snapshot: PgSnapshot, cfg: StandbysConfig) -> str:
+    """How this walsender's liveness was judged on this server (see the module doc)."""
     if snapshot.has_reply_time:
         return EV_REPLY_TIME
     if sender.flush_moved is None:
         return EV_FIRST
     if sender.flush_moved:
         return EV_MOVED
-    if sender.flush_waiting_since is not None:
-        return EV_WAITING
+    stalled = _stalled_for(sender, snapshot)
+    if stalled is not None:
+        return EV_STALLED if stalled > cfg.max_reply_age else EV_WAITING
     return EV_IDLE
 
 
@@ -118,7 +119,7 @@ def _entry(rows: List[WalSender], cfg: StandbysConfig, snapshot: PgSnapshot) -> 
         "sync_state": best.sync_state,
         "pids": [row.pid for row, _ in judged],
         "counted": reason is None,
-        "evidence": _evidence(best, snapshot),
+        "evidence": _evidence(best, snapshot, cfg),
     }
     if not snapshot.has_reply_time:
         entry["flush_lsn"] = format_lsn(best.flush_lsn)

@@ -75,6 +75,7 @@ class Daemon:
         state = EngineState.from_json(raw) if raw is not None else None
         self.engine = Engine(cfg, state)
         self.previous: Optional[Cycle] = None
+        self._advised: set = set()  # (check, advice) already logged
         self.cycles = 0
         self.ready_sent = False
         self.stop_requested = False
@@ -117,6 +118,7 @@ class Daemon:
         if not seen:
             seen = list(cycle.backups_seen())
         report = cycle.report
+        self._log_advice(report)
         relaxations = {
             c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
         }
@@ -138,6 +140,15 @@ class Daemon:
         self._publish_metrics(report, cycle.duration)
         line = self._summary(report, cycle.duration, len(notes))
         return line
+
+    def _log_advice(self, report: Report) -> None:
+        """A check that cannot reach a verdict with what this server offers says what to
+        enable (details["advice"], e.g. the canary on 9.5): logged the first time seen."""
+        for check in report.checks:
+            advice = check.details.get("advice") if isinstance(check.details, dict) else None
+            if isinstance(advice, str) and (check.name, advice) not in self._advised:
+                self._advised.add((check.name, advice))
+                log.warning("%s cannot reach a verdict: %s", check.name, check.summary)
 
     def _read_request(self) -> Optional[Maintenance]:
         """The maintenance request; an unusable file is logged (once) and silences nothing."""

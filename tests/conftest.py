@@ -87,6 +87,71 @@ def pg_private():
         pytest.skip(str(exc))
     with PgCluster(tempfile.mkdtemp(prefix="ha-watchdog-pg-")) as cluster:
         yield cluster
+
+
+# PostgreSQL version matrix: every test that takes `pg_version` (or pgv_cluster / pgv /
+# pgv_private) runs once per version of watchdog.lab.pgversions.tested_versions(). Builds come
+# from .ci/pg-builds; a version that is not installed skips with the reason.
+def _pg_matrix() -> list:
+    from watchdog.lab.pgversions import tested_versions
+
+    return tested_versions()
+
+
+@pytest.fixture(scope="session", params=_pg_matrix(), ids=lambda v: f"pg{v}")
+def pg_version(request) -> str:
+    """One major version of the matrix ("9.5", "10", ... "18"); skips if it is not installed."""
+    pytest.importorskip("psycopg")
+    from watchdog.lab.pgcluster import PgClusterError
+    from watchdog.lab.pgversions import PgVersionMissing, bindir_for
+
+    try:
+        bindir_for(request.param)
+    except (PgVersionMissing, PgClusterError) as exc:
+        pytest.skip(f"PostgreSQL {request.param} tier skipped: {exc}")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def pgv_cluster(pg_version):
+    """A primary + streaming standby of `pg_version`, shared by that version's tests."""
+    import tempfile
+
+    from watchdog.lab.pgcluster import PgCluster
+
+    cluster = PgCluster(tempfile.mkdtemp(prefix=f"ha-watchdog-pg{pg_version}-"),
+                        version=pg_version)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def pgv(pgv_cluster):
+    """The version's shared cluster, healed after each test (like `pg`)."""
+    yield pgv_cluster
+    pgv_cluster.heal()
+
+
+@pytest.fixture
+def pgv_private(pg_version):
+    """A cluster of `pg_version` of its own, for tests that break it beyond `heal()`."""
+    import tempfile
+
+    from watchdog.lab.pgcluster import PgCluster
+
+    with PgCluster(tempfile.mkdtemp(prefix=f"ha-watchdog-pg{pg_version}-"),
+                   version=pg_version) as cluster:
+        yield cluster
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the matrix tests `pgmatrix`, so a pass can select or leave them out."""
+    for item in items:
+        if "pg_version" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pgmatrix)
 # ---- postgres fixtures (end)
 
 # ---- daemontools fixtures (begin)

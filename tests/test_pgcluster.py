@@ -73,3 +73,51 @@ def test_non_empty_base_dir_is_refused(tmp_path):
     with pytest.raises(PgClusterError, match="not empty"):
         PgCluster(str(tmp_path)).start()
     assert (tmp_path / "something").exists()  # not ours: left alone
+
+
+# ---- the same lab on every PostgreSQL version of the matrix
+
+
+def test_each_version_streams_pauses_and_names_its_walreceiver(pgv):
+    from watchdog.lab.pgversions import major_of
+
+    assert major_of(pgv.server_version_num) == pgv.version or pgv.version in (None, "15")
+    assert pgv.scalar("primary", "SELECT current_setting('server_version_num')::int") == \
+        pgv.server_version_num
+    before = pgv.current_lsn()
+    after = pgv.write(50)
+    assert after > before
+    assert pgv.wait_replayed() >= after
+    assert pgv.scalar("standby", "SELECT count(*) FROM lab_writes") >= 50
+    pid = pgv.walreceiver_pid()
+    assert pid and _alive(pid)
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        assert b"wal" in handle.read().replace(b" ", b"")  # "wal receiver" / "walreceiver"
+    pgv.pause_replay()
+    assert pgv.replay_pause_state() == "paused"
+    pgv.resume_replay()
+    assert pgv.replay_pause_state() == "not paused"
+
+
+def test_each_version_fails_over_and_streams_back(pgv_private):
+    cluster = pgv_private
+    cluster.write(5)
+    cluster.wait_replayed()
+    old_primary_port = cluster.port("primary")
+    cluster.failover()
+    assert cluster.port("standby") == old_primary_port
+    assert cluster.scalar("primary", "SELECT pg_is_in_recovery()") is False
+    assert cluster.scalar("standby", "SELECT pg_is_in_recovery()") is True
+    cluster.write(1)
+    cluster.wait_replayed()
+    assert cluster.scalar("standby", "SELECT count(*) FROM lab_writes") == 6
+
+
+def test_a_missing_build_is_a_clear_error(tmp_path, monkeypatch):
+    from watchdog.lab.pgversions import ENV_CACHE, PgVersionMissing, bindir_for
+
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path))
+    with pytest.raises(PgVersionMissing, match=r"PostgreSQL 9\.5 is not installed.*pg-builds 9\.5"):
+        bindir_for("9.5")
+    with pytest.raises(PgClusterError, match="PostgreSQL 12 is not installed"):
+        PgCluster(str(tmp_path / "c"), version="12").start()

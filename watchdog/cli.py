@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ha-watchdog {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # demo: short form
+    parser.add_argument(
+        "--pg-version", metavar="MAJOR",
+        help="demo: run the cluster on this PostgreSQL major version (9.5, 10 ... 18; "
+             "builds installed by .ci/pg-builds; default: the system's server)")
     return parser
 
 
@@ -136,10 +140,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json and not args.once:
         print("ha-watchdog: error: --json only goes with --once", file=sys.stderr)
         return EXIT_UNKNOWN
+    if args.pg_version and args.command != "demo":
+        print("ha-watchdog: error: --pg-version only goes with demo", file=sys.stderr)
+        return EXIT_UNKNOWN
     if args.command == "demo":
         from watchdog.demo import run_demo
 
-        return run_demo(quick=args.quick, verbose=args.verbose)
+        return run_demo(quick=args.quick, verbose=args.verbose, pg_version=args.pg_version)
     try:
         cfg = _load(args)
     except ConfigError as exc:

@@ -207,15 +207,16 @@ def backup_window_around(now: float, before: float = 60.0, after: float = 600.0
     return start.strftime("%H:%M"), end.strftime("%H:%M")
 
 
-def missing_prerequisites() -> List[str]:
+def missing_prerequisites(pg_version: Optional[str] = None) -> List[str]:
     """What this machine lacks to run the demo (empty: nothing)."""
-    from watchdog.lab.pgcluster import DEFAULT_OS_USER, PgClusterError, find_bindir
+    from watchdog.lab.pgcluster import DEFAULT_OS_USER, PgClusterError
+    from watchdog.lab.pgversions import PgVersionMissing, bindir_for
     from watchdog.lab.services import missing_tools
 
     missing: List[str] = []
     try:
-        find_bindir()
-    except PgClusterError as exc:
+        bindir_for(pg_version)
+    except (PgClusterError, PgVersionMissing) as exc:
         missing.append(f"PostgreSQL server binaries: {exc}")
     reason = missing_tools()
     if reason:
@@ -312,8 +313,10 @@ class Demo:
     """The lab, the two daemons, what they said, and the scenarios."""
 
     def __init__(self, console: Console, quick: bool = False, verbose: bool = False,
-                 python: str = sys.executable, temp_root: Optional[str] = None):
+                 python: str = sys.executable, temp_root: Optional[str] = None,
+                 pg_version: Optional[str] = None):
         self.console = console
+        self.pg_version = pg_version
         self.quick = quick
         self.verbose = verbose
         self.python = python
@@ -480,9 +483,12 @@ class Demo:
         self.step("starting the alert receiver (HTTP on 127.0.0.1, apprise json://)")
         self.receiver = HttpReceiver(on_message=self.on_message).start()
 
-        self.step("starting PostgreSQL: a primary (mail1) and a streaming standby (mail2)")
-        self.pg = PgCluster(os.path.join(self.base, "pg"),
+        self.pg = PgCluster(os.path.join(self.base, "pg"), version=self.pg_version,
                             standby_settings={"wal_receiver_status_interval": "1s"})
+        from watchdog.lab.pgversions import major_of
+
+        self.step(f"starting PostgreSQL {major_of(self.pg.server_version_num)}: a primary "
+                  "(mail1) and a streaming standby (mail2)")
         self.pg.start()
         ports = {"mail1": self.pg.port("primary"), "mail2": self.pg.port("standby")}
         self.console.write(f"   mail1 PostgreSQL on 127.0.0.1:{ports['mail1']} (primary), "
@@ -979,10 +985,15 @@ def _keep_writing(pg: Any, seconds: float) -> None:
 
 
 def run_demo(quick: bool = False, verbose: bool = False, *, stream: Optional[TextIO] = None,
-             python: str = sys.executable, temp_root: Optional[str] = None) -> int:
-    """Entry point of `ha-watchdog demo`; the exit status (see the module docstring)."""
+             python: str = sys.executable, temp_root: Optional[str] = None,
+             pg_version: Optional[str] = None) -> int:
+    """Entry point of `ha-watchdog demo`; the exit status (see the module docstring).
+
+    `pg_version` ("9.5", "10", ... "18") runs the cluster on that PostgreSQL major version
+    (builds from `.ci/pg-builds`); the default is the system's packaged server.
+    """
     console = Console(stream or sys.stdout)
-    missing = missing_prerequisites()
+    missing = missing_prerequisites(pg_version)
     if missing:
         console.write("ha-watchdog demo cannot run here; missing:", force=True)
         for item in missing:
@@ -995,7 +1006,8 @@ def run_demo(quick: bool = False, verbose: bool = False, *, stream: Optional[Tex
     mode = "quick form" if quick else "about a minute"
     console.write(console.paint(f"ha-watchdog demo: a two-node cluster on loopback ({mode})",
                                 "bold"))
-    demo = Demo(console, quick=quick, verbose=verbose, python=python, temp_root=temp_root)
+    demo = Demo(console, quick=quick, verbose=verbose, python=python, temp_root=temp_root,
+                pg_version=pg_version)
     previous: Dict[int, Any] = {}
     in_main = threading.current_thread() is threading.main_thread()
 

@@ -1,9 +1,16 @@
 """A real PostgreSQL primary + streaming standby on loopback, for tests, the demo and bench/.
 
 Both servers live in one base directory (data directories, logs, unix sockets) and listen on
-127.0.0.1 on free ports. The standby is made with `pg_basebackup -R` and streams from the
-primary as `application_name=standby1`. initdb refuses to run as root, so when we are root
-every server command runs as an unprivileged OS user (`postgres` by default) via `runuser`.
+127.0.0.1 on free ports. The standby is a base backup of the primary (`pg_basebackup` where the
+build has one, else PostgreSQL's low-level backup API and a file copy) and streams from the
+primary as `application_name=standby1`; its recovery settings are written here (recovery.conf
+before 12, standby.signal from 12), never by a newer client's `-R`, whose conninfo an older
+server's libpq may reject. initdb refuses to run as root, so when we are root every server
+command runs as an unprivileged OS user (`postgres` by default) via `runuser`.
+
+`version="9.5"` (or "10" ... "18") starts that major version from the builds `.ci/pg-builds`
+installs (see watchdog.lab.pgversions); the default is Debian's packaged server. The SQL the
+lab itself runs (pause replay, current LSN, ...) uses each version's names.
 
 The roles "primary" and "standby" name what a node *is*, not where it was made: after
 `failover()` (promote the standby, rebuild the old primary as its standby) they swap, so
@@ -17,12 +24,15 @@ with frozen (SIGSTOPped) processes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
+import stat
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
@@ -34,10 +44,10 @@ SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 ROLES = ("primary", "standby")
 
-# Lab defaults: small, fast, and quick to reconnect. Overridable per cluster.
+# Lab defaults: small, fast, and quick to reconnect. Overridable per cluster. `wal_level`
+# and the WAL retention setting depend on the version (see _version_settings).
 BASE_SETTINGS: Dict[str, Any] = {
     "listen_addresses": "127.0.0.1",
-    "wal_level": "replica",
     "max_wal_senders": 10,
     "hot_standby": "on",
     "fsync": "off",
@@ -73,6 +83,45 @@ def find_bindir() -> str:
     if not candidates:
         raise PgClusterError("PostgreSQL server binaries not found (no initdb via pg_config)")
     return max(candidates)[1]
+
+
+def binary_version(bindir: str) -> int:
+    """server_version_num of the build in `bindir`, from `postgres --version`."""
+    result = run_command([os.path.join(bindir, "postgres"), "--version"], timeout=10)
+    match = re.search(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?(?:\.(\d+))?", result.stdout or "")
+    if not result.ok or not match:
+        raise PgClusterError(f"cannot tell the version of {bindir}/postgres: "
+                             f"{(result.error or result.stdout or '').strip()}")
+    major, second, third = (int(g) if g else 0 for g in match.groups())
+    if major >= 10:
+        return major * 10000 + second
+    return major * 10000 + second * 100 + third
+
+
+#: SQL names that 10 renamed (xlog -> wal, location -> lsn); the lab speaks both.
+_RENAMED_BEFORE_10 = {
+    "pg_current_wal_lsn": "pg_current_xlog_location",
+    "pg_last_wal_receive_lsn": "pg_last_xlog_receive_location",
+    "pg_last_wal_replay_lsn": "pg_last_xlog_replay_location",
+    "pg_wal_replay_pause": "pg_xlog_replay_pause",
+    "pg_wal_replay_resume": "pg_xlog_replay_resume",
+    "pg_is_wal_replay_paused": "pg_is_xlog_replay_paused",
+}
+
+
+def sql_name(name: str, version_num: int) -> str:
+    """A function's name on `version_num` (`pg_current_wal_lsn` is 9.x's xlog_location)."""
+    return _RENAMED_BEFORE_10.get(name, name) if version_num < 100000 else name
+
+
+def _version_settings(version_num: int) -> Dict[str, Any]:
+    settings: Dict[str, Any] = {"wal_level": "replica" if version_num >= 90600 else "hot_standby"}
+    # Keep WAL for a standby made from a low-level backup, which copies no WAL of its own.
+    if version_num >= 130000:
+        settings["wal_keep_size"] = "256MB"
+    else:
+        settings["wal_keep_segments"] = 16
+    return settings
 
 
 def free_port() -> int:
@@ -159,6 +208,7 @@ class PgCluster:
         application_name: str = "standby1",
         os_user: str = DEFAULT_OS_USER,
         bindir: Optional[str] = None,
+        version: Optional[str] = None,
         timeout: float = 30.0,
         keep: bool = False,
     ):
@@ -169,6 +219,8 @@ class PgCluster:
         self.application_name = application_name
         self.os_user = os_user
         self._bindir = bindir
+        self.version = version
+        self._version_num: Optional[int] = None
         self.timeout = timeout
         self.keep = keep
         self._nodes: Dict[str, _Node] = {}
@@ -188,12 +240,29 @@ class PgCluster:
     @property
     def bindir(self) -> str:
         if self._bindir is None:
-            self._bindir = find_bindir()
+            from watchdog.lab.pgversions import PgVersionMissing, bindir_for
+
+            try:
+                self._bindir = bindir_for(self.version)
+            except PgVersionMissing as exc:
+                raise PgClusterError(str(exc)) from None
         return self._bindir
+
+    @property
+    def server_version_num(self) -> int:
+        """The build's version as server_version_num (90501, 150018, ...)."""
+        if self._version_num is None:
+            self._version_num = binary_version(self.bindir)
+        return self._version_num
+
+    def sql(self, name: str) -> str:
+        """A server function's name for this version (see sql_name)."""
+        return sql_name(name, self.server_version_num)
 
     def start(self) -> PgCluster:
         """Create and start both servers; wait until the standby streams. Cleans up on failure."""
         try:
+            binary_version(self.bindir)  # a missing build is the first thing to say
             self._prepare_dir()
             primary = _Node("node1", self.base_dir, free_port())
             standby = _Node("node2", self.base_dir, free_port())
@@ -319,18 +388,28 @@ class PgCluster:
     def start_primary(self, wait: bool = True) -> None:
         self.start_server("primary", wait)
 
+    def replay_pause_state(self) -> Optional[str]:
+        """The standby's pause state as 14+ names it: not paused / pause requested / paused.
+
+        Before 14 only "paused or not" exists (true from the moment a pause is requested).
+        """
+        if self.server_version_num >= 140000:
+            return self.scalar("standby", "SELECT pg_get_wal_replay_pause_state()")
+        paused = self.scalar("standby", f"SELECT {self.sql('pg_is_wal_replay_paused')}()")
+        return None if paused is None else ("paused" if paused else "not paused")
+
     def pause_replay(self, wait: bool = True) -> None:
         """pg_wal_replay_pause() on the standby; with `wait`, until it reports `paused`."""
-        self.query("standby", "SELECT pg_wal_replay_pause()")
+        self.query("standby", f"SELECT {self.sql('pg_wal_replay_pause')}()")
         if wait:
-            self._wait(
-                lambda: self.scalar("standby", "SELECT pg_get_wal_replay_pause_state()")
-                == "paused",
-                "replay to pause",
-            )
+            self._wait(lambda: self.replay_pause_state() == "paused", "replay to pause")
 
     def resume_replay(self) -> None:
-        self.query("standby", "SELECT pg_wal_replay_resume()")
+        self.query("standby", f"SELECT {self.sql('pg_wal_replay_resume')}()")
+
+    def current_lsn(self) -> int:
+        """The primary's current WAL position."""
+        return lsn_int(self.scalar("primary", f"SELECT {self.sql('pg_current_wal_lsn')}()::text"))
 
     def write(self, n_rows: int = 1) -> int:
         """Commit `n_rows` rows on the primary in one transaction; the primary's LSN after it."""
@@ -341,7 +420,8 @@ class PgCluster:
             )
             conn.commit()
             conn.autocommit = True
-            return lsn_int(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+            sql = f"SELECT {self.sql('pg_current_wal_lsn')}()::text"
+            return lsn_int(conn.execute(sql).fetchone()[0])
 
     def wait_streaming(self, timeout: Optional[float] = None) -> None:
         """Until the primary shows the standby's walsender in state `streaming`."""
@@ -363,10 +443,10 @@ class PgCluster:
 
     def wait_replayed(self, timeout: Optional[float] = None) -> int:
         """Until the standby has replayed everything the primary has written; that LSN."""
-        target = lsn_int(self.scalar("primary", "SELECT pg_current_wal_lsn()::text"))
+        target = self.current_lsn()
 
         def replayed() -> bool:
-            value = self.scalar("standby", "SELECT pg_last_wal_replay_lsn()::text")
+            value = self.scalar("standby", f"SELECT {self.sql('pg_last_wal_replay_lsn')}()::text")
             return value is not None and lsn_int(value) >= target
 
         self._wait(replayed, "the standby to replay", timeout)
@@ -386,7 +466,19 @@ class PgCluster:
         return pid
 
     def walreceiver_pid(self) -> Optional[int]:
-        return self.scalar("standby", "SELECT pid FROM pg_stat_wal_receiver")
+        """The standby's WAL receiver process (9.5 has no view of it: its process title)."""
+        if self.server_version_num >= 90600:
+            return self.scalar("standby", "SELECT pid FROM pg_stat_wal_receiver")
+        postmaster = self.node("standby").read_pid()
+        for pid in _children(postmaster) if postmaster else []:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    title = handle.read(4096).replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if "wal receiver" in title or "walreceiver" in title:
+                return pid
+        return None
 
     def freeze_walreceiver(self) -> int:
         """SIGSTOP the standby's walreceiver: a hung link with the TCP connection open."""
@@ -416,7 +508,7 @@ class PgCluster:
         for which in ROLES:
             if not running.get(which):
                 self._pg_ctl_start(self.node(which))
-        state = self.scalar("standby", "SELECT pg_get_wal_replay_pause_state()")
+        state = self.replay_pause_state()
         if state not in (None, "not paused"):
             self.resume_replay()
         self.wait_streaming()
@@ -424,8 +516,14 @@ class PgCluster:
     def promote_standby(self) -> None:
         """`pg_ctl promote` the standby. The old primary keeps running: two primaries."""
         node = self.node("standby")
-        self._run([self._bin("pg_ctl"), "-D", node.datadir, "-w", "-t", str(int(self.timeout)),
-                   "promote"], timeout=self.timeout + 5)
+        if self.server_version_num >= 100000:
+            self._run([self._bin("pg_ctl"), "-D", node.datadir, "-w", "-t",
+                       str(int(self.timeout)), "promote"], timeout=self.timeout + 5)
+            return
+        # pg_ctl promote does not wait before 10: wait for the end of recovery here.
+        self._run([self._bin("pg_ctl"), "-D", node.datadir, "promote"], timeout=self.timeout)
+        self._wait(lambda: self.scalar("standby", "SELECT pg_is_in_recovery()") is False,
+                   "the standby to leave recovery")
 
     def reattach_old_primary(self) -> None:
         """After `promote_standby()`: rebuild the old primary as a standby of the new one.
@@ -504,9 +602,11 @@ class PgCluster:
                 )
 
     def _initdb(self, node: _Node) -> None:
-        self._run([self._bin("initdb"), "-D", node.datadir, "--no-sync", "-A", "trust",
+        # -N is --no-sync (10+) and --nosync (9.x) alike.
+        self._run([self._bin("initdb"), "-D", node.datadir, "-N", "-A", "trust",
                    "-U", SUPERUSER, "-E", "UTF8", "--locale=C"], timeout=max(self.timeout, 60))
         settings = dict(BASE_SETTINGS)
+        settings.update(_version_settings(self.server_version_num))
         settings["unix_socket_directories"] = self.socket_dir
         settings.update(self.settings)
         settings["port"] = node.port
@@ -525,11 +625,96 @@ class PgCluster:
     def _make_standby(self, node: _Node, source: _Node) -> None:
         conninfo = (f"host=127.0.0.1 port={source.port} user={REPLICATION_USER} "
                     f"application_name={self.application_name}")
-        self._run([self._bin("pg_basebackup"), "-D", node.datadir, "-R", "-X", "stream",
-                   "-c", "fast", "--no-sync", "-d", conninfo], timeout=max(self.timeout, 60))
+        if os.path.exists(self._bin("pg_basebackup")):
+            modern = self.server_version_num >= 100000
+            # 9.5's `-X stream` waits ~10 s for its WAL stream to end: fetch the WAL there.
+            wal = ["-X", "stream", "--no-sync"] if modern else ["-X", "fetch"]
+            self._run([self._bin("pg_basebackup"), "-D", node.datadir, *wal, "-c", "fast",
+                       "-d", conninfo], timeout=max(self.timeout, 60))
+        else:
+            self._low_level_backup(node, source)
         settings: Dict[str, Any] = dict(self.standby_settings)
         settings["port"] = node.port
+        recovery = {"primary_conninfo": conninfo, "recovery_target_timeline": "latest"}
+        if self.server_version_num >= 120000:
+            settings.update(recovery)
+            self._write_owned(os.path.join(node.datadir, "standby.signal"), "")
+        else:
+            recovery["standby_mode"] = "on"
+            self._write_owned(os.path.join(node.datadir, "recovery.conf"),
+                              "".join(f"{k} = {_conf_value(v)}\n" for k, v in recovery.items()))
         self._append_conf(os.path.join(node.datadir, "postgresql.conf"), settings)
+
+    def _low_level_backup(self, node: _Node, source: _Node) -> None:
+        """A base backup without pg_basebackup (the npm builds ship none): start a backup on
+        `source`, copy its data directory (no WAL: the standby streams it), stop the backup
+        and write its backup_label into the copy. Non-exclusive from 9.6, exclusive on 9.5.
+        """
+        import psycopg
+
+        version = self.server_version_num
+        dsn = f"host=127.0.0.1 port={source.port} user={SUPERUSER} dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            if version >= 150000:
+                conn.execute("SELECT pg_backup_start('ha-watchdog-lab', true)")
+            elif version >= 90600:
+                conn.execute("SELECT pg_start_backup('ha-watchdog-lab', true, false)")
+            else:
+                conn.execute("SELECT pg_start_backup('ha-watchdog-lab', true)")
+            try:
+                self._copy_datadir(source.datadir, node.datadir)
+            finally:
+                if version >= 150000:
+                    row = conn.execute("SELECT labelfile FROM pg_backup_stop(false)").fetchone()
+                elif version >= 90600:
+                    row = conn.execute(
+                        "SELECT labelfile FROM pg_stop_backup(false, false)").fetchone()
+                else:
+                    conn.execute("SELECT pg_stop_backup()")
+                    row = None  # the exclusive backup_label was copied with the files
+        if row is not None:
+            self._write_owned(os.path.join(node.datadir, "backup_label"), row[0])
+
+    def _copy_datadir(self, source: str, target: str) -> None:
+        """Copy a running server's data directory: skip WAL, pid files and vanished files."""
+        skip_contents = {"pg_wal", "pg_xlog", "pg_replslot", "pg_stat_tmp", "pg_dynshmem",
+                         "pg_notify", "pg_serial", "pg_snapshots", "pg_subtrans"}
+        skip_files = {"postmaster.pid", "postmaster.opts"}
+        owner = pwd.getpwnam(self.os_user) if os.geteuid() == 0 else None
+        for dirpath, _dirnames, filenames in os.walk(source):
+            rel = os.path.relpath(dirpath, source)
+            dest = target if rel == "." else os.path.join(target, rel)
+            os.makedirs(dest, mode=0o700, exist_ok=True)
+            os.chmod(dest, 0o700)
+            if owner is not None:
+                os.chown(dest, owner.pw_uid, owner.pw_gid)
+            if rel.split(os.sep)[0] in skip_contents:
+                continue
+            for name in filenames:
+                if rel == "." and name in skip_files:
+                    continue
+                src = os.path.join(dirpath, name)
+                try:
+                    mode = os.lstat(src).st_mode
+                    if not stat.S_ISREG(mode):
+                        continue
+                    shutil.copyfile(src, os.path.join(dest, name))
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:  # a temp file the server removed meanwhile
+                        continue
+                    raise
+                os.chmod(os.path.join(dest, name), 0o600)
+                if owner is not None:
+                    os.chown(os.path.join(dest, name), owner.pw_uid, owner.pw_gid)
+
+    def _write_owned(self, path: str, text: str) -> None:
+        """Write a file in a data directory, owned by the servers' OS user."""
+        with open(path, "w") as handle:
+            handle.write(text)
+        os.chmod(path, 0o600)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(self.os_user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _append_conf(self, path: str, settings: Mapping[str, Any]) -> None:
         lines = [f"{key} = {_conf_value(value)}\n" for key, value in settings.items()]
@@ -538,8 +723,10 @@ class PgCluster:
 
     def _pg_ctl_start(self, node: _Node) -> None:
         try:
-            self._run([self._bin("pg_ctl"), "-D", node.datadir, "-l", node.log, "-w",
-                       "-t", str(int(self.timeout)), "start"], timeout=self.timeout + 5)
+            # Its own session: run_command kills what is left in the command's process
+            # group, and before 12 pg_ctl leaves the postmaster in its group.
+            self._run(["setsid", "-w", self._bin("pg_ctl"), "-D", node.datadir, "-l", node.log,
+                       "-w", "-t", str(int(self.timeout)), "start"], timeout=self.timeout + 5)
         except PgClusterError as exc:
             raise PgClusterError(f"{exc}; server log: {self._log_tail(node)}") from None
         node.pid = node.read_pid()

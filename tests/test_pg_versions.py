@@ -126,8 +126,15 @@ def test_probe_reads_every_field_and_writes_the_canary(pgv):
     assert primary.canary is not None and primary.canary.ok, primary.canary
     assert primary.canary.xid and primary.canary.before_lsn >= primary.current_lsn
 
+    pgv.wait_replayed()  # the canary reached the standby (9.5 titles "streaming" from then)
     cfg = PostgresConfig(dsn=str(pgv.standby_dsn), connect_timeout=2.0, query_timeout=3.0)
     standby = probe_postgres(cfg, canary=CanaryConfig())  # asked, but it is in recovery
+    deadline = time.monotonic() + 5
+    while (standby.receiver_process is not None and standby.receiver_process.status is None
+           and time.monotonic() < deadline):
+        # 9.5 sets "streaming X/Y" in the title just after the flush that lets replay go on.
+        time.sleep(0.1)
+        standby = probe_postgres(cfg)
     assert standby.answered, standby.error
     assert standby.in_recovery is True and standby.canary is None
     assert standby.receive_lsn is not None and standby.replay_lsn is not None

@@ -29,7 +29,7 @@ from watchdog.config import (
     StandbysConfig,
 )
 from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.model import POSTGRES_ROLE, REPLAY_LAG, STANDBYS, Role, Status
+from watchdog.model import POSTGRES_ROLE, REPLAY_LAG, STANDBYS, Status
 from watchdog.probes.postgres import probe_postgres
 from watchdog.runner import Cycle, run_cycle
 

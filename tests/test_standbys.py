@@ -301,7 +301,7 @@ def test_reply_time_servers_keep_their_evidence_and_verdicts():
     assert result.details["standbys"][0]["evidence"] == "reply_time"
     assert "flush_lsn" not in result.details["standbys"][0]
     stale = check_standbys(primary(sender(reply_age=30.0)), CFG)
-    assert stale.status == Status.CRITICAL and "no reply for 30.0s" in stale.summary
+    assert stale.status == Status.CRITICAL and "no reply for 30s" in stale.summary
 
 
 def test_hidden_walsender_details_on_9x_say_superuser():
@@ -310,3 +310,13 @@ def test_hidden_walsender_details_on_9x_say_superuser():
     result = check_standbys(primary(hidden, server_version=90501), CFG)
     assert result.status == Status.UNKNOWN and "superuser" in result.summary
     assert "pg_monitor" in check_standbys(primary(hidden), CFG).summary
+
+
+def test_before_12_without_canary_advice_is_there_from_the_first_cycle():
+    """So the daemon's first cycle logs what to enable (details `advice`)."""
+    first = check_standbys(old_primary(0.0, 1000, 1000), CFG)
+    assert first.status == Status.OK and "[canary]" in first.details["advice"]
+    assert "PostgreSQL 10 has no reply_time" in first.details["advice"]
+    with_canary = check_standbys(old_primary(0.0, 1000, 1000, canary_lsn=1000), CFG)
+    assert "advice" not in with_canary.details
+    assert "advice" not in check_standbys(primary(sender()), CFG).details  # 12+: reply_time

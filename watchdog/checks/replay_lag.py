@@ -299,6 +299,8 @@ def check_replay_lag(snapshot: PgSnapshot, cfg: ReplayLagConfig, relaxed: bool =
         rechecks.append(max(0.0, cfg.max_receive_age - msg_age))
     if receiving and EV_CANARY in evidence and age is not None and caught_up:
         rechecks.append(max(0.0, cfg.max_receive_age - max(0.0, age)))
+    if advice is None and not canary and not snapshot.walreceiver_view:
+        advice = ENABLE_CANARY + " (PostgreSQL 9.5 has no pg_stat_wal_receiver)"
     if advice:
         details["advice"] = advice
     details.update({

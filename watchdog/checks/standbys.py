@@ -221,6 +221,12 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig,
         "recheck_in": _recheck_in(counted, cfg, snapshot),
         "evidence": EV_REPLY_TIME if snapshot.has_reply_time else "flush position",
     })
+    if not snapshot.has_reply_time and snapshot.canary is None:
+        # Not asked for a canary: the runner asks on every cycle of a DRBD primary with
+        # [canary] on. Said from the first cycle on, so the daemon's first log names it.
+        details["advice"] = ("turn [canary] on (the default) on both nodes: "
+                             f"{_version_text(snapshot.server_version)} has no reply_time, "
+                             "so only WAL that moves shows a standby is alive")
 
     if len(counted) < cfg.min_streaming:
         if any(e["state"] is None for e in others):
@@ -256,7 +262,9 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig,
         version = _version_text(snapshot.server_version)
         advice = ("turn [canary] on (the default) on both nodes so the primary's WAL moves "
                   "every cycle")
-        if snapshot.canary is not None and not snapshot.canary.ok:
+        if snapshot.canary is not None and snapshot.canary.ok:
+            advice = "the canary was written, but its WAL did not move the flush position"
+        elif snapshot.canary is not None:
             advice = f"the canary write failed ({snapshot.canary.error})"
         details["advice"] = advice
         listing = ", ".join(f"{e['application_name'] or '?'}@{e['client_addr'] or 'local'}"

@@ -11,6 +11,9 @@ on 15, plus the evidence each version used.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -288,3 +291,32 @@ def test_canary_off(pgv, nodes):
     assert levels(last["s"]) == {POSTGRES_ROLE: "ok", REPLAY_LAG: "ok"}, (
         last["s"][REPLAY_LAG].summary)
     assert last["s"][REPLAY_LAG].details["evidence"].startswith("canary")
+
+
+def test_once_on_a_healthy_pair(pgv, tmp_path):
+    """`ha-watchdog --once` on each node of a healthy pair, primary first (its canary is
+    what the secondary's run sees): the PostgreSQL checks OK on both, on every version."""
+    from watchdog.lab.node import node_sections, render_config
+
+    outputs = {}
+    for name, dsn, role in (("p1", pgv.primary_dsn, "primary"),
+                            ("s1", pgv.standby_dsn, "secondary")):
+        work = tmp_path / name
+        work.mkdir()
+        drbd = DrbdStateFile(str(work / "proc_drbd"))
+        drbd.primary() if role == "primary" else drbd.secondary()
+        path = work / "config.toml"
+        path.write_text(render_config(node_sections(name, str(work / "state"), drbd.path,
+                                                    str(dsn))))
+        path.chmod(0o600)
+        argv = [sys.executable, "-m", "watchdog", "--config", str(path), "--once", "--json"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.stdout, result.stderr
+        outputs[role] = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    primary, secondary = outputs["primary"], outputs["secondary"]
+    assert primary[POSTGRES_ROLE]["status"] == "ok", primary[POSTGRES_ROLE]["summary"]
+    assert primary[POSTGRES_ROLE]["details"]["canary"]["written"] is True
+    assert primary[STANDBYS]["status"] == "ok", primary[STANDBYS]["summary"]
+    assert secondary[POSTGRES_ROLE]["status"] == "ok", secondary[POSTGRES_ROLE]["summary"]
+    assert secondary[REPLAY_LAG]["status"] == "ok", secondary[REPLAY_LAG]["summary"]
+    assert secondary[REPLAY_LAG]["details"]["evidence"].startswith("canary")

@@ -398,3 +398,24 @@ def test_cycles_slower_than_the_units_watchdog_slot_warn():
     assert "WatchdogSec=120" in slow[0] and "at least 660" in slow[0]
     long_probe = parse_config('[services]\ntimeout = "2m"\n', "test.toml").warnings
     assert any("raise WatchdogSec" in w for w in long_probe)
+
+
+def test_canary_defaults_and_limits():
+    cfg = parse_config("")
+    assert cfg.canary.enabled is True and cfg.canary.timeout == 2.0
+    assert not any("max_receive_age" in w for w in cfg.warnings)
+    off = parse_config('[canary]\nenabled = false\ntimeout = "1s"\n')
+    assert off.canary.enabled is False and off.canary.timeout == 1.0
+    found = problems('[canary]\ntimeout = "10s"\n[postgres]\nquery_timeout = "5s"\n')
+    assert [(p.key, p.line) for p in found] == [("canary.timeout", 2)]
+    assert "must not be longer than [postgres] query_timeout" in found[0].message
+    assert problems('[canary]\ntimeout = "0s"\n')[0].key == "canary.timeout"
+    assert problems('[canary]\nenabled = "yes"\n')[0].key == "canary.enabled"
+
+
+def test_canary_with_max_receive_age_not_above_the_interval_warns():
+    cfg = parse_config('[daemon]\ninterval = "60s"\n')
+    assert any("max_receive_age (45s) is not longer than [daemon] interval (60s)" in w
+               for w in cfg.warnings), cfg.warnings
+    quiet = parse_config('[daemon]\ninterval = "60s"\n[canary]\nenabled = false\n')
+    assert not any("max_receive_age" in w for w in quiet.warnings)

@@ -141,9 +141,13 @@ def test_sustained_lag_one_problem_then_one_recovery(tmp_path, pg, http_receiver
 
 
 def test_idle_primary_for_a_minute_pages_nobody(tmp_path, pg, http_receiver):
-    """The naive now()-pg_last_xact_replay_timestamp() would read ~60 s against a 5 s limit."""
+    """The naive now()-pg_last_xact_replay_timestamp() would read ~60 s against a 5 s limit.
+
+    With the canary off: really idle (the canary commits every cycle; the canary's own idle
+    test is in test_pg_versions.py)."""
     targets = [hook(http_receiver)]
-    lag = {"replay_lag": {"warning": "5s", "critical": "10s", "for": "2s"}}
+    lag = {"replay_lag": {"warning": "5s", "critical": "10s", "for": "2s"},
+           "canary": {"enabled": False}}
     primary, _ = make_node(tmp_path, pg, "primary", targets, lag)
     secondary, _ = make_node(tmp_path, pg, "secondary", targets, lag)
     fresh_replay(pg)
@@ -581,3 +585,23 @@ def test_metrics_scraped_from_both_nodes_match_once(tmp_path, pg, http_receiver)
         assert time.time() - metrics["ha_watchdog_last_cycle_timestamp_seconds{}"] < 5
         wait_cycles(primary, 2)
         assert scrape(ports["primary"])["ha_watchdog_cycles_total{}"] > cycles
+
+
+def test_advice_a_check_gives_is_logged_once(tmp_path, caplog):
+    """A check that cannot reach a verdict on this server (e.g. 9.5 without the canary)
+    names what to enable in details["advice"]: the daemon logs it the first time only."""
+    import logging
+
+    from watchdog.config import Config, DaemonConfig
+    from watchdog.daemon import Daemon
+    from watchdog.model import CheckResult, Report, Role, Status
+
+    daemon = Daemon(Config(daemon=DaemonConfig(state_dir=str(tmp_path))))
+    advised = CheckResult("replay_lag", Status.UNKNOWN, "cannot tell whether WAL arrives",
+                          {"advice": "turn [canary] on"})
+    report = Report("s1", Role.SECONDARY, [advised, CheckResult("drbd", Status.OK, "fine")])
+    with caplog.at_level(logging.WARNING, logger="watchdog.daemon"):
+        daemon._log_advice(report)
+        daemon._log_advice(report)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["replay_lag cannot reach a verdict: cannot tell whether WAL arrives"]

@@ -293,3 +293,152 @@ def test_a_gap_gone_on_the_second_read_is_no_lag(pg_private):
     assert snap.resampled and snap.replay_gap_bytes == 0, snap
     assert result.status == Status.OK and result.details["lag_seconds"] == 0.0, result.summary
     assert snap.duration >= 2.5
+
+
+# ------------------------------------------------------------ versions 9.5 - 18 (pure)
+
+from watchdog.probes.postgres import (  # noqa: E402
+    CanaryWrite,
+    WalSender,
+    build_canary,
+    find_receiver_process,
+    parse_receiver_title,
+    sql_names,
+    track,
+)
+
+VERSIONS = (90501, 90624, 100023, 110022, 120022, 130023, 140023, 150020, 160010, 170006,
+            180001)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_query_uses_each_versions_names(version):
+    query = build_query(version, with_backups=True)
+    old = version < 100000
+    for name in ("pg_current_xlog_location()", "pg_last_xlog_receive_location()",
+                 "pg_last_xlog_replay_location()", "pg_is_xlog_replay_paused()",
+                 "sent_location", "write_location", "flush_location", "replay_location"):
+        assert (name in query) == old, name
+    for name in ("pg_current_wal_lsn()", "pg_last_wal_receive_lsn()",
+                 "pg_last_wal_replay_lsn()", "sent_lsn::", "flush_lsn::"):
+        assert (name in query) == (not old), name
+    assert ("FROM pg_stat_wal_receiver" in query) == (version >= 90600)
+    assert ("reply_time" in query) == (version >= 120000)
+    assert ("pg_get_wal_replay_pause_state()" in query) == (version >= 140000)
+    assert ("'backend_type', backend_type" in query) == (version >= 100000)
+    assert ("sender_host" in query) == (version >= 110000)
+    assert ("flushed_lsn" in query) == (version >= 130000)
+    assert ("received_lsn::text" in query) == (90600 <= version < 130000)
+    # The row has the same shape everywhere: 12 columns, the same names.
+    assert query.count(" AS ") >= 12 and "AS server_age" in query and "AS backend_pid" in query
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_canary_statement_per_version(version):
+    sql = build_canary(version)
+    assert ("txid_current()" in sql) == (version < 130000)
+    assert ("pg_current_xact_id()" in sql) == (version >= 130000)
+    insert = "pg_current_xlog_insert_location()" if version < 100000 else \
+        "pg_current_wal_insert_lsn()"
+    assert insert in sql
+    # Never on a server in recovery; never waits for a synchronous standby.
+    assert sql.count("WHEN NOT pg_is_in_recovery()") == 2
+    assert "set_config('synchronous_commit', 'local', true)" in sql
+    assert sql_names(version).xact_id in sql
+
+
+def test_receiver_titles_of_every_version():
+    assert parse_receiver_title("postgres: wal receiver process   streaming 0/3000060") == (
+        "streaming", 0x3000060)
+    assert parse_receiver_title("postgres: wal receiver process   ") == (None, None)
+    assert parse_receiver_title("postgres: walreceiver streaming 1/A0") == ("streaming",
+                                                                          (1 << 32) | 0xA0)
+    assert parse_receiver_title("postgres: main: walreceiver restarting at 0/3000000") == (
+        "restarting", None)
+    for other in ("postgres: wal sender process rep 127.0.0.1(1) streaming 0/1",
+                  "postgres: startup process   recovering 000000010000000000000003",
+                  "/usr/lib/postgresql/9.5/bin/postgres -D /data", ""):
+        assert parse_receiver_title(other) is None, other
+
+
+def _fake_proc(root, pid, ppid, title, state="S", children=None):
+    entry = root / str(pid)
+    (entry / "task" / str(pid)).mkdir(parents=True)
+    (entry / "stat").write_text(f"{pid} (post gres) {state} {ppid} 1 1 0 -1 4194560 0 0")
+    (entry / "cmdline").write_bytes(title.encode() + b"\0")
+    if children is not None:
+        (entry / "task" / str(pid) / "children").write_text(" ".join(map(str, children)) + " ")
+
+
+@pytest.mark.parametrize("kernel_children_list", [True, False])
+def test_receiver_process_found_from_our_backend(tmp_path, kernel_children_list):
+    kids = [201, 202, 203] if kernel_children_list else None
+    _fake_proc(tmp_path, 200, 1, "/opt/pg95/bin/postgres -D /data", children=kids)
+    _fake_proc(tmp_path, 201, 200, "postgres: startup process   recovering 0001")
+    _fake_proc(tmp_path, 202, 200, "postgres: wal receiver process   streaming 0/3015660",
+               state="T")
+    _fake_proc(tmp_path, 203, 200, "postgres: postgres postgres 127.0.0.1(5) SELECT")
+    _fake_proc(tmp_path, 300, 1, "postgres: wal receiver process   streaming 0/1")  # not ours
+    (tmp_path / "self").mkdir()
+    found = find_receiver_process(203, str(tmp_path))
+    assert (found.found, found.pid, found.status, found.state) == (True, 202, "streaming", "T")
+    assert found.lsn == parse_lsn("0/3015660") and found.error is None
+
+
+def test_receiver_process_absent_or_unreadable(tmp_path):
+    _fake_proc(tmp_path, 200, 1, "/opt/pg95/bin/postgres -D /data", children=[203])
+    _fake_proc(tmp_path, 203, 200, "postgres: postgres postgres 127.0.0.1(5) SELECT")
+    gone = find_receiver_process(203, str(tmp_path))
+    assert gone.found is False and gone.error is None
+    unknown = find_receiver_process(999, str(tmp_path))  # not on this host / hidepid
+    assert unknown.found is False and "cannot read the process table" in unknown.error
+
+
+def test_receiver_process_reads_are_bounded(tmp_path):
+    _fake_proc(tmp_path, 200, 1, "postmaster", children=[202, 203])
+    _fake_proc(tmp_path, 203, 200, "x")
+    _fake_proc(tmp_path, 202, 200, "postgres: walreceiver streaming 0/1" + " " * 10**6 + "Z")
+    found = find_receiver_process(203, str(tmp_path))
+    assert found.found and len(found.title) <= 4096
+
+
+def _primary_at(taken_at, current, flush, pid=7, canary_lsn=None, **extra):
+    canary = CanaryWrite(ok=True, xid=1, before_lsn=canary_lsn) if canary_lsn else None
+    sender = WalSender(pid=pid, application_name="standby1", client_addr="10.0.0.2",
+                       state="streaming", flush_lsn=flush, **extra)
+    return PgSnapshot(reachable=True, in_recovery=False, server_version=100023,
+                      current_lsn=current, walsenders=(sender,), taken_at=taken_at,
+                      canary=canary)
+
+
+def test_track_flush_moving_waiting_and_carried_over_cycles():
+    first = track(_primary_at(0.0, 1000, 1000, canary_lsn=1000), None)
+    assert first.tracked and first.walsenders[0].flush_moved is None
+    # The canary written after the first look was flushed: moved.
+    moved = track(_primary_at(30.0, 1040, 1040, canary_lsn=1040), first)
+    assert moved.walsenders[0].flush_moved is True
+    assert moved.walsenders[0].flush_waiting_since is None
+    # Hung right after: the canary of the previous cycle is still not flushed.
+    hung = track(_primary_at(45.5, 1080, 1040, canary_lsn=1080), moved)
+    assert hung.walsenders[0].flush_moved is False
+    assert hung.walsenders[0].flush_waiting_since == 30.0
+    # The waiting time is carried however many cycles follow (and however spaced).
+    later = track(_primary_at(50.0, 1120, 1040), hung)
+    assert later.walsenders[0].flush_waiting_since == 30.0
+
+
+def test_track_idle_without_canary_and_reconnects():
+    first = track(_primary_at(0.0, 1000, 1000), None)
+    idle = track(_primary_at(30.0, 1000, 1000), first)
+    assert idle.walsenders[0].flush_moved is False
+    assert idle.walsenders[0].flush_waiting_since is None  # nothing to flush: no evidence
+    # WAL that appeared between two looks: waiting from now on (when exactly is unknown).
+    fresh = track(_primary_at(60.0, 1200, 1000), idle)
+    assert fresh.walsenders[0].flush_waiting_since == 60.0
+    # A reconnected standby (new walsender pid) starts afresh.
+    again = track(_primary_at(90.0, 1300, 1000, pid=8), fresh)
+    assert again.walsenders[0].flush_moved is None
+    # A standby, an unanswered probe or a probe without a clock are never compared.
+    down = PgSnapshot(reachable=False, error="x", taken_at=95.0)
+    assert track(down, again) is down
+    assert track(_primary_at(99.0, 1300, 1000, pid=8), down).walsenders[0].flush_moved is None

@@ -356,3 +356,124 @@ def test_recheck_in_is_when_the_primary_silence_passes_the_limit():
     assert result.status == Status.OK and result.details["recheck_in"] == 18.0
     gone = check_replay_lag(standby(walreceiver=None), CFG)
     assert gone.status == Status.CRITICAL and gone.details["recheck_in"] is None
+
+
+# ------------------------------------------------------------ versions and the canary
+
+from watchdog.probes.postgres import ReceiverProcess  # noqa: E402
+
+
+def standby95(**overrides: Any) -> PgSnapshot:
+    """A caught-up 9.5 standby: no pg_stat_wal_receiver, its receiver seen in /proc."""
+    values: Dict[str, Any] = {
+        "server_version": 90501, "walreceiver": None, "server_age": 3600.0,
+        "receiver_process": ReceiverProcess(found=True, pid=42, status="streaming",
+                                            lsn=parse_lsn("0/3016070"), state="S"),
+    }
+    values.update(overrides)
+    return standby(**values)
+
+
+def test_95_with_canary_fresh_is_ok_naming_its_evidence():
+    result = check_replay_lag(standby95(last_replay_age=20.0), CFG, canary=True)
+    assert result.status == Status.OK, result.summary
+    assert result.details["evidence"] == "canary + process title"
+    assert result.details["canary_age"] == 20.0 and result.details["canary_stale"] is False
+    assert result.details["walreceiver"] is None
+    assert result.details["walreceiver_process"]["status"] == "streaming"
+    assert result.details["recheck_in"] == 10.0  # when the canary would pass max_receive_age
+    assert "canary 20s old" in result.summary
+
+
+@pytest.mark.parametrize("version", [90501, 100023, 150020])
+def test_stale_canary_with_everything_replayed_is_not_receiving(version):
+    snap = standby95(server_version=version, last_replay_age=95.0)
+    if version >= 90600:  # the receiver looks alive, but its view is hidden
+        snap = standby(server_version=version, last_replay_age=95.0,
+                       walreceiver=receiver(status=None, last_msg_receipt_age=None))
+    result = check_replay_lag(snap, CFG, canary=True)
+    assert result.status == Status.CRITICAL
+    assert "not receiving WAL: the primary's last canary replayed here is 1m35s old " \
+           "(limit 30s)" in result.summary
+    assert result.details["evidence"].startswith("canary")
+    assert result.details["lag_seconds"] is None and result.details["canary_stale"] is True
+
+
+def test_stale_canary_but_streaming_view_blames_the_primarys_canary_not_replication():
+    result = check_replay_lag(standby(last_replay_age=95.0), CFG, canary=True)
+    assert result.status == Status.OK
+    assert "is the primary's watchdog running with [canary] on?" in result.summary
+    assert result.details["evidence"] == "pg_stat_wal_receiver"
+
+
+def test_hidden_view_is_proven_by_a_fresh_canary():
+    snap = standby(walreceiver=receiver(status=None, last_msg_receipt_age=None),
+                   last_replay_age=12.0)
+    assert check_replay_lag(snap, CFG).status == Status.UNKNOWN  # canary off: as before
+    result = check_replay_lag(snap, CFG, canary=True)
+    assert result.status == Status.OK and result.details["evidence"] == "canary"
+
+
+def test_95_receiver_gone_or_stopped_is_critical_without_the_canary():
+    gone = check_replay_lag(standby95(receiver_process=ReceiverProcess(found=False)), CFG)
+    assert gone.status == Status.CRITICAL
+    assert "not receiving WAL: no WAL receiver process" in gone.summary
+    assert gone.details["evidence"] == "process title"
+    stopped = standby95(receiver_process=ReceiverProcess(found=True, pid=42, state="T",
+                                                         status="streaming"))
+    result = check_replay_lag(stopped, CFG)
+    assert result.status == Status.CRITICAL and "42 is stopped (process state T)" in result.summary
+    waiting = standby95(receiver_process=ReceiverProcess(found=True, pid=42, state="S",
+                                                         status="restarting"))
+    assert "WAL receiver is restarting" in check_replay_lag(waiting, CFG, canary=True).summary
+
+
+def test_95_without_canary_says_what_to_enable_instead_of_a_silent_ok():
+    idle = check_replay_lag(standby95(last_replay_age=600.0), CFG)
+    assert idle.status == Status.UNKNOWN
+    assert "PostgreSQL 9.5 has no pg_stat_wal_receiver" in idle.summary
+    assert "[canary] is off" in idle.summary and "[canary]" in idle.details["advice"]
+    assert idle.details["lag_seconds"] is None
+    busy = check_replay_lag(standby95(last_replay_age=2.0), CFG)
+    assert busy.status == Status.OK
+    assert busy.details["evidence"] == "process title + last replayed transaction"
+    blind = standby95(last_replay_age=600.0,
+                      receiver_process=ReceiverProcess(found=False, error="hidepid"))
+    unknown = check_replay_lag(blind, CFG)
+    assert unknown.status == Status.UNKNOWN and "hidepid" in unknown.summary
+
+
+def test_no_transaction_since_start_counts_against_the_canary_after_the_limit():
+    young = check_replay_lag(standby95(last_replay_age=None, server_age=10.0), CFG, canary=True)
+    assert young.status == Status.OK
+    old = check_replay_lag(standby95(last_replay_age=None, server_age=300.0), CFG, canary=True)
+    assert old.status == Status.CRITICAL
+    assert "no transaction replayed since the standby started 5m00s ago" in old.summary
+
+
+@pytest.mark.parametrize("version", [90501, 150020])
+def test_clock_skew_is_reported_not_hidden(version):
+    snap = standby95(server_version=version, last_replay_age=-4.0)
+    if version >= 90600:
+        snap = standby(last_replay_age=-4.0)
+    result = check_replay_lag(snap, CFG, canary=True)
+    assert result.status == Status.WARNING
+    assert "clock skew: this standby's clock is at least 4.0s behind" in result.summary
+    assert result.details["clock_skew_seconds"] == 4.0 and result.details["lag_seconds"] == 0.0
+    small = check_replay_lag(standby95(last_replay_age=-0.2), CFG, canary=True)
+    assert small.status == Status.OK and small.details["clock_skew_seconds"] == 0.2
+
+
+@pytest.mark.parametrize("version", [90501, 150020])
+def test_paused_replay_gives_the_same_levels_on_95_and_15(version):
+    behind = {"receive_lsn": parse_lsn("0/4000000"), "replay_paused": "paused",
+              "last_replay_age": 3.0}
+    snap = standby95(**behind) if version < 90600 else standby(**behind)
+    result = check_replay_lag(snap, CFG, canary=True)
+    assert result.status == Status.WARNING, result.summary
+    assert "replay paused by an operator" in result.summary
+    late = dict(behind, last_replay_age=95.0)
+    snap = standby95(**late) if version < 90600 else standby(**late)
+    result = check_replay_lag(snap, CFG, canary=True)
+    assert result.status == Status.CRITICAL and "replay lag 1m35s >= 10s" in result.summary
+    assert "not receiving" not in result.summary  # paused, not broken

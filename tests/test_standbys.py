@@ -257,3 +257,100 @@ def test_recheck_in_is_when_the_stalest_counted_reply_goes_stale():
     assert result.details["recheck_in"] == 5.5
     stale = check_standbys(primary(sender(reply_age=16.0)), CFG)
     assert stale.details["recheck_in"] is None  # nothing counted: nothing to re-check
+
+
+# ------------------------------------------------------------ before 12: no reply_time
+
+from watchdog.probes.postgres import CanaryWrite  # noqa: E402
+
+
+def old_primary(taken_at: float, current: int, flush: int, version: int = 100023,
+                canary_lsn: Any = None, pid: int = 23613, **extra: Any) -> PgSnapshot:
+    """A 10 (or 9.x) primary: walsenders without reply_time; the canary as the runner wrote."""
+    canary = CanaryWrite(ok=True, xid=9, before_lsn=canary_lsn) if canary_lsn else None
+    row = sender(pid=pid, reply_age=None, flush_lsn=flush, replay_lsn=flush,
+                 replay_lag_bytes=current - flush, **extra)
+    return primary(row, server_version=version, current_lsn=current, taken_at=taken_at,
+                   canary=canary)
+
+
+@pytest.mark.parametrize("version", [90501, 90624, 100023, 110022])
+def test_healthy_idle_pair_before_12_is_ok_however_long_connected(version):
+    """The issue's PostgreSQL 10 report: a healthy idle pair paged as 'no reply since it
+    connected 15m21s ago'. With the canary the flush position moves every cycle: OK."""
+    first = old_primary(0.0, 1000, 1000, version, canary_lsn=1000, backend_age=921.0)
+    once = check_standbys(first, CFG)
+    assert once.status == Status.OK
+    assert once.details["standbys"][0]["evidence"] == "first look"
+    assert "first look" in once.summary and "no reply since" not in once.summary
+    assert once.details["evidence"] == "flush position"
+    assert once.details["recheck_in"] == CFG.max_reply_age  # the canary just written
+    second = old_primary(30.0, 1040, 1040, version, canary_lsn=1040, backend_age=951.0)
+    result = check_standbys(second, CFG, previous=first)
+    assert result.status == Status.OK, result.summary
+    entry = result.details["standbys"][0]
+    assert entry["evidence"] == "flush position moved" and entry["counted"]
+    assert entry["flush_lsn"] == "0/410" and entry["flush_stalled_for"] is None
+    assert "first look" not in result.summary
+
+
+@pytest.mark.parametrize("version", [90501, 100023, 110022])
+def test_hung_standby_before_12_is_critical_after_max_reply_age(version):
+    healthy = old_primary(0.0, 1040, 1040, version, canary_lsn=1040)
+    # 15 s later (the daemon's re-check) the canary written then is still not flushed.
+    early = check_standbys(old_primary(10.0, 1080, 1040, version, canary_lsn=1080), CFG,
+                           previous=healthy)
+    assert early.status == Status.OK
+    assert early.details["standbys"][0]["evidence"] == "flush position waiting"
+    assert early.details["recheck_in"] == pytest.approx(5.0)  # when it would pass the limit
+    late_snap = old_primary(15.5, 1120, 1040, version, canary_lsn=1120)
+    late = check_standbys(late_snap, CFG, previous=healthy)
+    assert late.status == Status.CRITICAL
+    entry = late.details["standbys"][0]
+    assert entry["evidence"] == "flush position stalled" and not entry["counted"]
+    assert entry["flush_stalled_for"] == 15.5
+    assert "flush position stalled at 0/410 for 16s" in late.summary
+    assert "no reply_time before PostgreSQL 12" in late.summary
+
+
+def test_idle_pair_before_12_without_canary_is_unknown_naming_the_evidence():
+    first = old_primary(0.0, 1000, 1000)
+    idle = check_standbys(old_primary(30.0, 1000, 1000), CFG, previous=first)
+    assert idle.status == Status.UNKNOWN
+    assert idle.details["standbys"][0]["evidence"] == "no WAL moved"
+    assert "PostgreSQL 10 has no reply_time" in idle.summary and "[canary]" in idle.summary
+    assert "[canary]" in idle.details["advice"]
+    # A failed canary is named instead.
+    failed = primary(*old_primary(30.0, 1000, 1000).walsenders, server_version=90501,
+                     current_lsn=1000, taken_at=30.0,
+                     canary=CanaryWrite(ok=False, error="disk full"))
+    result = check_standbys(failed, CFG, previous=first)
+    assert result.status == Status.UNKNOWN and "disk full" in result.summary
+    assert "PostgreSQL 9.5" in result.summary
+
+
+def test_reply_time_servers_keep_their_evidence_and_verdicts():
+    result = check_standbys(primary(sender(reply_age=3.0)), CFG)
+    assert result.status == Status.OK
+    assert result.details["standbys"][0]["evidence"] == "reply_time"
+    assert "flush_lsn" not in result.details["standbys"][0]
+    stale = check_standbys(primary(sender(reply_age=30.0)), CFG)
+    assert stale.status == Status.CRITICAL and "no reply for 30s" in stale.summary
+
+
+def test_hidden_walsender_details_on_9x_say_superuser():
+    hidden = sender(application_name=None, client_addr=None, state=None, replay_lsn=None,
+                    reply_age=None, replay_lag_bytes=None, backend_age=None)
+    result = check_standbys(primary(hidden, server_version=90501), CFG)
+    assert result.status == Status.UNKNOWN and "superuser" in result.summary
+    assert "pg_monitor" in check_standbys(primary(hidden), CFG).summary
+
+
+def test_before_12_without_canary_advice_is_there_from_the_first_cycle():
+    """So the daemon's first cycle logs what to enable (details `advice`)."""
+    first = check_standbys(old_primary(0.0, 1000, 1000), CFG)
+    assert first.status == Status.OK and "[canary]" in first.details["advice"]
+    assert "PostgreSQL 10 has no reply_time" in first.details["advice"]
+    with_canary = check_standbys(old_primary(0.0, 1000, 1000, canary_lsn=1000), CFG)
+    assert "advice" not in with_canary.details
+    assert "advice" not in check_standbys(primary(sender()), CFG).details  # 12+: reply_time

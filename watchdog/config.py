@@ -155,6 +155,16 @@ class PostgresConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    """The replication canary (see README "The canary"): on by default, because without it
+    an idle pair gives a standby nothing to prove it still receives WAL, and on 9.5-11 the
+    watchdog has no other way to tell a hung standby (or a dead link) from an idle one."""
+
+    enabled: bool = _f("bool", True)
+    timeout: float = _timeout("2s")
+
+
+@dataclass(frozen=True)
 class PostgresRoleConfig:
     for_: float = _for("30s")
     recover_for: float = _recover_for("30s")
@@ -272,6 +282,7 @@ class Config:
     drbd: DrbdConfig = field(default_factory=DrbdConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     postgres_role: PostgresRoleConfig = field(default_factory=PostgresRoleConfig)
     standbys: StandbysConfig = field(default_factory=StandbysConfig)
     replay_lag: ReplayLagConfig = field(default_factory=ReplayLagConfig)
@@ -300,6 +311,7 @@ _SECTIONS = {
     "drbd": DrbdConfig,
     "services": ServicesConfig,
     "postgres": PostgresConfig,
+    "canary": CanaryConfig,
     "postgres_role": PostgresRoleConfig,
     "standbys": StandbysConfig,
     "replay_lag": ReplayLagConfig,
@@ -770,6 +782,10 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
         out.add("daemon.state_dir", "must not be empty (the daemon keeps its state there)")
     elif os.path.exists(state_dir) and not os.path.isdir(state_dir):
         out.add("daemon.state_dir", f"{state_dir} exists and is not a directory")
+    if cfg.canary.timeout > cfg.postgres.query_timeout:
+        out.add("canary.timeout",
+                f"must not be longer than [postgres] query_timeout "
+                f"({cfg.postgres.query_timeout:g}s): the canary is the short one")
     for name in cfg.backup.checks:
         if name not in CHECK_NAMES:
             out.add("backup.checks", f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}")
@@ -843,6 +859,13 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
             f"{format_duration(gap)} apart: the shipped systemd unit (WatchdogSec=120) kills "
             f"a daemon without a completed cycle for 60s; raise WatchdogSec in a drop-in to "
             f"at least {int(math.ceil(2 * (gap + 15)))}"
+        )
+    if cfg.canary.enabled and cfg.replay_lag.max_receive_age <= cfg.daemon.interval:
+        found.append(
+            f"[replay_lag] max_receive_age ({cfg.replay_lag.max_receive_age:g}s) is not longer "
+            f"than [daemon] interval ({cfg.daemon.interval:g}s): the primary writes its canary "
+            "once per interval, so on an idle pair the standby's canary ages past the limit "
+            "between two writes; make max_receive_age longer than the interval"
         )
     textfile = cfg.metrics.textfile
     if textfile and not os.path.isdir(os.path.dirname(os.path.abspath(textfile))):

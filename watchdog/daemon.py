@@ -84,6 +84,7 @@ class Daemon:
         self._write_failing = 0  # consecutive failed writes
         self._write_notified: Optional[float] = None  # when the PROBLEM about it went out
         self.previous: Optional[Cycle] = None
+        self._advised: set = set()  # (check, advice) already logged
         self.cycles = 0
         self.ready_sent = False
         self.stop_requested = False
@@ -151,6 +152,7 @@ class Daemon:
         if not seen:
             seen = list(cycle.backups_seen())
         report = cycle.report
+        self._log_advice(report)
         relaxations = {
             c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
         }
@@ -236,6 +238,15 @@ class Daemon:
                     self._write_notified, now))
         self._write_error, self._write_failing, self._write_notified = None, 0, None
         return out
+
+    def _log_advice(self, report: Report) -> None:
+        """A check that cannot reach a verdict with what this server offers says what to
+        enable (details["advice"], e.g. the canary on 9.5): logged the first time seen."""
+        for check in report.checks:
+            advice = check.details.get("advice") if isinstance(check.details, dict) else None
+            if isinstance(advice, str) and (check.name, advice) not in self._advised:
+                self._advised.add((check.name, advice))
+                log.warning("%s cannot reach a verdict: %s", check.name, check.summary)
 
     def _read_request(self, now: float) -> Optional[Maintenance]:
         """The maintenance request; an unusable file is logged (once) and silences nothing."""

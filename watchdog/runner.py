@@ -48,10 +48,12 @@ def _default_probe_services(cfg: Config) -> Any:
     return probe_services(cfg.services)
 
 
-def _default_probe_postgres(cfg: Config) -> Any:
+def _default_probe_postgres(cfg: Config, canary: bool = False) -> Any:
+    """`canary=True` (the DRBD primary with [canary] on): write the canary if PostgreSQL
+    confirms it is not in recovery (see probes.postgres.build_canary)."""
     from watchdog.probes.postgres import probe_postgres
 
-    return probe_postgres(cfg.postgres, cfg.backup)
+    return probe_postgres(cfg.postgres, cfg.backup, canary=cfg.canary if canary else None)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,13 @@ def run_cycle(
     jobs: Dict[str, Tuple[Callable[[], Any], float]] = {}
     if POSTGRES_ROLE in wanted or STANDBYS in wanted or REPLAY_LAG in wanted:
         pg_budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
-        jobs["postgres"] = (lambda: probes.postgres(cfg), pg_budget)
+        probe_pg: Callable[[], Any] = lambda: probes.postgres(cfg)  # noqa: E731
+        # The canary only from the node DRBD says is primary (the probe then also needs
+        # PostgreSQL to say it is not in recovery); an injected probe writes nothing.
+        if role == Role.PRIMARY and cfg.canary.enabled and probes.postgres is _default_probe_postgres:
+            pg_budget += cfg.canary.timeout
+            probe_pg = lambda: _default_probe_postgres(cfg, canary=True)  # noqa: E731
+        jobs["postgres"] = (probe_pg, pg_budget)
     if SERVICES in wanted:
         jobs["services"] = (lambda: probes.services(cfg), cfg.services.timeout + 2.0)
     outcomes: Dict[str, Tuple[Any, Optional[BaseException]]] = {}
@@ -171,6 +179,10 @@ def run_cycle(
 
     # 3. Pure checks over the snapshots.
     pg = snapshots.get("postgres")
+    prev_pg = previous.snapshots.get("postgres") if previous is not None else None
+    pg = _track_postgres(pg, prev_pg)
+    if pg is not None:
+        snapshots["postgres"] = pg
     for name in wanted:
         if name == DRBD:
             continue
@@ -185,12 +197,13 @@ def run_cycle(
             elif name == STANDBYS:
                 from watchdog.checks.standbys import check_standbys
 
-                results[name] = check_standbys(pg, cfg.standbys)
+                results[name] = check_standbys(pg, cfg.standbys, previous=prev_pg)
             elif name == REPLAY_LAG:
                 from watchdog.checks.replay_lag import check_replay_lag
 
                 relaxed = relax(REPLAY_LAG, tuple(getattr(pg, "backups", ()) or ()))
-                results[name] = check_replay_lag(pg, cfg.replay_lag, relaxed=relaxed)
+                results[name] = check_replay_lag(pg, cfg.replay_lag, relaxed=relaxed,
+                                                 canary=cfg.canary.enabled)
             elif name == SERVICES:
                 snap = snapshots.get("services")
                 if snap is None:
@@ -207,6 +220,21 @@ def run_cycle(
 
     report = Report(node=node, role=role, checks=[results[n] for n in wanted])
     return Cycle(report=report, snapshots=snapshots, duration=clock() - start)
+
+
+def _track_postgres(pg: Any, prev_pg: Any) -> Any:
+    """Compare with the previous cycle (probes.postgres.track) and report the canary."""
+    from watchdog.probes.postgres import PgSnapshot, track
+
+    if not isinstance(pg, PgSnapshot):
+        return pg
+    canary = pg.canary
+    if canary is not None and not canary.ok:
+        before = getattr(prev_pg, "canary", None)
+        # Once per failing stretch at WARNING (each cycle tries once, never in a loop).
+        level = logging.DEBUG if before is not None and not before.ok else logging.WARNING
+        log.log(level, "canary write failed: %s", canary.error)
+    return track(pg, prev_pg if isinstance(prev_pg, PgSnapshot) else None)
 
 
 def stateless_relax(cfg: Config, wall: Callable[[], float] = time.time) -> Relax:

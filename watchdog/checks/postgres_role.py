@@ -4,6 +4,10 @@ On the DRBD primary PostgreSQL must be a primary (not in recovery); on the secon
 be a standby (in recovery). A mismatch is CRITICAL: a primary that is also in recovery has no
 writable database, and a secondary that is not in recovery is a second primary, which is
 split brain at the database level.
+
+On the primary, the details also carry this cycle's canary write (`canary`, see
+probes.postgres.build_canary); a failed write is named in the summary without changing the
+verdict: PostgreSQL answered, and the standby's replay_lag shows what a missing canary does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ def check_postgres_role(snapshot: PgSnapshot, role: Role) -> CheckResult:
     """Verdict for this node's PostgreSQL given the role DRBD reports."""
     details = snapshot_details(snapshot)
     details["drbd_role"] = role.value
+    canary = ""
+    if snapshot.canary is not None:
+        details["canary"] = snapshot.canary.to_json()
+        if not snapshot.canary.ok:
+            canary = f"; canary write failed: {snapshot.canary.error}"
     if not snapshot.reachable:
         return CheckResult(POSTGRES_ROLE, Status.CRITICAL,
                            f"cannot connect to PostgreSQL: {snapshot.error}", details)
@@ -42,4 +51,5 @@ def check_postgres_role(snapshot: PgSnapshot, role: Role) -> CheckResult:
         return CheckResult(POSTGRES_ROLE, Status.OK,
                            f"PostgreSQL answers, {state}; DRBD role unknown", details)
     return CheckResult(POSTGRES_ROLE, Status.OK,
-                       f"PostgreSQL answers, {state}, as a DRBD {role.value} should", details)
+                       f"PostgreSQL answers, {state}, as a DRBD {role.value} should{canary}",
+                       details)

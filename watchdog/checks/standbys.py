@@ -11,10 +11,17 @@ wal_sender_timeout:
 - a walsender whose last reply (reply_time) is older than `max_reply_age` does not count.
   replay_lsn/reply_time are NULL for a moment after a standby connects: that is not a
   failure by itself, only once the walsender is older than `max_reply_age` without a reply.
+- PostgreSQL before 12 has no reply_time. There a standby's life is derived from its flush
+  position across cycles (probes.postgres.track; the canary makes the primary's WAL move
+  every cycle): WAL waiting beyond a flush position that has not moved for longer than
+  `max_reply_age` is a stalled standby ("flush position stalled"). Each entry's `evidence`
+  says how it was judged. When nothing can be judged (no WAL moved: canary off or failing),
+  the verdict is UNKNOWN naming the missing evidence, never a silent OK; a first look (no
+  earlier cycle, e.g. `--once`) counts a streaming standby and says so.
 Fewer than `min_streaming`: CRITICAL, typed for the decision core: Failure.HUNG when a
-standby is connected but its replies are stale (max_reply_age already was the wait), else
-Failure.MISSING (not connected, or not yet streaming), which the core holds for
-`reconnect_grace` and, after a role change, `role_change_grace`.
+standby is connected but its replies are stale or its flush position stalled (max_reply_age
+already was the wait), else Failure.MISSING (not connected, or not yet streaming), which the
+core holds for `reconnect_grace` and, after a role change, `role_change_grace`.
 
 A counted standby whose *flush* lag (WAL the primary has that the standby has not yet
 written durably) exceeds `warning_bytes`: WARNING. Not replay lag: replay is held back on
@@ -29,18 +36,66 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.config import StandbysConfig
 from watchdog.model import STANDBYS, CheckResult, Failure, Status
-from watchdog.probes.postgres import PgSnapshot, WalSender, format_lsn, snapshot_details
+from watchdog.probes.postgres import PgSnapshot, WalSender, format_lsn, snapshot_details, track
 from watchdog.units import format_bytes, format_duration
 
 PRIVILEGE_HINT = "grant pg_monitor to the watchdog's database role"
+#: PostgreSQL 9.5/9.6 have no pg_monitor: only a superuser sees other sessions' details.
+PRIVILEGE_HINT_9 = "PostgreSQL 9.x shows walsender details only to a superuser: connect as one"
+
+# Values of an entry's `evidence` (public: documented in the README).
+EV_REPLY_TIME = "reply_time"
+EV_MOVED = "flush position moved"
+EV_WAITING = "flush position waiting"
+EV_STALLED = "flush position stalled"
+EV_IDLE = "no WAL moved"
+EV_FIRST = "first look"
+EV_STATE = "state"
 
 
-def _why_not_counted(sender: WalSender, cfg: StandbysConfig) -> Optional[str]:
+def privilege_hint(server_version: Optional[int]) -> str:
+    if server_version is not None and server_version < 100000:
+        return PRIVILEGE_HINT_9
+    return PRIVILEGE_HINT
+
+
+def _evidence(sender: WalSender, snapshot: PgSnapshot, cfg: StandbysConfig) -> str:
+    """How this walsender's liveness was judged on this server (see the module doc)."""
+    if snapshot.has_reply_time:
+        return EV_REPLY_TIME
+    if sender.flush_moved is None:
+        return EV_FIRST
+    if sender.flush_moved:
+        return EV_MOVED
+    stalled = _stalled_for(sender, snapshot)
+    if stalled is not None:
+        return EV_STALLED if stalled > cfg.max_reply_age else EV_WAITING
+    return EV_IDLE
+
+
+def _stalled_for(sender: WalSender, snapshot: PgSnapshot) -> Optional[float]:
+    if sender.flush_waiting_since is None or snapshot.taken_at is None:
+        return None
+    return max(0.0, snapshot.taken_at - sender.flush_waiting_since)
+
+
+def _why_not_counted(sender: WalSender, cfg: StandbysConfig,
+                     snapshot: Optional[PgSnapshot] = None) -> Optional[str]:
     """None if this walsender is a healthy streaming standby, else the reason it is not."""
+    snapshot = snapshot if snapshot is not None else PgSnapshot(reachable=True)
     if sender.state is None:
-        return f"state not visible ({PRIVILEGE_HINT})"
+        return f"state not visible ({privilege_hint(snapshot.server_version)})"
     if sender.state != "streaming":
         return f"state {sender.state}"
+    if not snapshot.has_reply_time:
+        stalled = _stalled_for(sender, snapshot)
+        if stalled is not None and stalled > cfg.max_reply_age:
+            return (f"flush position stalled at {format_lsn(sender.flush_lsn)} for "
+                    f"{format_duration(stalled)} while the primary's WAL is at "
+                    f"{format_lsn(snapshot.current_lsn)} (limit "
+                    f"{format_duration(cfg.max_reply_age)}; no reply_time before "
+                    "PostgreSQL 12)")
+        return None
     if sender.reply_age is not None:
         if sender.reply_age > cfg.max_reply_age:
             return (f"no reply for {format_duration(sender.reply_age)} "
@@ -62,10 +117,9 @@ def _flush_lag(sender: WalSender, current_lsn: Optional[int]) -> Optional[int]:
     return max(0, current_lsn - sender.flush_lsn)
 
 
-def _entry(rows: List[WalSender], cfg: StandbysConfig,
-           current_lsn: Optional[int] = None) -> Dict[str, Any]:
+def _entry(rows: List[WalSender], cfg: StandbysConfig, snapshot: PgSnapshot) -> Dict[str, Any]:
     """One standby (all its walsender rows): its best row decides."""
-    judged = [(row, _why_not_counted(row, cfg)) for row in rows]
+    judged = [(row, _why_not_counted(row, cfg, snapshot)) for row in rows]
     # Healthy rows first, then the freshest reply.
     judged.sort(key=lambda rw: (rw[1] is not None, rw[0].reply_age if rw[0].reply_age
                                 is not None else 0.0))
@@ -76,18 +130,31 @@ def _entry(rows: List[WalSender], cfg: StandbysConfig,
         "state": best.state,
         "reply_age": _round(best.reply_age),
         "replay_lag_bytes": best.replay_lag_bytes,
-        "flush_lag_bytes": _flush_lag(best, current_lsn),
+        "flush_lag_bytes": _flush_lag(best, snapshot.current_lsn),
         "replay_lsn": format_lsn(best.replay_lsn),
         "sync_state": best.sync_state,
         "pids": [row.pid for row, _ in judged],
         "counted": reason is None,
+        "evidence": _evidence(best, snapshot, cfg),
     }
+    if not snapshot.has_reply_time:
+        entry["flush_lsn"] = format_lsn(best.flush_lsn)
+        entry["flush_stalled_for"] = _round(_stalled_for(best, snapshot))
     if reason is not None:
         entry["reason"] = reason
     if len(rows) > 1:
         entry["rows"] = len(rows)
         entry["other_states"] = [row.state for row, _ in judged[1:]]
     return entry
+
+
+def _version_text(server_version: Optional[int]) -> str:
+    if server_version is None:
+        return "this PostgreSQL"
+    major = server_version // 10000
+    if major < 10:
+        return f"PostgreSQL {major}.{server_version // 100 % 100}"
+    return f"PostgreSQL {major}"
 
 
 def _describe(entry: Dict[str, Any]) -> str:
@@ -97,30 +164,47 @@ def _describe(entry: Dict[str, Any]) -> str:
     parts = [label]
     if entry["reply_age"] is not None:
         parts.append(f"reply {format_duration(entry['reply_age'])} ago")
-    if entry.get("flush_lag_bytes") is not None:
-        parts.append(f"flush lag {format_bytes(entry['flush_lag_bytes'])}")
     if entry["replay_lag_bytes"] is not None:
         parts.append(f"replay lag {format_bytes(entry['replay_lag_bytes'])}")
+    if entry.get("flush_lag_bytes") is not None:
+        parts.append(f"flush lag {format_bytes(entry['flush_lag_bytes'])}")
     if entry.get("rows"):
         parts.append(f"({entry['rows']} walsender rows)")
     return " ".join(parts)
 
 
-def _recheck_in(counted: List[Dict[str, Any]], cfg: StandbysConfig) -> Optional[float]:
+def _recheck_in(counted: List[Dict[str, Any]], cfg: StandbysConfig, snapshot: PgSnapshot
+                ) -> Optional[float]:
     """Seconds until the stalest counted standby would pass max_reply_age.
 
     The daemon runs an extra cycle then (see RECHECK_KEY in watchdog.daemon), so a standby
     that hangs with its TCP connection open is caught when its reply goes stale, not up to
-    a whole interval later.
+    a whole interval later. Without reply_time (before 12) the clock is the time WAL has
+    waited beyond a standby's flush position; the canary just written starts one.
     """
+    if not snapshot.has_reply_time:
+        waits = [e["flush_stalled_for"] for e in counted if e.get("flush_stalled_for") is not None]
+        canary = snapshot.canary
+        if canary is not None and canary.ok and counted:
+            waits.append(0.0)
+        if not waits:
+            return None
+        return _round(max(0.0, cfg.max_reply_age - max(waits)))
     ages = [e["reply_age"] for e in counted if e["reply_age"] is not None]
     if not ages:
         return None
     return _round(max(0.0, cfg.max_reply_age - max(ages)))
 
 
-def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
-    """Count the healthy streaming standbys of this primary."""
+def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig,
+                   previous: Optional[PgSnapshot] = None) -> CheckResult:
+    """Count the healthy streaming standbys of this primary.
+
+    `previous`: the previous cycle's snapshot, needed before PostgreSQL 12 (no reply_time)
+    to see whether each standby's flush position moves (see probes.postgres.track; a
+    snapshot the runner has already tracked is used as it is).
+    """
+    snapshot = track(snapshot, previous)
     details = snapshot_details(snapshot)
     if not snapshot.answered:
         return CheckResult(STANDBYS, Status.UNKNOWN,
@@ -142,7 +226,7 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
                             "client_addr": sender.client_addr, "state": sender.state})
             continue
         groups.setdefault(sender.key, []).append(sender)
-    entries = [_entry(rows, cfg, snapshot.current_lsn) for rows in groups.values()]
+    entries = [_entry(rows, cfg, snapshot) for rows in groups.values()]
     counted = [e for e in entries if e["counted"]]
     others = [e for e in entries if not e["counted"]]
     details.update({
@@ -152,14 +236,22 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
         "warning_bytes": cfg.warning_bytes,
         "standbys": entries,
         "backup_walsenders": backups,
-        "recheck_in": _recheck_in(counted, cfg),
+        "recheck_in": _recheck_in(counted, cfg, snapshot),
+        "evidence": EV_REPLY_TIME if snapshot.has_reply_time else "flush position",
     })
+    if not snapshot.has_reply_time and snapshot.canary is None:
+        # Not asked for a canary: the runner asks on every cycle of a DRBD primary with
+        # [canary] on. Said from the first cycle on, so the daemon's first log names it.
+        details["advice"] = ("turn [canary] on (the default) on both nodes: "
+                             f"{_version_text(snapshot.server_version)} has no reply_time, "
+                             "so only WAL that moves shows a standby is alive")
 
     if len(counted) < cfg.min_streaming:
         if any(e["state"] is None for e in others):
             return CheckResult(
                 STANDBYS, Status.UNKNOWN,
-                f"cannot see walsender states: {PRIVILEGE_HINT}", details)
+                f"cannot see walsender states: {privilege_hint(snapshot.server_version)}",
+                details)
         if entries:
             listing = "; ".join(_describe(e) for e in entries)
             summary = (f"{len(counted)} of {cfg.min_streaming} required standbys streaming: "
@@ -167,7 +259,7 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
         else:
             summary = (f"no standby connected (0 of {cfg.min_streaming} required "
                        "standbys streaming)")
-        # Streaming but not counted can only be a stale reply: hung, not missing.
+        # Streaming but not counted can only be a stale reply or a stalled flush: hung.
         hung = any(e["state"] == "streaming" for e in others)
         return CheckResult(STANDBYS, Status.CRITICAL, summary, details,
                            failure=Failure.HUNG if hung else Failure.MISSING)
@@ -186,8 +278,27 @@ def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig) -> CheckResult:
         return CheckResult(
             STANDBYS, Status.OK,
             f"no standby streaming (min_streaming {cfg.min_streaming}){tail}", details)
+    unverified = [e for e in counted if e["evidence"] == EV_IDLE]
+    if unverified and len(counted) - len(unverified) < cfg.min_streaming:
+        version = _version_text(snapshot.server_version)
+        advice = ("turn [canary] on (the default) on both nodes so the primary's WAL moves "
+                  "every cycle")
+        if snapshot.canary is not None and snapshot.canary.ok:
+            advice = "the canary was written, but its WAL did not move the flush position"
+        elif snapshot.canary is not None:
+            advice = f"the canary write failed ({snapshot.canary.error})"
+        details["advice"] = advice
+        listing = ", ".join(f"{e['application_name'] or '?'}@{e['client_addr'] or 'local'}"
+                            for e in unverified)
+        return CheckResult(
+            STANDBYS, Status.UNKNOWN,
+            f"cannot tell whether {listing} still receives WAL: {version} has no reply_time "
+            f"and no WAL moved since the last cycle; {advice}{tail}", details)
     noun = "standby" if len(counted) == 1 else "standbys"
     listing = "; ".join(_describe(e) for e in counted)
+    if any(e["evidence"] == EV_FIRST for e in counted):
+        tail += (f" (first look: {_version_text(snapshot.server_version)} has no reply_time, "
+                 "a hang shows from the next cycle on)")
     return CheckResult(
         STANDBYS, Status.OK,
         f"{len(counted)} {noun} streaming (min {cfg.min_streaming}): {listing}{tail}", details)

@@ -577,6 +577,64 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
     return tuple(found)
 
 
+# apprise before 2.1 sends every PagerDuty message as a new "trigger" event, with no dedup
+# key and no way to resolve (read in apprise 1.9.3, plugins/pagerduty.py: `event_action =
+# 'trigger'` for every notify type). Python 3.8 cannot get more: apprise 2.x needs 3.9.
+PAGERDUTY_RESOLVES_FROM = (2, 1)
+
+
+def installed_version(distribution: str) -> Optional[Tuple[int, ...]]:
+    """(major, minor, ...) of an installed distribution; None if absent or unreadable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version(distribution)
+    except PackageNotFoundError:
+        return None
+    numbers = re.match(r"\d+(?:\.\d+)*", text or "")
+    return tuple(int(n) for n in numbers.group(0).split(".")) if numbers else None
+
+
+def _target_scheme(target: AlertTarget) -> str:
+    """The scheme of a target's URL ("" when unknown; an unreadable url_file is reported
+    where the URL is used)."""
+    url = target.url or ""
+    if target.url_file:
+        try:
+            with open(target.url_file, encoding="utf-8", errors="replace") as handle:
+                url = handle.read(4096)
+        except OSError:
+            return ""
+    url = url.strip()
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def pagerduty_warnings(
+    cfg: Config, apprise_version: Optional[Tuple[int, ...]] = None
+) -> Tuple[str, ...]:
+    """PagerDuty targets that cannot resolve with the installed apprise (Python 3.8).
+
+    `apprise_version` defaults to the installed one (looked up only when a PagerDuty
+    target exists: metadata, no import).
+    """
+    targets = [t for t in cfg.alerts.targets if _target_scheme(t) == "pagerduty"]
+    if not targets:
+        return ()
+    version = apprise_version if apprise_version is not None else installed_version("apprise")
+    if version is None or version >= PAGERDUTY_RESOLVES_FROM:
+        return ()
+    shown = ".".join(str(n) for n in version)
+    python = "{}.{}".format(*sys.version_info[:2])
+    return tuple(
+        f"target {t.name!r} is PagerDuty, but apprise {shown} (the newest for Python "
+        f"{python}; apprise 2.x needs Python >= 3.9) sends every message to PagerDuty as a "
+        "new trigger, RECOVERY included: incidents never resolve and each recovery raises "
+        "an info-severity event of its own. Resolve incidents by hand, or run ha-watchdog "
+        "on Python >= 3.9 (apprise >= 2.1, URL with ?action=map)"
+        for t in targets
+    )
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -631,7 +689,8 @@ def _from_dict(data: Dict[str, Any], path: str, out: _Collector) -> Config:
     _cross_checks(cfg, out)
     if out.problems:
         raise ConfigError(out.problems)
-    return dataclasses.replace(cfg, warnings=_permission_warnings(cfg) + _usage_warnings(cfg))
+    warnings = _permission_warnings(cfg) + _usage_warnings(cfg) + pagerduty_warnings(cfg)
+    return dataclasses.replace(cfg, warnings=warnings)
 
 
 def load_config(path: str = DEFAULT_PATH) -> Config:
@@ -657,7 +716,10 @@ def load_config(path: str = DEFAULT_PATH) -> Config:
 
 def load_timezone(name: str) -> Any:
     """A tzinfo for an IANA name; ValueError (not a traceback) when unknown."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    if sys.version_info >= (3, 9):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    else:  # Python 3.8: the backport, a dependency there
+        from backports.zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         return ZoneInfo(name)

@@ -13,6 +13,7 @@ travels on stdin, never in argv, which any local user can read in `ps`.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import sys
@@ -45,10 +46,17 @@ def send(url: str, title: str, body: str, notify_type: str, timeout: float
             current = getattr(service, attr, None)
             if isinstance(current, (int, float)) and current > timeout:
                 setattr(service, attr, float(timeout))
-    result = apobj.notify(body=body, title=title, notify_type=apprise.NotifyType(notify_type))
+    result = apobj.notify(body=body, title=title, notify_type=_notify_type(apprise, notify_type))
     if result:
         return True, None
     return False, _result_error(result)
+
+
+def _notify_type(apprise: Any, name: str) -> Any:
+    """apprise 2.x takes its NotifyType enum; 1.9.x (Python 3.8) has plain string constants
+    in a class that cannot be called."""
+    kind = apprise.NotifyType
+    return kind(name) if isinstance(kind, enum.EnumMeta) else name
 
 
 def _services(apobj: Any) -> List[Any]:

@@ -13,11 +13,12 @@ travels on stdin, never in argv, which any local user can read in `ps`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import sys
-from typing import IO, Any, List, Optional, Tuple
+from typing import IO, Any, List, Optional, Sequence, Tuple
 
 from watchdog.alerts.delivery import quiet_library_loggers, redact, register_secret
 
@@ -46,10 +47,30 @@ def send(url: str, title: str, body: str, notify_type: str, timeout: float
             current = getattr(service, attr, None)
             if isinstance(current, (int, float)) and current > timeout:
                 setattr(service, attr, float(timeout))
-    result = apobj.notify(body=body, title=title, notify_type=_notify_type(apprise, notify_type))
+    logged = _Collect()
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.addHandler(logged)
+    try:
+        result = apobj.notify(body=body, title=title,
+                              notify_type=_notify_type(apprise, notify_type))
+    finally:
+        apprise_log.removeHandler(logged)
     if result:
         return True, None
-    return False, _result_error(result)
+    return False, _result_error(result, logged.messages)
+
+
+class _Collect(logging.Handler):
+    """apprise's WARNING+ lines during one notify(): the reason where its result is a plain
+    bool (apprise before 2.3, e.g. 1.9.x on Python 3.8)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a malformed record is no reason
+            self.messages.append(record.getMessage())
 
 
 def _notify_type(apprise: Any, name: str) -> Any:
@@ -66,8 +87,9 @@ def _services(apobj: Any) -> List[Any]:
         return []
 
 
-def _result_error(result: Any) -> str:
-    """The warnings apprise recorded for a failed call (2.3+ results carry them)."""
+def _result_error(result: Any, logged: Sequence[str] = ()) -> str:
+    """The warnings apprise recorded for a failed call (2.3+ results carry them; before,
+    the `logged` WARNING+ lines of its logger)."""
     messages: List[str] = []
     try:
         for service in result:
@@ -76,7 +98,7 @@ def _result_error(result: Any) -> str:
                     if str(getattr(entry, "level", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
                         messages.append(str(entry.message))
     except TypeError:  # an older apprise returns a plain bool
-        pass
+        messages.extend(logged)
     status = getattr(getattr(result, "status", None), "name", None)
     text = "; ".join(dict.fromkeys(messages)) or "apprise reported a failure"
     if status and status not in ("FAILURE", "SUCCESS"):

@@ -1,5 +1,10 @@
 """The PostgreSQL password of the watchdog's role, under the real systemd and the unit that
-`ha-watchdog install-unit` writes: where the README says to put it, and why not /root.
+`ha-watchdog install-unit` writes from a wheel: where the README says to put it, and why
+not /root.
+
+ha-watchdog is installed from this checkout's wheel into a fresh venv (as the README's
+steps do; dependencies from the package index), and that venv's `install-unit` writes the
+unit from the wheel's package data: the checkout itself is not bound into the container.
 
 The unit's ProtectHome=yes hides /root from the service, so libpq's default passfile
 (~/.pgpass, i.e. /root/.pgpass) is invisible to the daemon even though root can read it
@@ -29,9 +34,9 @@ from watchdog.lab.nspawn import (
     home_dropin,
     python_paths,
 )
+from watchdog.lab.wheel import WheelError, build_wheel, install_venv
 from watchdog.probes.command import run_command
 
-ROOT = Path(__file__).resolve().parent.parent
 AVAILABLE, WHY_NOT = available()
 UNIT = "ha-watchdog.service"
 NODE = "lab1"
@@ -42,8 +47,14 @@ PASSWORD = "s3cret-Passfile-42"
 HEALTHY_SERVICES = ["sh", "-c", "echo '/service/hvmail-httpd: up (pid 100) 1000 seconds'"]
 
 
-def console_script() -> str:
-    return os.path.join(os.path.dirname(sys.executable), "ha-watchdog")
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("wheel-venv")
+    try:
+        wheel = build_wheel(base / "dist")
+        return install_venv(sys.executable, wheel, base / "opt-ha-watchdog")
+    except WheelError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
@@ -75,11 +86,11 @@ def password_role(pg):
 @pytest.mark.postgres
 @pytest.mark.skipif(not AVAILABLE, reason=WHY_NOT)
 def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
-    password_role, tmp_path
+    password_role, wheel_venv, tmp_path
 ):
     pg = password_role
-    script = console_script()
-    assert os.access(script, os.X_OK), f"{script}: ha-watchdog is not installed in this venv"
+    script = str(wheel_venv / "bin" / "ha-watchdog")
+    assert os.access(script, os.X_OK), script
     unit = run_command([script, "install-unit", "--print", "--config", CONFIG_PATH], 30)
     assert unit.ok, unit
     assert f"ExecStart={script} --config {CONFIG_PATH}\n" in unit.stdout
@@ -94,7 +105,7 @@ def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
         30, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PGPASSFILE": "/nonexistent"},
     ).ok
 
-    binds = [str(ROOT), socket_dir]
+    binds = [str(wheel_venv), socket_dir]
     for path in python_paths():
         if not any(path == b or path.startswith(b + "/") for b in binds):
             binds.append(path)
@@ -121,7 +132,7 @@ def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
             return box.show(UNIT, "StatusText") or ""
 
         dropins = {"10-test.conf": "[Service]\nRestartSec=1\n"}
-        home = home_dropin([*python_paths(), str(ROOT), script])
+        home = home_dropin([*python_paths(), str(wheel_venv), script])
         if home:  # a pyenv under /root: ProtectHome=tmpfs + binds, /root/.pgpass stays hidden
             dropins["20-test-home.conf"] = home
         box.install_unit(UNIT, unit.stdout, dropins)

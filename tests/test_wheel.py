@@ -10,7 +10,6 @@ reason. These are slow (a venv and an install each), so only CI's default pass r
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -18,9 +17,11 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import pytest
+
+from watchdog.lab.wheel import build_wheel, clean_env, find_python, install_venv, pyenv_root
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_UNIT = ROOT / "systemd" / "ha-watchdog.service"
@@ -31,47 +32,14 @@ PYTHONS = sorted({"3.8", CURRENT, "3.13"}, key=lambda v: tuple(map(int, v.split(
 pytestmark = pytest.mark.slow
 
 
-def pyenv_root() -> Optional[str]:
-    root = os.environ.get("PYENV_ROOT")
-    if not root:
-        try:
-            found = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=10)
-            root = found.stdout.strip() if found.returncode == 0 else None
-        except (OSError, subprocess.TimeoutExpired):
-            root = None
-    root = root or os.path.expanduser("~/.pyenv")
-    return root if os.path.isdir(root) else None
-
-
-def find_python(minor: str) -> Optional[str]:
-    """The newest pyenv patch release of `minor` (e.g. "3.8" -> .../3.8.18/bin/python)."""
-    if minor == CURRENT:
-        return sys.executable
-    root = pyenv_root()
-    if root is None:
-        return None
-    candidates = []
-    for path in glob.glob(os.path.join(root, "versions", f"{minor}.*", "bin", "python")):
-        match = re.search(rf"/{re.escape(minor)}\.(\d+)/bin/python$", path)
-        if match and os.access(path, os.X_OK):
-            candidates.append((int(match.group(1)), path))
-    return max(candidates)[1] if candidates else None
-
-
 def run(argv: List[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                          **kwargs)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env=dict(clean_env()), **kwargs)
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-                 str(ROOT)], timeout=300)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (path,) = out.glob("ha_watchdog-*.whl")
-    return path
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_wheel_carries_the_repository_unit_and_example_config_unchanged(wheel):
@@ -103,12 +71,8 @@ def test_readme_install_steps_from_the_wheel_in_a_fresh_venv(minor, wheel, tmp_p
     python = find_python(minor)
     if python is None:
         pytest.skip(f"no Python {minor} (looked under pyenv's root {pyenv_root()})")
-    venv = tmp_path / "opt-ha-watchdog"
-    made = run([python, "-m", "venv", str(venv)])
-    assert made.returncode == 0, made.stderr
+    venv = install_venv(python, wheel, tmp_path / "opt-ha-watchdog")
     pip = [str(venv / "bin" / "python"), "-m", "pip"]
-    installed = run([*pip, "install", "-q", str(wheel)], timeout=600)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
     hw = str(venv / "bin" / "ha-watchdog")
 
     listing = run([*pip, "list", "--format=json"])

@@ -85,3 +85,19 @@ def test_check_config_warns_only_where_the_installed_apprise_cannot_resolve(tmp_
     else:
         assert "PagerDuty" not in result.stderr
     assert "ApiKey" not in result.stderr + result.stdout
+
+
+def test_a_fifo_as_url_file_does_not_block_the_load(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pd.fifo"
+    os.mkfifo(fifo)
+    cfg = config_with(f'url_file = "{fifo}"')
+    done = []
+    worker = threading.Thread(target=lambda: done.append(pagerduty_warnings(cfg, (1, 9, 3))),
+                              daemon=True)
+    worker.start()
+    worker.join(5)
+    assert done == [()], "reading the url_file FIFO blocked"
+

@@ -600,11 +600,19 @@ def _target_scheme(target: AlertTarget) -> str:
     where the URL is used)."""
     url = target.url or ""
     if target.url_file:
+        # Non-blocking open and regular files only: a FIFO or a device never stalls a load.
         try:
-            with open(target.url_file, encoding="utf-8", errors="replace") as handle:
-                url = handle.read(4096)
+            fd = os.open(target.url_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return ""
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ""
+            url = os.read(fd, 4096).decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
     url = url.strip()
     return url.split("://", 1)[0].lower() if "://" in url else ""
 

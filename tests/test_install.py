@@ -148,3 +148,15 @@ def test_help_of_each_command_exits_0():
     for command in ("install-unit", "example-config"):
         result = run(command, "--help")
         assert result.returncode == 0 and f"ha-watchdog {command}" in result.stdout
+
+
+def test_a_fifo_or_directory_as_the_output_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    result = run("example-config", "--output", str(fifo))  # run() has a 60 s deadline
+    assert result.returncode == 3 and "not a regular file" in result.stderr
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    result = run("example-config", "--output", str(folder))
+    assert result.returncode == 3 and "not a regular file" in result.stderr
+

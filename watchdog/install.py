@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -99,18 +100,32 @@ def render_unit(template: str, bin_path: str, config_path: str) -> str:
     return _EXEC_START.sub(f"ExecStart={bin_path} --config {config_path}", template)
 
 
+def _read_existing(path: str) -> Optional[str]:
+    """What `path` holds now (None: nothing there). Opened non-blocking, regular files
+    only, read bounded: a FIFO or a device given as the target never hangs the command."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InstallError(f"cannot read the existing {path}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InstallError(f"{path} exists and is not a regular file")
+        data = os.read(fd, 1 << 20)
+    except OSError as exc:
+        raise InstallError(f"cannot read the existing {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")
+
+
 def write_file(path: str, text: str, mode: int, force: bool) -> str:
     """Write atomically (temp file + rename); "written", or "unchanged" when identical.
 
     An existing file with other content is kept unless `force`: it may hold local edits.
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            current: Optional[str] = handle.read(1 << 20)
-    except FileNotFoundError:
-        current = None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InstallError(f"cannot read the existing {path}: {exc}") from None
+    current = _read_existing(path)
     if current == text:
         os.chmod(path, mode)
         return "unchanged"

@@ -577,70 +577,52 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
     return tuple(found)
 
 
-# apprise before 2.1 sends every PagerDuty message as a new "trigger" event, with no dedup
-# key and no way to resolve (read in apprise 1.9.3, plugins/pagerduty.py: `event_action =
-# 'trigger'` for every notify type). Python 3.8 cannot get more: apprise 2.x needs 3.9.
-PAGERDUTY_RESOLVES_FROM = (2, 1)
-
-
-def installed_version(distribution: str) -> Optional[Tuple[int, ...]]:
-    """(major, minor, ...) of an installed distribution; None if absent or unreadable."""
-    from importlib.metadata import PackageNotFoundError, version
-
+def _target_url(target: AlertTarget) -> str:
+    """A target's URL text ("" when unknown; an unreadable url_file is reported where the
+    URL is used)."""
+    if not target.url_file:
+        return (target.url or "").strip()
+    # Non-blocking open and regular files only: a FIFO or a device never stalls a load.
     try:
-        text = version(distribution)
-    except PackageNotFoundError:
-        return None
-    numbers = re.match(r"\d+(?:\.\d+)*", text or "")
-    return tuple(int(n) for n in numbers.group(0).split(".")) if numbers else None
-
-
-def _target_scheme(target: AlertTarget) -> str:
-    """The scheme of a target's URL ("" when unknown; an unreadable url_file is reported
-    where the URL is used)."""
-    url = target.url or ""
-    if target.url_file:
-        # Non-blocking open and regular files only: a FIFO or a device never stalls a load.
-        try:
-            fd = os.open(target.url_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
+        fd = os.open(target.url_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return ""
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return ""
-            url = os.read(fd, 4096).decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        finally:
-            os.close(fd)
-    url = url.strip()
-    return url.split("://", 1)[0].lower() if "://" in url else ""
+        return os.read(fd, 4096).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
-def pagerduty_warnings(
-    cfg: Config, apprise_version: Optional[Tuple[int, ...]] = None
-) -> Tuple[str, ...]:
-    """PagerDuty targets that cannot resolve with the installed apprise (Python 3.8).
+def pagerduty_warnings(cfg: Config) -> Tuple[str, ...]:
+    """PagerDuty targets whose incidents would never resolve.
 
-    `apprise_version` defaults to the installed one (looked up only when a PagerDuty
-    target exists: metadata, no import).
+    Only `?action=map` makes a RECOVERY resolve the incident its PROBLEM opened: without
+    it (or with `action=trigger`) every message is a new trigger, the recovery included.
+    The same on every apprise (1.9.x through alerts.pagerduty_compat).
     """
-    targets = [t for t in cfg.alerts.targets if _target_scheme(t) == "pagerduty"]
-    if not targets:
-        return ()
-    version = apprise_version if apprise_version is not None else installed_version("apprise")
-    if version is None or version >= PAGERDUTY_RESOLVES_FROM:
-        return ()
-    shown = ".".join(str(n) for n in version)
-    python = "{}.{}".format(*sys.version_info[:2])
-    return tuple(
-        f"target {t.name!r} is PagerDuty, but apprise {shown} (the newest for Python "
-        f"{python}; apprise 2.x needs Python >= 3.9) sends every message to PagerDuty as a "
-        "new trigger, RECOVERY included: incidents never resolve and each recovery raises "
-        "an info-severity event of its own. Resolve incidents by hand, or run ha-watchdog "
-        "on Python >= 3.9 (apprise >= 2.1, URL with ?action=map)"
-        for t in targets
-    )
+    from watchdog.alerts.pagerduty_compat import url_options
+
+    found = []
+    for target in cfg.alerts.targets:
+        url = _target_url(target)
+        if url.split("://", 1)[0].lower() != "pagerduty" or "://" not in url:
+            continue
+        try:
+            action = url_options(url)["action"]
+        except ValueError as exc:
+            found.append(f"target {target.name!r}: {exc}: every send to it will fail")
+            continue
+        if action in (None, "trigger"):
+            found.append(
+                f"target {target.name!r} is PagerDuty without ?action=map: each message, "
+                "RECOVERY included, raises a new trigger and no incident ever resolves; "
+                "add ?action=map to its URL (pagerduty://IntegrationKey@ApiKey?action=map)"
+            )
+    return tuple(found)
 
 
 # ---------------------------------------------------------------- entry points

@@ -20,6 +20,7 @@ import logging
 import sys
 from typing import IO, Any, List, Optional, Sequence, Tuple
 
+from watchdog.alerts import pagerduty_compat
 from watchdog.alerts.delivery import quiet_library_loggers, redact, register_secret
 
 NOTIFY_TYPES = ("info", "success", "warning", "failure")
@@ -43,6 +44,8 @@ def send(url: str, title: str, body: str, notify_type: str, timeout: float
         return False, "url holds several apprise URLs; use one [[alerts.targets]] per channel"
     # Socket deadlines as a courtesy; the parent kills this process at the real deadline.
     for service in _services(apobj):
+        if pagerduty_compat.needs_adapting(service):  # apprise 1.9.x: resolves, as 2.1+
+            pagerduty_compat.adapt(service, url)
         for attr in ("socket_connect_timeout", "socket_read_timeout"):
             current = getattr(service, attr, None)
             if isinstance(current, (int, float)) and current > timeout:

@@ -423,10 +423,20 @@ def test_incident_targets_get_one_message_per_title_not_a_digest(
 def test_pagerduty_map_action_is_supported_by_the_installed_apprise():
     import apprise
 
+    from watchdog.alerts.pagerduty_compat import RESOLVES_FROM, installed_version
+
     apobj = apprise.Apprise()
     assert apobj.add("pagerduty://integration@apikey?action=map")
     (service,) = list(apobj)
-    assert str(service.action) == "map"
+    version = installed_version("apprise")
+    if version is not None and version < RESOLVES_FROM:
+        # Python 3.8's apprise 1.9.x: no action=map, every message a trigger; what
+        # alerts.pagerduty_compat makes up for (tests/test_pagerduty_compat.py).
+        assert sys.version_info < (3, 9)
+        assert not hasattr(service, "action")
+        assert service.event_action == "trigger"
+    else:
+        assert str(service.action) == "map"
     assert is_incident_url("pagerduty://integration@apikey?action=map")
     assert not is_incident_url("slack://a/b/c")
 

@@ -65,9 +65,8 @@ def test_smtp_receiver_records_mail_and_refuses_when_down():
             ("b@example.com",),
         )
         rx.set_down(True)
-        with (
-            smtplib.SMTP("127.0.0.1", rx.port, timeout=5) as client,
-            pytest.raises(smtplib.SMTPDataError),
+        with smtplib.SMTP("127.0.0.1", rx.port, timeout=5) as client, pytest.raises(
+            smtplib.SMTPDataError
         ):
             client.send_message(msg)
         assert len(rx.messages) == 1

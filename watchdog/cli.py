@@ -127,6 +127,10 @@ def _load(args: argparse.Namespace) -> Config:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("install-unit", "example-config"):
+        from watchdog.install import main as install_main  # the files a wheel carries
+
+        return install_main(argv)
     if "maintenance" in argv:
         # `ha-watchdog [--config P] maintenance ...`: a command line of its own.
         index = argv.index("maintenance")

@@ -876,6 +876,54 @@ def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
     return tuple(found)
 
 
+def _target_url(target: AlertTarget) -> str:
+    """A target's URL text ("" when unknown; an unreadable url_file is reported where the
+    URL is used)."""
+    if not target.url_file:
+        return (target.url or "").strip()
+    # Non-blocking open and regular files only: a FIFO or a device never stalls a load.
+    try:
+        fd = os.open(target.url_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, 4096).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
+def pagerduty_warnings(cfg: Config) -> Tuple[str, ...]:
+    """PagerDuty targets whose incidents would never resolve.
+
+    Only `?action=map` makes a RECOVERY resolve the incident its PROBLEM opened: without
+    it (or with `action=trigger`) every message is a new trigger, the recovery included.
+    The same on every apprise (1.9.x through alerts.pagerduty_compat).
+    """
+    from watchdog.alerts.pagerduty_compat import url_options
+
+    found = []
+    for target in cfg.alerts.targets:
+        url = _target_url(target)
+        if url.split("://", 1)[0].lower() != "pagerduty" or "://" not in url:
+            continue
+        try:
+            action = url_options(url)["action"]
+        except ValueError as exc:
+            found.append(f"target {target.name!r}: {exc}: every send to it will fail")
+            continue
+        if action in (None, "trigger"):
+            found.append(
+                f"target {target.name!r} is PagerDuty without ?action=map: each message, "
+                "RECOVERY included, raises a new trigger and no incident ever resolves; "
+                "add ?action=map to its URL (pagerduty://IntegrationKey@ApiKey?action=map)"
+            )
+    return tuple(found)
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -935,7 +983,8 @@ def _from_dict(data: Dict[str, Any], path: str, out: _Collector) -> Config:
     _cross_checks(cfg, out)
     if out.problems:
         raise ConfigError(out.problems)
-    return dataclasses.replace(cfg, warnings=_permission_warnings(cfg) + _usage_warnings(cfg))
+    warnings = _permission_warnings(cfg) + _usage_warnings(cfg) + pagerduty_warnings(cfg)
+    return dataclasses.replace(cfg, warnings=warnings)
 
 
 def load_config(path: str = DEFAULT_PATH) -> Config:
@@ -960,7 +1009,10 @@ def load_config(path: str = DEFAULT_PATH) -> Config:
 
 def load_timezone(name: str) -> Any:
     """A tzinfo for an IANA name; ValueError (not a traceback) when unknown."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    if sys.version_info >= (3, 9):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    else:  # Python 3.8: the backport, a dependency there
+        from backports.zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         return ZoneInfo(name)

@@ -13,11 +13,14 @@ travels on stdin, never in argv, which any local user can read in `ps`.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import logging
 import sys
-from typing import IO, Any, List, Optional, Tuple
+from typing import IO, Any, List, Optional, Sequence, Tuple
 
+from watchdog.alerts import pagerduty_compat
 from watchdog.alerts.delivery import quiet_library_loggers, redact, register_secret
 
 NOTIFY_TYPES = ("info", "success", "warning", "failure")
@@ -41,14 +44,43 @@ def send(url: str, title: str, body: str, notify_type: str, timeout: float
         return False, "url holds several apprise URLs; use one [[alerts.targets]] per channel"
     # Socket deadlines as a courtesy; the parent kills this process at the real deadline.
     for service in _services(apobj):
+        if pagerduty_compat.needs_adapting(service):  # apprise 1.9.x: resolves, as 2.1+
+            pagerduty_compat.adapt(service, url)
         for attr in ("socket_connect_timeout", "socket_read_timeout"):
             current = getattr(service, attr, None)
             if isinstance(current, (int, float)) and current > timeout:
                 setattr(service, attr, float(timeout))
-    result = apobj.notify(body=body, title=title, notify_type=apprise.NotifyType(notify_type))
+    logged = _Collect()
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.addHandler(logged)
+    try:
+        result = apobj.notify(body=body, title=title,
+                              notify_type=_notify_type(apprise, notify_type))
+    finally:
+        apprise_log.removeHandler(logged)
     if result:
         return True, None
-    return False, _result_error(result)
+    return False, _result_error(result, logged.messages)
+
+
+class _Collect(logging.Handler):
+    """apprise's WARNING+ lines during one notify(): the reason where its result is a plain
+    bool (apprise before 2.3, e.g. 1.9.x on Python 3.8)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a malformed record is no reason
+            self.messages.append(record.getMessage())
+
+
+def _notify_type(apprise: Any, name: str) -> Any:
+    """apprise 2.x takes its NotifyType enum; 1.9.x (Python 3.8) has plain string constants
+    in a class that cannot be called."""
+    kind = apprise.NotifyType
+    return kind(name) if isinstance(kind, enum.EnumMeta) else name
 
 
 def _services(apobj: Any) -> List[Any]:
@@ -58,8 +90,9 @@ def _services(apobj: Any) -> List[Any]:
         return []
 
 
-def _result_error(result: Any) -> str:
-    """The warnings apprise recorded for a failed call (2.3+ results carry them)."""
+def _result_error(result: Any, logged: Sequence[str] = ()) -> str:
+    """The warnings apprise recorded for a failed call (2.3+ results carry them; before,
+    the `logged` WARNING+ lines of its logger)."""
     messages: List[str] = []
     try:
         for service in result:
@@ -68,7 +101,7 @@ def _result_error(result: Any) -> str:
                     if str(getattr(entry, "level", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
                         messages.append(str(entry.message))
     except TypeError:  # an older apprise returns a plain bool
-        pass
+        messages.extend(logged)
     status = getattr(getattr(result, "status", None), "name", None)
     text = "; ".join(dict.fromkeys(messages)) or "apprise reported a failure"
     if status and status not in ("FAILURE", "SUCCESS"):

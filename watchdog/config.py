@@ -184,6 +184,9 @@ class AlertsConfig:
     retry_max_wait: float = _f("duration", 30.0)
     send_timeout: float = _f("duration", 30.0)
     targets: Tuple[AlertTarget, ...] = _f("targets", ())
+    # The daemon refuses to start when nothing would ever hear from it (no target, no
+    # metrics, no heartbeat; see watchdog.preflight.silent_reason) unless this is true.
+    allow_silent: bool = _f("bool", False)
 
 
 @dataclass(frozen=True)

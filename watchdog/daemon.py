@@ -136,6 +136,7 @@ class Daemon:
         self.cycles += 1
         self.last_cycle_end = self.wall()
         self._publish_metrics(report, cycle.duration)
+        self._write_status(report, cycle.duration)
         line = self._summary(report, cycle.duration, len(notes))
         return line
 
@@ -198,6 +199,22 @@ class Daemon:
             self.exporter.update(view)
         except Exception:  # noqa: BLE001 - metrics must never stop the watching
             log.exception("metrics: update failed")
+
+    def _write_status(self, report: Report, duration: float) -> None:
+        """status.json for `ha-watchdog status` (watchdog.status); a failure is logged once."""
+        from watchdog import status
+
+        try:
+            targets = self.deliverer.status() if self.deliverer is not None else {}
+            status.write_cycle(self.cfg.daemon.state_dir, status.cycle_view(
+                self.cfg.node_name, report, self.cycles, self.last_cycle_end, duration,
+                self.cfg.daemon.interval, targets))
+            self._status_error = None
+        except Exception as exc:  # noqa: BLE001 - the status view must never stop the watching
+            error = f"{type(exc).__name__}: {exc}"
+            if error != getattr(self, "_status_error", None):
+                log.error("status: cannot write %s: %s", status.STATUS_FILE, error)
+            self._status_error = error
 
     def _wall_deadlines(self) -> List[float]:
         """Wall-clock times at which a cycle must run even between regular ones: the end of

@@ -34,10 +34,11 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from urllib.parse import unquote
 
+from watchdog.alerts.history import SentHistory
 from watchdog.alerts.message import first_line, format_time
 from watchdog.alerts.notification import (
     SEV_CRITICAL,
@@ -319,6 +320,45 @@ def plan_messages(
     return [build_digest(node, items)]
 
 
+# A message sent this long after its notification was made says so in its body.
+LATE_AFTER = 60.0
+
+
+def _clock_text(epoch: float, now: float) -> str:
+    """`21:53:10 UTC`, with the date when it is not the day of `now`."""
+    from datetime import datetime, timezone
+
+    try:
+        at = datetime.fromtimestamp(epoch, timezone.utc)
+        today = datetime.fromtimestamp(now, timezone.utc).date()
+    except (OverflowError, OSError, ValueError):
+        return "an unknown time"
+    return at.strftime("%H:%M:%S UTC" if at.date() == today else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def late_line(created: float, now: float) -> str:
+    """`Delivered late: queued since 21:53:10 UTC, delivered 21:56:02 UTC (2m52s later).`"""
+    return (
+        f"Delivered late: queued since {_clock_text(created, now)}, delivered "
+        f"{_clock_text(now, now)} ({format_duration(max(0.0, now - created))} later; "
+        "this channel could not be reached until now)."
+    )
+
+
+def mark_late(message: Message, sources: Sequence[Notification], now: float) -> Message:
+    """`message` with a "Delivered late" line under its headline when its oldest
+    notification waited at least LATE_AFTER (outbox, retries, a restart). A digest says
+    when its oldest item was made already."""
+    if message.digest or not sources:
+        return message
+    created = min(n.created for n in sources)
+    if now - created < LATE_AFTER:
+        return message
+    head, sep, rest = message.body.partition("\n")
+    body = f"{head}\n{late_line(created, now)}" + (f"\n{rest}" if sep else "")
+    return replace(message, body=body)
+
+
 # ---------------------------------------------------------------- sending
 
 
@@ -446,6 +486,7 @@ class Deliverer:
         self._round_max_wait = round_max_wait
         self.state_dir = state_dir
         self.outbox = Outbox(os.path.join(state_dir, OUTBOX_FILE), clock=clock)
+        self.history = SentHistory(state_dir)
         self._targets: Dict[str, _TargetState] = {
             t.name: _TargetState(t) for t in cfg.alerts.targets
         }
@@ -675,7 +716,10 @@ class Deliverer:
             return False
         backlog = state.failures > 0 or state.backlog
         messages = plan_messages(self._node, items, incident=is_incident_url(url), backlog=backlog)
+        by_id = {n.id: n for n in items}
         for message in messages:
+            message = mark_late(message, [by_id[i] for i in message.ids if i in by_id],
+                                self._clock())
             ok, error, attempts = self._send_with_retries(state.target, url, message)
             if not ok:
                 self._failed(state, error or "send failed", self.outbox.count(name), attempts)
@@ -685,6 +729,8 @@ class Deliverer:
             state.sent += 1
             state.last_success = self._clock()
             state.last_error = None
+            self._remember(name, message, [by_id[i] for i in message.ids if i in by_id],
+                           attempts)
             log.info(
                 "alerts: target %r: delivered %s%s",
                 name,
@@ -695,6 +741,23 @@ class Deliverer:
             )
         state.backlog = False
         return True
+
+    def _remember(self, target: str, message: Message, sources: Sequence[Notification],
+                  attempts: int) -> None:
+        """The bounded sent history `ha-watchdog status` shows (no URL in it)."""
+        latest = sources[-1] if sources else None
+        self.history.record({
+            "at": self._clock(),
+            "target": target,
+            "title": message.title,
+            "headline": first_line(message.body),
+            "notify_type": message.notify_type,
+            "kind": "digest" if message.digest else (latest.kind if latest else None),
+            "check": latest.check if latest else None,
+            "created": min((n.created for n in sources), default=None),
+            "count": len(message.ids),
+            "attempts": attempts,
+        })
 
     def _failed(self, state: _TargetState, error: str, pending: int, attempts: int) -> None:
         error = redact(error)

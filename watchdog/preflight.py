@@ -55,6 +55,8 @@ class _Out:
 
     def add(self, level: str, key: str, message: str, fix: str = "") -> None:
         line = locate(self.text, key) if self.text and key else None
+        if line is None and self.text and key and not key.endswith("]"):
+            line = locate(self.text, key + "[0]")  # an array of tables: its first header
         self.findings.append(Finding(level, key, message, fix, line))
 
 
@@ -406,7 +408,7 @@ def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
                 "[postgres] dsn, the password (a passfile, see the README) and pg_hba.conf")
         return
     for finding in privilege_findings(priv):
-        out.add(finding.level, finding.key, "PostgreSQL: " + finding.message, finding.fix)
+        out.add(finding.level, finding.key, finding.message, finding.fix)
 
 
 # ---------------------------------------------------------------- the command

@@ -8,8 +8,11 @@ alerts it sent, and whether it is still cycling.
 Strictly read-only: it opens the daemon's files for reading and nothing else (no lock,
 no temp-file cleanup, no moving a damaged file aside: the daemon does that), so it is
 safe next to a running daemon and works for any user who can read the state directory.
-The daemon writes `status.json` after every cycle (write_cycle below); the engine state,
-the outbox, the maintenance request and the sent history are its own files.
+The daemon publishes `status.json` after every cycle (write_cycle below) and `sent.json`
+after every delivery, both mode 0640: a monitoring group can read them (setgid state
+directory, see the README) while the engine state and the outbox stay 0600. As root the
+command reads those live; as a reader it shows the copy in status.json (as of the last
+cycle) and says so.
 """
 
 from __future__ import annotations
@@ -38,28 +41,73 @@ EXIT_UNREADABLE = 3
 # ---------------------------------------------------------------- the daemon side
 
 
+PUBLIC_MODE = 0o640  # status.json and sent.json: readable by the state dir's group
+
+
 def write_cycle(state_dir: str, data: Dict[str, Any]) -> None:
     """Replace `status.json` atomically (called by the daemon after each cycle)."""
-    from watchdog.statefile import write_json
+    from watchdog.statefile import write_atomic
 
-    write_json(os.path.join(state_dir, STATUS_FILE), {"version": FORMAT_VERSION, **data})
+    payload = json.dumps({"version": FORMAT_VERSION, **data}, sort_keys=True,
+                         separators=(",", ":"), default=str)
+    write_atomic(os.path.join(state_dir, STATUS_FILE), payload.encode("utf-8"), PUBLIC_MODE)
 
 
 def cycle_view(node: str, report: Any, number: int, ended: float, duration: float,
-               interval: float, targets: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+               interval: float, targets: Optional[Dict[str, Any]] = None,
+               engine: Optional[Dict[str, Any]] = None,
+               outbox: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """What status.json holds: the last cycle (summaries, not the full details: those are
-    in `--once --json` and the metrics) and the delivery state per target."""
+    in `--once --json` and the metrics), the delivery state per target, and the daemon's
+    view of checks, incidents and outbox (for readers who cannot read the 0600 files)."""
+    raw = [{"name": c.name, "status": c.status.label, "summary": c.summary}
+           for c in report.checks]
+    checks, incidents, role_since = _engine_view(engine, raw)
     return {
         "node": node,
         "pid": os.getpid(),
         "role": report.role.value,
+        "role_since": role_since,
         "status": report.status.label,
-        "checks": [{"name": c.name, "status": c.status.label, "summary": c.summary}
-                   for c in report.checks],
+        "checks": raw,
+        "confirmed": checks,
+        "incidents": incidents,
+        "outbox": _outbox(outbox),
         "cycle": {"number": number, "ended": ended, "duration": duration},
         "interval": interval,
         "targets": targets or {},
     }
+
+
+def _engine_view(engine: Any, raw: List[Dict[str, Any]]
+                 ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], Optional[float]]:
+    """(checks with their confirmed state, open incidents, role since) from engine JSON."""
+    from watchdog.core.engine import EngineState
+
+    state = EngineState.from_json(engine) if engine is not None else EngineState()
+    by_name = {c.get("name"): c for c in raw}
+    order = [c.get("name") for c in raw]
+    order += sorted(n for n in state.checks if n not in order)
+    checks = []
+    incidents = []
+    for name in order:
+        cs = state.checks.get(name)
+        entry: Dict[str, Any] = {"name": name, "current": name in by_name}
+        if cs is not None:
+            entry.update(confirmed=cs.debounce.confirmed, since=cs.debounce.confirmed_since,
+                         latest=cs.status, summary=cs.summary,
+                         pending=cs.debounce.level if cs.debounce.pending else None,
+                         pending_since=cs.debounce.level_since if cs.debounce.pending else None)
+            if cs.incident is not None:
+                incidents.append({
+                    "check": name, "level": cs.incident.level, "since": cs.incident.since,
+                    "told": cs.incident.told, "last_sent": cs.incident.last_sent,
+                    "flapping": cs.incident.flapping,
+                })
+        if name in by_name and not entry.get("summary"):
+            entry["summary"] = by_name[name].get("summary")
+        checks.append(entry)
+    return checks, incidents, state.role_since
 
 
 # ---------------------------------------------------------------- reading, read-only
@@ -69,18 +117,23 @@ class Unreadable(Exception):
     """The state directory or a file in it cannot be read: the message says what to do."""
 
 
-def _read(path: str) -> Tuple[Optional[Any], Optional[str]]:
-    """(JSON, None), (None, None) when absent, (None, why) when unusable. Raises Unreadable
-    on a permission problem (the whole command cannot help then)."""
+DENIED = "permission denied"
+
+
+def _read(path: str, required: bool = False) -> Tuple[Optional[Any], Optional[str]]:
+    """(JSON, None), (None, None) when absent, (None, why) when unusable. A permission
+    problem raises Unreadable when `required` (nothing to show then), else is DENIED."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_READ + 1)
     except FileNotFoundError:
         return None, None
     except PermissionError:
+        if not required:
+            return None, DENIED
         raise Unreadable(
-            f"cannot read {path}: permission denied; run as root, or give this user read "
-            "access to the state directory and its files (e.g. an ACL for a monitoring group)"
+            f"cannot read {path}: permission denied; run as root, or be in the state "
+            "directory's group (see README: status as a non-root user)"
         ) from None
     except OSError as exc:
         return None, f"cannot read {path}: {exc.strerror or exc}"
@@ -135,23 +188,20 @@ def gather(cfg: Config, now: float, last: int = 10) -> Dict[str, Any]:
         )
     if not os.access(state_dir, os.R_OK | os.X_OK):
         raise Unreadable(
-            f"cannot read {state_dir}: permission denied; run as root, or give this user "
-            "read access to it (and its files)"
+            f"cannot read {state_dir}: permission denied; run as root, or be in the state "
+            "directory's group (see README: status as a non-root user)"
         )
     problems: List[str] = []
-    status, why = _read(os.path.join(state_dir, STATUS_FILE))
-    if why:
-        problems.append(why)
-    engine, why = _read(os.path.join(state_dir, ENGINE_FILE))
-    if why:
-        problems.append(why)
-    outbox, why = _read(os.path.join(state_dir, OUTBOX_FILE))
-    if why:
-        problems.append(why)
-    sent, why = _read(os.path.join(state_dir, SENT_FILE))
-    if why:
-        problems.append(why)
-    status = status if isinstance(status, dict) else {}
+    files: Dict[str, Any] = {}
+    denied = []
+    for name in (STATUS_FILE, ENGINE_FILE, OUTBOX_FILE, SENT_FILE):
+        data, why = _read(os.path.join(state_dir, name), required=name == STATUS_FILE)
+        files[name] = data
+        if why == DENIED:
+            denied.append(name)
+        elif why:
+            problems.append(why)
+    status = files[STATUS_FILE] if isinstance(files[STATUS_FILE], dict) else {}
 
     daemon: Dict[str, Any] = {"last_cycle": None, "stale": True}
     cycle = status.get("cycle") if isinstance(status.get("cycle"), dict) else {}
@@ -167,53 +217,41 @@ def gather(cfg: Config, now: float, last: int = 10) -> Dict[str, Any]:
             "pid": status.get("pid"),
             "interval": interval,
             "stale": age > STALE_INTERVALS * interval + 5.0,
-            "summary": " ".join(f"{c.get('name')}={c.get('status')}"
-                                for c in status.get("checks") or [] if isinstance(c, dict)),
         }
 
-    from watchdog.core.engine import EngineState
-
-    state = EngineState.from_json(engine) if engine is not None else EngineState()
-    raw = {c.get("name"): c for c in status.get("checks") or [] if isinstance(c, dict)}
-    order = [c.get("name") for c in status.get("checks") or [] if isinstance(c, dict)]
-    order += sorted(n for n in state.checks if n not in order)
-    checks = []
-    incidents = []
-    for name in order:
-        cs = state.checks.get(name)
-        entry: Dict[str, Any] = {"name": name}
-        if cs is not None:
-            entry.update(confirmed=cs.debounce.confirmed, since=cs.debounce.confirmed_since,
-                         latest=cs.status, summary=cs.summary,
-                         pending=cs.debounce.level if cs.debounce.pending else None,
-                         pending_since=cs.debounce.level_since if cs.debounce.pending else None)
-            if cs.incident is not None:
-                incidents.append({
-                    "check": name, "level": cs.incident.level, "since": cs.incident.since,
-                    "told": cs.incident.told, "last_sent": cs.incident.last_sent,
-                    "flapping": cs.incident.flapping,
-                })
-        if name in raw:
-            entry.setdefault("summary", raw[name].get("summary"))
-            entry["current"] = name in raw
-        else:
-            entry["current"] = False  # not checked in this role any more
-        checks.append(entry)
-
+    raw = [c for c in status.get("checks") or [] if isinstance(c, dict)]
+    source = "live"
+    if ENGINE_FILE in denied:
+        # A reader: the daemon's own copy, as of its last cycle.
+        source = "last cycle"
+        checks = [c for c in status.get("confirmed") or [] if isinstance(c, dict)]
+        incidents = [i for i in status.get("incidents") or [] if isinstance(i, dict)]
+        role_since = _num(status.get("role_since"))
+    else:
+        checks, incidents, role_since = _engine_view(files[ENGINE_FILE], raw)
+    if OUTBOX_FILE in denied:
+        source = "last cycle"
+        outbox = [e for e in status.get("outbox") or [] if isinstance(e, dict)]
+    else:
+        outbox = _outbox(files[OUTBOX_FILE])
+    sent = files[SENT_FILE]
     history = sent.get("sent") if isinstance(sent, dict) else None
     history = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    if SENT_FILE in denied:
+        problems.append(f"{SENT_FILE}: permission denied (the daemon writes it mode 0640)")
     targets = status.get("targets") if isinstance(status.get("targets"), dict) else {}
     return {
         "node": status.get("node") or cfg.node_name,
-        "role": status.get("role") or state.role or "unknown",
-        "role_since": state.role_since,
+        "role": status.get("role") or "unknown",
+        "role_since": role_since,
         "status": status.get("status"),
         "state_dir": state_dir,
+        "source": source,
         "daemon": daemon,
         "checks": checks,
         "incidents": incidents,
         "maintenance": mnt.status(cfg, now),
-        "outbox": _outbox(outbox),
+        "outbox": outbox,
         "targets": targets,
         "sent": history[-last:] if last > 0 else [],
         "problems": problems,
@@ -306,6 +344,9 @@ def render(info: Dict[str, Any], now: float, colour: bool = False) -> str:
             lines.append(f"  {format_time(at)} -> {e.get('target')}: {e.get('headline')}{late}")
     else:
         lines.append("sent: nothing recorded yet")
+    if info.get("source") == "last cycle":
+        lines.append("note: checks, incidents and outbox as of the daemon's last cycle "
+                     "(its live files are root's)")
     for problem in info["problems"]:
         lines.append(f"note: {problem}")
     return "\n".join(lines)

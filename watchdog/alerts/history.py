@@ -21,6 +21,9 @@ from watchdog.statefile import write_atomic
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "sent.json"
+# Readable by the state directory's group (`ha-watchdog status` as a monitoring user): it
+# holds titles, headlines and target names, no URL.
+PUBLIC_MODE = 0o640
 KEEP = 50
 FORMAT_VERSION = 1
 
@@ -48,7 +51,8 @@ class SentHistory:
                 entries.append(dict(entry))
                 del entries[: max(0, len(entries) - self.keep)]
                 data = {"version": FORMAT_VERSION, "sent": entries}
-                write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+                write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode("utf-8"),
+                             PUBLIC_MODE)
                 self._error = None
         except Exception as exc:  # noqa: BLE001 - history must never cost an alert
             error = f"{type(exc).__name__}: {exc}"

@@ -55,9 +55,10 @@ the daemon refuses to start (exit 3) when nobody would hear from it: no config f
 [[alerts.targets]], no [metrics] and no [heartbeat]. --allow-silent (or [alerts]
 allow_silent = true) starts it anyway.
 
-environment: NO_COLOR (any value) turns colour off; colour is used only on a terminal.
-files: {config} (config), [daemon] state_dir (default /var/lib/ha-watchdog: engine.json,
-outbox.json, sent.json, status.json, maintenance.json).
+environment: NO_COLOR (set and not empty) turns colour off; colour is used only on a
+terminal.
+files: {config} (the config), [daemon] state_dir (default /var/lib/ha-watchdog:
+engine.json, outbox.json, sent.json, status.json, maintenance.json).
 """
 
 
@@ -383,12 +384,19 @@ def _once(cfg: Config, as_json: bool, nagios: bool = False) -> int:
     from watchdog.render import render_json, render_table
     from watchdog.runner import run_cycle, stateless_relax
 
+    log.debug("config %s: node %s, drbd %s, services %s", cfg.source, cfg.node_name,
+              " ".join(cfg.drbd.command) if cfg.drbd.command else cfg.drbd.path,
+              " ".join(cfg.services.command))
     try:
         cycle = run_cycle(cfg, relax=stateless_relax(cfg))
     except Exception as exc:  # noqa: BLE001 - last resort: UNKNOWN, never a traceback
         print(f"UNKNOWN: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     report = cycle.report
+    log.debug("cycle took %.0f ms; role %s; %s", cycle.duration * 1000, report.role.value,
+              report.summary_line())
+    for check in report.checks:
+        log.debug("%s: %s: %s", check.name, check.status.label, check.summary)
     state = once_maintenance(cfg)
     if as_json:
         public = {k: v for k, v in state.items() if k != "line"}

@@ -96,7 +96,9 @@ def _drbd(check: CheckResult) -> List[str]:
         percent = _num(entry.get("sync_percent"))
         if percent is None and entry.get("disk") == "UpToDate" == entry.get("peer_disk"):
             percent = 100.0
-        out.append(perf(f"drbd_{entry['name']}_synced", percent, "%", "", "", 0, 100))
+        name = entry["name"]
+        label = name if name.startswith("drbd") else f"drbd_{name}"  # /proc/drbd says drbd0
+        out.append(perf(f"{label}_synced", percent, "%", "", "", 0, 100))
     return out
 
 

@@ -250,7 +250,9 @@ def test_standby_stopped_and_started(tmp_path, pg, http_receiver, smtp_receiver)
     assert kinds(messages) == ["PROBLEM", "RECOVERY"]
     assert messages[0]["type"] == "failure" and "pg_stat_replication" in messages[0]["message"]
     subjects = [mail.subject for mail in smtp_receiver.messages]
-    assert subjects == [title, title], subjects
+    # Issue 14: the email subject says what is wrong (it was just "[p1] standbys" twice).
+    assert subjects[0] == f"{title} CRITICAL: no standby connected (0 of 1 required standbys streaming)"
+    assert subjects[1].startswith(f"{title} RECOVERED after "), subjects
     assert "RECOVERY" in smtp_receiver.messages[1].body
     heartbeats = [r for r in http_receiver.requests if r.path.endswith("/hb")]
     assert len(heartbeats) >= 2

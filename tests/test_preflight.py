@@ -286,3 +286,25 @@ def test_connect_reports_each_broken_probe_with_a_fix(tmp_path):
 def test_connect_without_check_config_is_a_usage_error():
     result = run("--connect")
     assert result.returncode == 3 and "--connect only goes with --check-config" in result.stderr
+
+
+def test_reload_to_a_silent_config_is_rejected(tmp_path, http_receiver):
+    """A reload may not do what the start refuses: the running config stays."""
+    from watchdog.lab.node import NodeDaemon, node_sections
+
+    sections = node_sections("r1", str(tmp_path / "state"), str(DRBD_PRIMARY),
+                             "host=127.0.0.1 port=1",
+                             targets=[{"name": "hook", "url": http_receiver.url}])
+    node = NodeDaemon("r1", str(tmp_path), sections)
+    with node:
+        assert node.wait_log(r"cycle 2:", 30)
+        silent = {k: v for k, v in sections.items() if k != "alerts.targets"}
+        node.write_config(silent)
+        node.reload()
+        line = node.wait_log(r"reload rejected, keeping the running config", 20)
+        assert line and "tell nobody" in line
+        start = node.cycles()
+        assert node.wait_log(rf"cycle {start + 1}:", 20)  # still watching, old config
+        node.write_config({**silent, "alerts": {**silent["alerts"], "allow_silent": True}})
+        node.reload()
+        assert node.wait_log(r"configuration reloaded", 20)

@@ -363,7 +363,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     return run_daemon(cfg, config_path=args.config or (None if cfg.source == NO_CONFIG
                                                       else DEFAULT_PATH),
-                      verbose=args.verbose)
+                      verbose=args.verbose, allow_silent=args.allow_silent)
 
 
 def _check_config(cfg: Config, connect: bool) -> int:

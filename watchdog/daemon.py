@@ -53,12 +53,14 @@ class Daemon:
         deliverer_factory: Optional[Callable[[Config], Any]] = None,
         heartbeat_factory: Optional[Callable[[Config], Any]] = None,
         exporter_factory: Optional[Callable[[Config], Any]] = None,
+        allow_silent: bool = False,
     ):
         from watchdog.core.engine import Engine, EngineState
         from watchdog.systemd import Notifier
 
         self.cfg = cfg
         self.config_path = config_path
+        self.allow_silent = allow_silent  # --allow-silent (see watchdog.preflight.silent_reason)
         self.probes = probes or Probes()
         self.monotonic = monotonic
         self.wall = wall
@@ -264,6 +266,13 @@ class Daemon:
             self.notifier.ready()
             self.notifier.status("reload rejected: config error (see log); running on old config")
             return
+        silent = _silent(new, self.allow_silent)
+        if silent:
+            log.error("reload rejected, keeping the running config: %s: %s", new.source, silent)
+            self.notifier.ready()
+            self.notifier.status("reload rejected: the new config would tell nobody; "
+                                 "running on old config")
+            return
         for warning in new.warnings:
             log.warning("%s", warning)
         old, self.cfg = self.cfg, new
@@ -381,6 +390,13 @@ class Daemon:
         return 0
 
 
+def _silent(cfg: Config, allowed: bool) -> Optional[str]:
+    """Why `cfg` would leave this daemon telling nobody, unless that is allowed."""
+    from watchdog.preflight import silent_reason
+
+    return None if allowed or cfg.alerts.allow_silent else silent_reason(cfg)
+
+
 def _default_deliverer(cfg: Config) -> Any:
     from watchdog.alerts.delivery import Deliverer
 
@@ -403,14 +419,15 @@ def _default_exporter(cfg: Config) -> Any:
     return MetricsExporter(cfg.metrics, cfg.node_name)
 
 
-def run_daemon(cfg: Config, config_path: Optional[str] = None, verbose: bool = False) -> int:
+def run_daemon(cfg: Config, config_path: Optional[str] = None, verbose: bool = False,
+               allow_silent: bool = False) -> int:
     """Entry point of `ha-watchdog` without --once."""
     from watchdog.systemd import enable_crash_dumps, setup_logging
 
     level = "debug" if verbose else cfg.daemon.log_level
     setup_logging(level)
     enable_crash_dumps()
-    daemon = Daemon(cfg, config_path=config_path)
+    daemon = Daemon(cfg, config_path=config_path, allow_silent=allow_silent)
     daemon.install_signal_handlers()
     return daemon.run()
 

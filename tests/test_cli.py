@@ -96,16 +96,28 @@ def test_python_dash_m_is_the_same_program():
 # ---------------------------------------------------------------- config errors
 
 
+# A target apprise parses (nothing is sent by --check-config). Since issue 14 a config
+# without any way to tell somebody is an error of --check-config (the daemon refuses it).
+TARGET = '[[alerts.targets]]\nname = "hook"\nurl = "json://127.0.0.1:9/"\n'
+
+
 def test_check_config_valid(tmp_path):
-    path = write_config(tmp_path, '[daemon]\ninterval = "10s"\n')
+    path = write_config(tmp_path, '[daemon]\ninterval = "10s"\n' + TARGET)
     result = run("--config", str(path), "--check-config")
     assert result.returncode == 0, result.stderr
     assert f"{path}: OK" in result.stdout
 
 
 def test_check_config_example_is_valid(tmp_path):
+    """The example is valid as it stands; --check-config asks for a target before the
+    daemon may use it (the example's targets are commented out on purpose)."""
     example = Path(__file__).resolve().parent.parent / "config.example.toml"
-    path = write_config(tmp_path, example.read_text())
+    load_config_text = example.read_text()
+    path = write_config(tmp_path, load_config_text)
+    result = run("--config", str(path), "--check-config")
+    assert result.returncode == 3
+    assert "[alerts.targets]" in result.stderr and "tell nobody" in result.stderr
+    path = write_config(tmp_path, load_config_text + "\n" + TARGET)
     result = run("--config", str(path), "--check-config")
     assert result.returncode == 0, result.stderr
 
@@ -179,7 +191,7 @@ def test_unreadable_config_file():
 
 
 def test_group_readable_config_warns(tmp_path):
-    path = write_config(tmp_path, "")
+    path = write_config(tmp_path, TARGET)
     path.chmod(0o644)
     result = run("--config", str(path), "--check-config")
     assert result.returncode == 0

@@ -54,12 +54,12 @@ def test_json_webhook_gets_title_body_and_type(
 ):
     cfg = alerts_config({"name": "hook", "url": http_receiver.url})
     d = deliverer(cfg, tmp_path)
-    n = make_notification("drbd", body="DRBD r0 StandAlone (split brain?)")
+    n = make_notification("drbd", body="DRBD r0 StandAlone (split brain?)", created=time.time())
     d.submit([n])
     assert http_receiver.wait_count(1, WAIT)
     d.stop(5)
     (message,) = http_receiver.messages
-    assert message["title"] == "[mail1] drbd"
+    assert message["title"] == "[mail1] drbd"  # no subject: the stable title
     assert message["message"] == "DRBD r0 StandAlone (split brain?)"
     assert message["type"] == "failure"
     status = d.status()["hook"]

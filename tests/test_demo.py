@@ -50,8 +50,9 @@ NOW = 1_700_000_000.0
 
 def as_posted(notification) -> dict:
     """What apprise's json:// posts for a notification (title, message, type)."""
-    return {"version": "1.0", "title": notification.title, "message": notification.body,
-            "type": notification.notify_type}
+    # Since issue 14 chat titles are the subject ("[mail1] standbys CRITICAL: ...").
+    return {"version": "1.0", "title": notification.subject or notification.title,
+            "message": notification.body, "type": notification.notify_type}
 
 
 # ---------------------------------------------------------------- what arrives

@@ -109,7 +109,7 @@ def test_first_cycle_ok_is_silent_and_problem_needs_for():
     )
     assert p.problem_severity is None
     assert "replay_lag says warning" in p.body and "2024-06-03 12:00:30 UTC" in p.body
-    assert "lag_seconds: 412.5 (6m52s)" in p.body
+    assert "  - replay lag 6m52s" in p.body  # issue 14: human units, not the raw key
     assert "secondary" in p.body and "pg_last_xact_replay_timestamp" in p.body
     assert d.engine.open_problems() == [OpenProblem("replay_lag", "warning", T0 + 30)]
 

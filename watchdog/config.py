@@ -246,6 +246,9 @@ class AlertsConfig:
     send_timeout: float = _dur("30s", "1s", "10m", why_low="every send would time out",
                                why_high="a hung channel would hold deliveries that long")
     targets: Tuple[AlertTarget, ...] = _f("targets", ())
+    # The daemon refuses to start when nothing would ever hear from it (no target, no
+    # metrics, no heartbeat; see watchdog.preflight.silent_reason) unless this is true.
+    allow_silent: bool = _f("bool", False)
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,14 @@ class Daemon:
         deliverer_factory: Optional[Callable[[Config], Any]] = None,
         heartbeat_factory: Optional[Callable[[Config], Any]] = None,
         exporter_factory: Optional[Callable[[Config], Any]] = None,
+        allow_silent: bool = False,
     ):
         from watchdog.core.engine import Engine, EngineState
         from watchdog.systemd import Notifier
 
         self.cfg = cfg
         self.config_path = config_path
+        self.allow_silent = allow_silent  # --allow-silent (see watchdog.preflight.silent_reason)
         self.probes = probes or Probes()
         self.monotonic = monotonic
         self.wall = wall
@@ -174,6 +176,7 @@ class Daemon:
         self.cycles += 1
         self.last_cycle_end = self.wall()
         self._publish_metrics(report, cycle.duration)
+        self._write_status(report, cycle.duration)
         line = self._summary(report, cycle.duration, len(notes))
         return line
 
@@ -311,6 +314,23 @@ class Daemon:
         except Exception:  # noqa: BLE001 - metrics must never stop the watching
             log.exception("metrics: update failed")
 
+    def _write_status(self, report: Report, duration: float) -> None:
+        """status.json for `ha-watchdog status` (watchdog.status); a failure is logged once."""
+        from watchdog import status
+
+        try:
+            targets = self.deliverer.status() if self.deliverer is not None else {}
+            outbox = self.deliverer.outbox.to_json() if self.deliverer is not None else None
+            status.write_cycle(self.cfg.daemon.state_dir, status.cycle_view(
+                self.cfg.node_name, report, self.cycles, self.last_cycle_end, duration,
+                self.cfg.daemon.interval, targets, self.engine.state.to_json(), outbox))
+            self._status_error = None
+        except Exception as exc:  # noqa: BLE001 - the status view must never stop the watching
+            error = f"{type(exc).__name__}: {exc}"
+            if error != getattr(self, "_status_error", None):
+                log.error("status: cannot write %s: %s", status.STATUS_FILE, error)
+            self._status_error = error
+
     def _wall_deadlines(self) -> List[float]:
         """Wall-clock times at which a cycle must run even between regular ones: the end of
         the maintenance in effect, the daily report, and a problem held by a grace (a
@@ -365,6 +385,13 @@ class Daemon:
                       self.config_path, type(exc).__name__, str(exc)[:200])
             self.notifier.ready()
             self.notifier.status("reload rejected: config error (see log); running on old config")
+            return
+        silent = _silent(new, self.allow_silent)
+        if silent:
+            log.error("reload rejected, keeping the running config: %s: %s", new.source, silent)
+            self.notifier.ready()
+            self.notifier.status("reload rejected: the new config would tell nobody; "
+                                 "running on old config")
             return
         for warning in new.warnings:
             log.warning("%s", warning)
@@ -487,6 +514,13 @@ class Daemon:
         return 0
 
 
+def _silent(cfg: Config, allowed: bool) -> Optional[str]:
+    """Why `cfg` would leave this daemon telling nobody, unless that is allowed."""
+    from watchdog.preflight import silent_reason
+
+    return None if allowed or cfg.alerts.allow_silent else silent_reason(cfg)
+
+
 def _default_deliverer(cfg: Config) -> Any:
     from watchdog.alerts.delivery import Deliverer
 
@@ -509,14 +543,15 @@ def _default_exporter(cfg: Config) -> Any:
     return MetricsExporter(cfg.metrics, cfg.node_name)
 
 
-def run_daemon(cfg: Config, config_path: Optional[str] = None, verbose: bool = False) -> int:
+def run_daemon(cfg: Config, config_path: Optional[str] = None, verbose: bool = False,
+               allow_silent: bool = False) -> int:
     """Entry point of `ha-watchdog` without --once."""
     from watchdog.systemd import enable_crash_dumps, setup_logging
 
     level = "debug" if verbose else cfg.daemon.log_level
     setup_logging(level)
     enable_crash_dumps()
-    daemon = Daemon(cfg, config_path=config_path)
+    daemon = Daemon(cfg, config_path=config_path, allow_silent=allow_silent)
     daemon.install_signal_handlers()
     return daemon.run()
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
+from watchdog.model import CHECK_NAMES
 from watchdog.probes.command import CommandResult
 
 EXIT_OK = 0
@@ -111,6 +112,10 @@ def parse_alert(message: Mapping[str, Any], at: float) -> Alert:
     body = str(message.get("message") or "")
     match = _TITLE.match(title)
     node, check = (match.group("node"), match.group("check")) if match else ("?", title)
+    # Titles carry a subject after the check's name ("[mail1] standbys CRITICAL: ...").
+    first = check.split(" ", 1)[0]
+    if first in CHECK_NAMES or first == "role":
+        check = first
     lines = body.splitlines() or [""]
     headline = lines[0].strip()
     kind = next((k for k in _MULTIWORD_KINDS if headline.startswith(k)), "")

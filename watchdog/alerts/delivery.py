@@ -33,10 +33,11 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from watchdog import redaction
+from watchdog.alerts.history import SentHistory
 from watchdog.alerts.message import first_line, format_time
 from watchdog.alerts.notification import (
     SEV_CRITICAL,
@@ -50,6 +51,7 @@ from watchdog.alerts.notification import (
     TYPE_WARNING,
     Notification,
     make_id,
+    shown_title,
 )
 from watchdog.alerts.outbox import Outbox, notifications_by_target
 from watchdog.config import AlertTarget, Config
@@ -196,13 +198,30 @@ def is_incident_url(url: str) -> bool:
 
 @dataclass(frozen=True)
 class Message:
-    """What one send carries, and which outbox entries it settles."""
+    """What one send carries, and which outbox entries it settles. `dedup`: the incident
+    key (PagerDuty's dedup_key), derived from the stable title, never from what is shown."""
 
     title: str
     body: str
     notify_type: str
     ids: Tuple[str, ...]
     digest: bool = False
+    dedup: Optional[str] = None
+
+
+def dedup_key(stable_title: str) -> str:
+    """PagerDuty's dedup_key for a node+check: sha256 of the stable title. apprise >= 2.1
+    (action=map) derives the same key from a body whose first line is that title, which is
+    what ha-watchdog sent before titles carried a subject: incidents opened then still
+    resolve after an upgrade."""
+    import hashlib
+
+    return hashlib.sha256(stable_title.strip().encode("utf-8")).hexdigest()
+
+
+def _single(n: Notification, subjects: bool) -> Message:
+    title = shown_title(n) if subjects else n.title
+    return Message(title, n.body, n.notify_type, (n.id,), dedup=dedup_key(n.title))
 
 
 _TYPE_RANK = {TYPE_SUCCESS: 0, TYPE_INFO: 1, TYPE_WARNING: 2, TYPE_FAILURE: 3}
@@ -275,31 +294,85 @@ def build_digest(node: str, items: Sequence[Notification]) -> Message:
     )
 
 
-def build_latest(group: Sequence[Notification]) -> Message:
+def build_latest(group: Sequence[Notification], subjects: bool = False) -> Message:
     """One title's backlog as its latest notification, earlier facts appended to the body."""
     latest = group[-1]
     body = latest.body
     if len(group) > 1:
         earlier = "\n".join(f"- {_fact(n)}" for n in group[:-1])
         body = f"{body}\n\nEarlier, while this channel was unreachable:\n{earlier}"
-    return Message(latest.title, body, latest.notify_type, tuple(n.id for n in group))
+    title = shown_title(latest) if subjects else latest.title
+    return Message(title, body, latest.notify_type, tuple(n.id for n in group),
+                   dedup=dedup_key(latest.title))
 
 
 def plan_messages(
-    node: str, items: Sequence[Notification], incident: bool = False, backlog: bool = True
+    node: str, items: Sequence[Notification], incident: bool = False, backlog: bool = True,
+    subjects: bool = True,
 ) -> List[Message]:
     """What to send for a target's pending `items` (oldest first).
 
     Without a `backlog` (the target has not been failing) each notification goes out as
     itself: two checks changing in the same cycle are two alerts, not a digest.
+    `subjects`: titles say what is wrong (chat, email, PagerDuty with its dedup key); off
+    for incident services that key on the title itself.
     """
     if not items:
         return []
     if len(items) == 1 or not backlog:
-        return [Message(n.title, n.body, n.notify_type, (n.id,)) for n in items]
+        return [_single(n, subjects) for n in items]
     if incident:
-        return [build_latest(group) for group in collapse(items)]
+        return [build_latest(group, subjects) for group in collapse(items)]
     return [build_digest(node, items)]
+
+
+# Incident schemes whose incident key ha-watchdog sets itself (dedup_key, passed to the send
+# child): they get the descriptive title. The others key on the title: stable titles.
+DEDUP_SCHEMES = frozenset({"pagerduty"})
+
+
+def wants_subjects(url: str) -> bool:
+    return not is_incident_url(url) or url_scheme(url) in DEDUP_SCHEMES
+
+
+# A message sent this long after its notification was made says so in its body.
+LATE_AFTER = 60.0
+
+
+def _clock_text(epoch: float, now: float) -> str:
+    """`21:53:10 UTC`, with the date when it is not the day of `now`."""
+    from datetime import datetime, timezone
+
+    try:
+        at = datetime.fromtimestamp(epoch, timezone.utc)
+        today = datetime.fromtimestamp(now, timezone.utc).date()
+    except (OverflowError, OSError, ValueError):
+        return "an unknown time"
+    return at.strftime("%H:%M:%S UTC" if at.date() == today else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def late_line(created: float, now: float) -> str:
+    """`Delivered late: queued since 21:53:10 UTC, delivered 21:56:02 UTC (2m52s later).`"""
+    return (
+        f"Delivered late: queued since {_clock_text(created, now)}, delivered "
+        f"{_clock_text(now, now)} ({format_duration(max(0.0, now - created))} later; "
+        "this channel could not be reached until now)."
+    )
+
+
+def mark_late(message: Message, sources: Sequence[Notification], now: float,
+              late_after: float = LATE_AFTER) -> Message:
+    """`message` with a "Delivered late" line under its headline when its oldest
+    notification waited at least LATE_AFTER (outbox, retries, a restart). A digest says
+    when its oldest item was made already."""
+    if message.digest or not sources:
+        return message
+    created = min(n.created for n in sources)
+    if now - created < late_after:
+        return message
+    head, sep, rest = message.body.partition("\n")
+    body = f"{head}\n{late_line(created, now)}" + (f"\n{rest}" if sep else "")
+    return replace(message, body=body)
 
 
 # ---------------------------------------------------------------- sending
@@ -324,11 +397,13 @@ class AppriseSender:
         self.run = run
 
     def __call__(
-        self, target: AlertTarget, url: str, title: str, body: str, notify_type: str
+        self, target: AlertTarget, url: str, title: str, body: str, notify_type: str,
+        dedup: Optional[str] = None,
     ) -> Tuple[bool, Optional[str]]:
         register_secret(url)
         request = json.dumps({"url": url, "title": title, "body": body,
-                              "notify_type": notify_type, "timeout": self.timeout})
+                              "notify_type": notify_type, "timeout": self.timeout,
+                              "dedup": dedup})
         result = self.run([self.python, "-m", SEND_MODULE], timeout=self.timeout,
                           env=_child_env(), input=request.encode("utf-8"))
         if result.error is not None:  # not started, or killed at the deadline
@@ -341,6 +416,17 @@ class AppriseSender:
         ok = answer.get("ok") is True
         error = answer.get("error")
         return ok, None if ok else redact(str(error or "send failed"))
+
+
+def _takes_dedup(send: Any) -> bool:
+    """Does this send function take the incident key (a 6th argument `dedup`)? The
+    production one does; simple injected ones (tests, the demo) need not."""
+    import inspect
+
+    try:
+        return "dedup" in inspect.signature(send).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _child_env() -> Dict[str, str]:
@@ -418,6 +504,7 @@ class Deliverer:
         send: Optional[SendFunc] = None,
         round_max_wait: float = 300.0,
         node: Optional[str] = None,
+        late_after: float = LATE_AFTER,
     ):
         """`round_max_wait` caps the pause between failed rounds (each round already
         retries `retries` times); `send` replaces apprise (tests, the demo)."""
@@ -426,9 +513,12 @@ class Deliverer:
         self._node = node or cfg.node_name
         self._clock = clock
         self._send: SendFunc = send or AppriseSender(cfg.alerts.send_timeout)
+        self._send_dedup = _takes_dedup(self._send)
         self._round_max_wait = round_max_wait
+        self._late_after = late_after
         self.state_dir = state_dir
         self.outbox = Outbox(os.path.join(state_dir, OUTBOX_FILE), clock=clock)
+        self.history = SentHistory(state_dir)
         self._targets: Dict[str, _TargetState] = {
             t.name: _TargetState(t) for t in cfg.alerts.targets
         }
@@ -661,8 +751,12 @@ class Deliverer:
             self._failed(state, error or "no URL", len(items), attempts=0)
             return False
         backlog = state.failures > 0 or state.backlog
-        messages = plan_messages(self._node, items, incident=is_incident_url(url), backlog=backlog)
+        messages = plan_messages(self._node, items, incident=is_incident_url(url), backlog=backlog,
+                                 subjects=wants_subjects(url))
+        by_id = {n.id: n for n in items}
         for message in messages:
+            message = mark_late(message, [by_id[i] for i in message.ids if i in by_id],
+                                self._clock(), self._late_after)
             ok, error, attempts = self._send_with_retries(state.target, url, message)
             if not ok:
                 self._failed(state, error or "send failed", self.outbox.count(name), attempts)
@@ -672,6 +766,8 @@ class Deliverer:
             state.sent += 1
             state.last_success = self._clock()
             state.last_error = None
+            self._remember(name, message, [by_id[i] for i in message.ids if i in by_id],
+                           attempts)
             log.info(
                 "alerts: target %r: delivered %s%s",
                 name,
@@ -682,6 +778,23 @@ class Deliverer:
             )
         state.backlog = False
         return True
+
+    def _remember(self, target: str, message: Message, sources: Sequence[Notification],
+                  attempts: int) -> None:
+        """The bounded sent history `ha-watchdog status` shows (no URL in it)."""
+        latest = sources[-1] if sources else None
+        self.history.record({
+            "at": self._clock(),
+            "target": target,
+            "title": message.title,
+            "headline": first_line(message.body),
+            "notify_type": message.notify_type,
+            "kind": "digest" if message.digest else (latest.kind if latest else None),
+            "check": latest.check if latest else None,
+            "created": min((n.created for n in sources), default=None),
+            "count": len(message.ids),
+            "attempts": attempts,
+        })
 
     def _failed(self, state: _TargetState, error: str, pending: int, attempts: int) -> None:
         error = redact(error)
@@ -734,9 +847,10 @@ class Deliverer:
             if timeout <= 0:
                 return False, "stop deadline reached"
             attempts += 1
-            return call_with_deadline(
-                self._send, timeout, target, url, message.title, message.body, message.notify_type
-            )
+            args = [target, url, message.title, message.body, message.notify_type]
+            if self._send_dedup:
+                args.append(message.dedup)
+            return call_with_deadline(self._send, timeout, *args)
 
         retrying = Retrying(
             stop=stop_any(

@@ -1,23 +1,26 @@
 """Titles and bodies of the notifications the decision core emits.
 
 Why here: the engine decides *that* something is sent; this module decides what a person
-reads at 3 a.m.: what is wrong, since when, the numbers, this node's role and the first
-command to run (the manual checks of the vendor's HA guide). The title is stable per node and
-check (`[mail1] replay_lag`) so PagerDuty and friends can resolve an incident by it; the apprise
-notify type carries the meaning (warning, failure, success, info). Ids are deterministic
-(node, check, kind, transition time) so a replayed cycle re-creates the same id.
+reads at 3 a.m.: what is wrong, since when, the few numbers that matter in human units, this
+node's role and the first step that fits the failure (watchdog.alerts.advice). Two titles:
+`title` is stable per node and check (`[mail1] replay_lag`): incidents (PagerDuty's dedup
+key), digests and the outbox key on it; `subject` is what chat and email show, the stable
+title followed by what is wrong (`[mail1] replay_lag CRITICAL: replay lag 6m52s`). The
+apprise notify type carries the meaning (warning, failure, success, info). Ids are
+deterministic (node, check, kind, transition time) so a replayed cycle re-creates the same
+id. The full numbers stay in `--once --json` and the metrics, not in the alert.
 
 Pure: no clock, no I/O; times are parameters and are printed in UTC.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from watchdog.alerts.advice import first_step, key_numbers, subject_summary
 from watchdog.alerts.notification import (
     DEESCALATION,
     ESCALATION,
@@ -40,12 +43,9 @@ from watchdog.alerts.notification import (
     title_for,
 )
 from watchdog.model import DRBD, POSTGRES_ROLE, REPLAY_LAG, SERVICES, STANDBYS
-from watchdog.units import format_bytes, format_duration
+from watchdog.units import format_duration
 
 ROLE_TITLE = "role"  # title_for(node, ROLE_TITLE) == "[mail1] role"
-
-_MAX_DETAILS = 20
-_MAX_VALUE = 200
 
 _DRBD_LOOK = (
     "drbd-overview (DRBD 8.4; expect Connected Primary/Secondary UpToDate/UpToDate), "
@@ -160,45 +160,13 @@ def held_note(reason: str, since: Optional[float], released: str) -> str:
 # ---------------------------------------------------------------- body parts
 
 
-def _value_text(key: str, value: Any) -> str:
-    if isinstance(value, float):
-        text = f"{value:.3f}".rstrip("0").rstrip(".") if math.isfinite(value) else str(value)
-    elif isinstance(value, (dict, list, tuple)):
-        try:
-            text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-        except (TypeError, ValueError):
-            text = str(value)
-    else:
-        text = str(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        if key.endswith("_seconds") or key.endswith("_age") or key.endswith("_lag"):
-            text += f" ({format_duration(float(value))})"
-        elif key.endswith("_bytes"):
-            text += f" ({format_bytes(value)})"
-    if len(text) > _MAX_VALUE:
-        text = text[: _MAX_VALUE - 3] + "..."
-    return text
-
-
-def details_lines(details: Mapping[str, Any]) -> List[str]:
-    """The numbers, one `  key: value` line each (human units added for *_seconds/*_bytes)."""
-    if not isinstance(details, Mapping):
-        return []
-    lines = []
-    for index, (key, value) in enumerate(details.items()):
-        if index == _MAX_DETAILS:
-            lines.append(f"  ... {len(details) - _MAX_DETAILS} more")
-            break
-        lines.append(f"  {key}: {_value_text(str(key), value)}")
-    return lines
-
-
 def _body(
     headline: str,
     facts: Facts,
     lines: Sequence[str],
     notes: Sequence[str] = (),
     with_numbers: bool = True,
+    with_step: bool = True,
 ) -> str:
     out = [headline]
     if facts.summary:
@@ -207,13 +175,17 @@ def _body(
     if facts.status == "unknown":
         out.append("The check could not run (UNKNOWN); see the reason above.")
     if with_numbers:
-        numbers = details_lines(facts.details)
+        numbers = key_numbers(facts.check, facts.details)
         if numbers:
             out.append("Numbers:")
-            out.extend(numbers)
+            out.extend(f"  - {line}" for line in numbers)
     out.append(f"Role: {facts.node} is {_role_text(facts.role)}")
     out.extend(notes)
-    out.append(f"First look: {first_look(facts.check)}")
+    if with_step:
+        fallback = first_look(facts.check)
+        out.append("First step: " + first_step(facts.check, facts.details, facts.node,
+                                               facts.status, fallback))
+    out.append(f"Full numbers: ha-watchdog --once --json on {facts.node} (or its metrics)")
     return "\n".join(out)
 
 
@@ -242,6 +214,7 @@ def _make(
     now: float,
     at: float,
     problem_severity: Optional[str] = None,
+    subject: Optional[str] = None,
 ) -> Notification:
     return Notification(
         id=make_id(facts.node, facts.check, kind, at),
@@ -254,7 +227,16 @@ def _make(
         created=now,
         check=facts.check,
         problem_severity=problem_severity,
+        subject=subject,
     )
+
+
+def subject_for(facts: Facts, what: str, with_summary: bool = True) -> str:
+    """`[mail2] replay_lag CRITICAL: replay lag 6m52s, ...`: the stable title first (chat
+    threads and filters keep working), then what is wrong."""
+    text = f"{title_for(facts.node, facts.check)} {what}"
+    summary = subject_summary(facts.summary) if with_summary else ""
+    return f"{text}: {summary}" if summary else text
 
 
 # ---------------------------------------------------------------- notifications
@@ -267,13 +249,16 @@ def problem(
     severity = severity_for(level)
     headline = f"PROBLEM {level.upper()}: {_where(facts)}"
     body = _body(headline, facts, [_since_line(since, now)], notes)
-    return _make(PROBLEM, severity, notify_type_for(severity), facts, body, now, at)
+    subject = subject_for(facts, level.upper())
+    return _make(PROBLEM, severity, notify_type_for(severity), facts, body, now, at,
+                 subject=subject)
 
 
 def _level_change(
     kind: str,
     headline: str,
     facts: Facts,
+    old: str,
     new: str,
     since: float,
     now: float,
@@ -284,7 +269,9 @@ def _level_change(
     severity = severity_for(new)
     lines = [_since_line(since, now) + f"; {new} since {format_time(at)}"]
     body = _body(headline, facts, lines, notes)
-    return _make(kind, severity, notify_type_for(severity), facts, body, now, at, problem_severity)
+    subject = subject_for(facts, f"{old.upper()} -> {new.upper()}")
+    return _make(kind, severity, notify_type_for(severity), facts, body, now, at, problem_severity,
+                 subject)
 
 
 def escalation(
@@ -299,7 +286,8 @@ def escalation(
 ) -> Notification:
     """The open problem got worse (e.g. warning -> critical)."""
     headline = f"ESCALATION {old.upper()} -> {new.upper()}: {_where(facts)}"
-    return _level_change(ESCALATION, headline, facts, new, since, now, at, problem_severity, notes)
+    return _level_change(ESCALATION, headline, facts, old, new, since, now, at, problem_severity,
+                         notes)
 
 
 def deescalation(
@@ -315,7 +303,7 @@ def deescalation(
     """The open problem got less bad (critical -> warning) but is not over."""
     headline = f"DEESCALATION {old.upper()} -> {new.upper()}: {_where(facts)} (not recovered yet)"
     return _level_change(
-        DEESCALATION, headline, facts, new, since, now, at, problem_severity, notes
+        DEESCALATION, headline, facts, old, new, since, now, at, problem_severity, notes
     )
 
 
@@ -335,8 +323,10 @@ def recovery(
         f"The problem (worst: {worst}) lasted {lasted}: from {format_time(since)} "
         f"to {format_time(ok_since)}."
     ]
-    body = _body(headline, facts, lines, notes)
-    return _make(RECOVERY, SEV_RECOVERY, TYPE_SUCCESS, facts, body, now, ok_since, problem_severity)
+    body = _body(headline, facts, lines, notes, with_step=False)
+    subject = subject_for(facts, f"RECOVERED after {lasted}", with_summary=False)
+    return _make(RECOVERY, SEV_RECOVERY, TYPE_SUCCESS, facts, body, now, ok_since, problem_severity,
+                 subject)
 
 
 def reminder(
@@ -353,8 +343,10 @@ def reminder(
     open_for = format_duration(max(0.0, now - since))
     headline = f"REMINDER {level.upper()}: {_where(facts)} still not OK after {open_for}"
     body = _body(headline, facts, [_since_line(since, now)], notes)
+    subject = subject_for(facts, f"still {level.upper()} after {open_for}")
     return _make(
-        REMINDER, severity, notify_type_for(severity), facts, body, now, due, problem_severity
+        REMINDER, severity, notify_type_for(severity), facts, body, now, due, problem_severity,
+        subject,
     )
 
 
@@ -378,9 +370,13 @@ def no_longer_applies(
         f"Last seen: {facts.summary}" if facts.summary else "",
     ]
     closed = Facts(facts.node, facts.check, new_role, "ok", "", {})
-    body = _body(headline, closed, [line for line in lines if line], with_numbers=False)
+    body = _body(headline, closed, [line for line in lines if line], with_numbers=False,
+                 with_step=False)
+    subject = subject_for(facts, f"CLOSED, not recovered: no longer checked on a {new_role}",
+                          with_summary=False)
     return _make(
-        NO_LONGER_APPLIES, SEV_RECOVERY, TYPE_SUCCESS, facts, body, now, at, problem_severity
+        NO_LONGER_APPLIES, SEV_RECOVERY, TYPE_SUCCESS, facts, body, now, at, problem_severity,
+        subject,
     )
 
 
@@ -406,8 +402,10 @@ def flapping(
         f"{format_duration(quiet_for)}; then its recovery or its current state is sent.",
     ]
     body = _body(headline, facts, lines)
+    subject = subject_for(facts, f"FLAPPING between {between}", with_summary=False)
     return _make(
-        FLAPPING, severity, notify_type_for(severity), facts, body, now, at, problem_severity
+        FLAPPING, severity, notify_type_for(severity), facts, body, now, at, problem_severity,
+        subject,
     )
 
 
@@ -436,7 +434,7 @@ def role_change(
             f"it is still missing at {format_time(at + grace)} ({format_duration(grace)}, "
             f"{check}.role_change_grace)."
         )
-    lines.append(f"First look: {first_look(ROLE_TITLE)}")
+    lines.append(f"First step: {first_look(ROLE_TITLE)}")
     return Notification(
         id=make_id(node, ROLE_TITLE, ROLE_CHANGE, at),
         kind=ROLE_CHANGE,
@@ -448,6 +446,7 @@ def role_change(
         created=now,
         check=None,
         problem_severity=None,
+        subject=f"{title} CHANGE: now {new} (was {old})",
     )
 
 

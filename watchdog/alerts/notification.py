@@ -84,6 +84,10 @@ class Notification:
     created: float
     check: Optional[str] = None
     problem_severity: Optional[str] = None
+    # What chat and email show as the title: what is wrong at a glance, starting with the
+    # stable `title` ("[mail2] replay_lag CRITICAL: replay lag 6m52s"). None: the title.
+    # Incident services key on `title` (see delivery.dedup_key), never on this.
+    subject: Optional[str] = None
 
     def routes_to(self, severities: Iterable[str]) -> bool:
         wanted = set(severities)
@@ -132,3 +136,8 @@ def make_id(*parts: Any) -> str:
 def title_for(node: str, check: Optional[str]) -> str:
     """Stable per node and check, so PagerDuty can resolve by it: `[mail1] replay_lag`."""
     return f"[{node}] {check}" if check else f"[{node}] ha-watchdog"
+
+
+def shown_title(n: Notification) -> str:
+    """The title a person reads: the subject when there is one."""
+    return n.subject or n.title

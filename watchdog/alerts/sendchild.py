@@ -6,7 +6,8 @@ by probes.command.run_command. And apprise imports every plugin on first use (ab
 20 MiB): in a child that memory is returned when the send ends instead of staying in the
 daemon for good.
 
-Protocol: one JSON object on stdin, {"url", "title", "body", "notify_type", "timeout"};
+Protocol: one JSON object on stdin, {"url", "title", "body", "notify_type", "timeout"} and
+optionally "dedup" (the incident key);
 one JSON object on stdout, {"ok": true|false, "error": text|null}. The URL (a secret)
 travels on stdin, never in argv, which any local user can read in `ps`.
 """
@@ -26,12 +27,14 @@ from watchdog.alerts.delivery import quiet_library_loggers, redact, register_sec
 NOTIFY_TYPES = ("info", "success", "warning", "failure")
 
 
-def send(url: str, title: str, body: str, notify_type: str, timeout: float
-         ) -> Tuple[bool, Optional[str]]:
+def send(url: str, title: str, body: str, notify_type: str, timeout: float,
+         dedup: Optional[str] = None) -> Tuple[bool, Optional[str]]:
     """One apprise.Apprise object holding ONE URL; (delivered, why not).
 
     One URL per object matters: notify() on an object with several URLs reports failure
     when any failed, and retrying it re-sends to the ones that succeeded.
+    `dedup` is the incident key: set on a plugin that has one (PagerDuty in apprise >= 2.1)
+    unless the URL sets its own `dedup=`, so the descriptive title does not become the key.
     """
     register_secret(url)
     quiet_library_loggers()
@@ -42,6 +45,9 @@ def send(url: str, title: str, body: str, notify_type: str, timeout: float
         return False, "apprise cannot use this URL (check its scheme and parts)"
     if len(apobj) != 1:
         return False, "url holds several apprise URLs; use one [[alerts.targets]] per channel"
+    for service in _services(apobj):
+        if dedup and hasattr(service, "dedup") and not getattr(service, "dedup", None):
+            service.dedup = dedup
     # Socket deadlines as a courtesy; the parent kills this process at the real deadline.
     for service in _services(apobj):
         if pagerduty_compat.needs_adapting(service):  # apprise 1.9.x: resolves, as 2.1+
@@ -109,7 +115,7 @@ def _result_error(result: Any, logged: Sequence[str] = ()) -> str:
     return redact(text)
 
 
-def _request(raw: bytes) -> Tuple[str, str, str, str, float]:
+def _request(raw: bytes) -> Tuple[str, str, str, str, float, Optional[str]]:
     """The stdin object, checked; ValueError says what is wrong with it."""
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -128,7 +134,10 @@ def _request(raw: bytes) -> Tuple[str, str, str, str, float]:
     timeout = data.get("timeout")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError("request key 'timeout' is missing or not a positive number")
-    return texts[0], texts[1], texts[2], texts[3], float(timeout)
+    dedup = data.get("dedup")
+    if dedup is not None and not isinstance(dedup, str):
+        raise ValueError("request key 'dedup' is not text")
+    return texts[0], texts[1], texts[2], texts[3], float(timeout), dedup
 
 
 def main(stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] = None) -> int:
@@ -138,12 +147,12 @@ def main(stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] = None) 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     code = 0
     try:
-        url, title, body, notify_type, timeout = _request(stdin.read())
+        url, title, body, notify_type, timeout, dedup = _request(stdin.read())
     except ValueError as exc:
         ok, error, code = False, f"bad request to the send process: {exc}", 2
     else:
         try:
-            ok, error = send(url, title, body, notify_type, timeout)
+            ok, error = send(url, title, body, notify_type, timeout, dedup)
         except Exception as exc:  # anything apprise raises is this send's reason
             ok, error = False, redact(f"{exc.__class__.__name__}: {exc}")
     stdout.write(json.dumps({"ok": ok, "error": error}).encode("utf-8") + b"\n")

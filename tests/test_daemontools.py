@@ -413,11 +413,15 @@ def test_stderr_is_quoted_when_nothing_is_printed():
 
 
 def test_exit_code_is_not_trusted(tmp_path):
+    # A zero exit proves nothing (svstat exits 0 on errors); a non-zero one is never OK,
+    # even when every line it printed reads healthy: the output may be partial (#11.9).
     text = read("daemontools-svstat-snapshot-1.txt").splitlines(keepends=True)[0]
     (tmp_path / "out").write_text(text)
     cfg = cfg_for(["sh", "-c", f"cat {tmp_path / 'out'}; exit 3"])
     snap = probe_services(cfg)
     assert snap.returncode == 3
-    assert check_services(snap, cfg).status is Status.OK
+    result = check_services(snap, cfg)
+    assert result.status is Status.UNKNOWN
+    assert "status command exited with status 3" in result.summary
     cfg = cfg_for(["sh", "-c", "echo '/service/x: supervise not running'; exit 0"])
     assert check_services(probe_services(cfg), cfg).status is Status.CRITICAL

@@ -21,6 +21,7 @@ from watchdog.model import Status
 from watchdog.probes.daemontools import (
     ServiceSample,
     ServicesSnapshot,
+    is_unreadable,
     parse_svstat,
     parse_svstat_line,
     probe_services,
@@ -425,3 +426,25 @@ def test_exit_code_is_not_trusted(tmp_path):
     assert "status command exited with status 3" in result.summary
     cfg = cfg_for(["sh", "-c", "echo '/service/x: supervise not running'; exit 0"])
     assert check_services(probe_services(cfg), cfg).status is Status.CRITICAL
+
+
+UNPARSED = [
+    # line, unreadable (True) or a header to ignore (False)
+    ("GreenArrow Engine service status", False),
+    ("GreenArrow Engine service status\r", False),
+    ("\x1b[1mGreenArrow Engine\x1b[0m", False),
+    ("==========", False),
+    ("/service/hvmail-httpd: down 5 secon", True),
+    ("/service/hvmail-httpd: down 5 seconds, normally up, running", True),
+    ("hvmail-httpd down", True),
+    ("svstat: fatal: unable to open current directory: access denied", True),
+    ("\x1b[", True),  # what is left of a coloured line cut short
+    ("\x1b[31m(\x1b[0m", True),
+    ("hvmail\x07httpd", True),
+]
+
+
+@pytest.mark.parametrize("line,unreadable", UNPARSED)
+def test_unparsed_lines_are_headers_only_when_they_cannot_be_service_lines(line, unreadable):
+    assert parse_svstat_line(line) is None
+    assert is_unreadable(line) is unreadable

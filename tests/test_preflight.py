@@ -243,6 +243,7 @@ def test_connect_tries_every_probe_with_a_privileged_role(tmp_path, pg):
     assert "[drbd.path] ok: DRBD: read" in out and "role primary" in out
     assert "[services.command] ok: services:" in out
     assert "[postgres.dsn] ok: PostgreSQL 15" in out and "superuser" in out
+    assert "[postgres.dsn] ok: PostgreSQL: the watchdog's probe answered in" in out
     assert "[alerts.targets[0].url] ok: target 'hook': json:// URL parses" in out
 
 

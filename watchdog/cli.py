@@ -368,10 +368,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _check_config(cfg: Config, connect: bool) -> int:
     """Every finding: errors and warnings on stderr, what works and the verdict on stdout."""
-    from watchdog.preflight import ERROR, OK, WARNING, run_check_config
+    from watchdog.preflight import ERROR, OK, run_check_config
 
-    def line(text: str) -> None:
-        level = ERROR if " error: " in text else WARNING if " warning: " in text else OK
+    def line(text: str, level: str) -> None:
         if level == OK:
             print(text)
         else:

@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from watchdog.config import Config, locate
 
@@ -397,6 +397,7 @@ def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
     if dsn_problem(cfg.postgres.dsn):
         return  # already an error of its own
     budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
+    probe_is_default = probe is None
     if probe is None:
         def probe() -> Any:
             return read_privileges(cfg.postgres.dsn, cfg.postgres.connect_timeout)
@@ -409,14 +410,39 @@ def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
         return
     for finding in privilege_findings(priv):
         out.add(finding.level, finding.key, finding.message, finding.fix)
+    if probe_is_default:
+        _postgres_probe(cfg, out)
+
+
+def _postgres_probe(cfg: Config, out: _Out) -> None:
+    """The daemon's own probe, once: its query must work on this server version."""
+    from watchdog.probes.postgres import probe_postgres
+
+    budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
+    snap, error = _in_thread(lambda: probe_postgres(cfg.postgres, cfg.backup), budget)
+    reason = str(error) if error is not None else getattr(snap, "error", None)
+    if reason:
+        out.add(ERROR, "postgres.dsn",
+                "PostgreSQL: the watchdog's probe failed: "
+                + _scrub_dsn(" ".join(reason.split()), cfg.postgres.dsn),
+                "raise [postgres] connect_timeout / query_timeout if the server is slow; "
+                "otherwise run ha-watchdog --once -v and report the message")
+        return
+    role = "a standby (in recovery)" if snap.in_recovery else "a primary"
+    out.add(OK, "postgres.dsn", f"PostgreSQL: the watchdog's probe answered in "
+            f"{snap.duration * 1000:.0f} ms; this server is {role}")
 
 
 # ---------------------------------------------------------------- the command
 
 
+def _print(text: str, level: str) -> None:
+    print(text)
+
+
 def run_check_config(cfg: Config, connect: bool = False,
-                     print_line: Callable[[str], None] = print) -> int:
-    """Print every finding; 0 when there is no error, 3 otherwise (as a config error)."""
+                     print_line: Callable[[str, str], None] = _print) -> int:
+    """Print every finding (with its level); 0 when there is no error, 3 otherwise."""
     text = _read_text(cfg.source) if cfg.source != "<defaults>" else ""
     findings = static_findings(cfg, text)
     findings += url_findings(cfg, text, check_syntax=connect)
@@ -424,17 +450,10 @@ def run_check_config(cfg: Config, connect: bool = False,
         findings += connect_findings(cfg, text)
     findings.sort(key=lambda f: {ERROR: 0, WARNING: 1, OK: 2}[f.level])
     for finding in findings:
-        print_line(finding.render(cfg.source))
+        print_line(finding.render(cfg.source), finding.level)
     errors = sum(1 for f in findings if f.level == ERROR)
     if errors:
-        print_line(f"{cfg.source}: {errors} error(s): fix them before starting the daemon")
+        print_line(f"{cfg.source}: {errors} error(s): fix them before starting the daemon", ERROR)
         return 3
-    print_line(f"{cfg.source}: OK")
+    print_line(f"{cfg.source}: OK", OK)
     return 0
-
-
-def summarize(findings: Sequence[Finding]) -> Dict[str, int]:
-    counts = {ERROR: 0, WARNING: 0, OK: 0}
-    for finding in findings:
-        counts[finding.level] += 1
-    return counts

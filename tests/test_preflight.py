@@ -309,3 +309,11 @@ def test_reload_to_a_silent_config_is_rejected(tmp_path, http_receiver):
         node.write_config({**silent, "alerts": {**silent["alerts"], "allow_silent": True}})
         node.reload()
         assert node.wait_log(r"configuration reloaded", 20)
+
+
+def test_no_critical_target_is_only_a_warning_when_metrics_may_page(tmp_path):
+    pytest.importorskip("prometheus_client")
+    text = HOOK + 'severities = ["warning"]\n[metrics]\nlisten = ":9642"\n'
+    findings = static_findings(parse_config(text, "m.toml"), text)
+    (finding,) = [f for f in findings if "critical" in f.message]
+    assert finding.level == "warning" and "Alertmanager" in finding.message

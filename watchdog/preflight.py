@@ -153,8 +153,11 @@ def static_findings(cfg: Config, text: Optional[str] = None) -> List[Finding]:
                         "create the file holding the apprise URL (one line, mode 0600, "
                         "readable by the user the daemon runs as) or fix the path")
     if cfg.alerts.targets and not any("critical" in t.severities for t in cfg.alerts.targets):
-        out.add(ERROR, "alerts.targets",
-                "no target receives \"critical\": a CRITICAL problem would page nobody",
+        # With [metrics], Alertmanager may be what pages: then only a warning.
+        metrics = cfg.metrics.listen is not None or bool(cfg.metrics.textfile)
+        out.add(WARNING if metrics else ERROR, "alerts.targets",
+                "no target receives \"critical\": a CRITICAL problem would page nobody"
+                + (" here (only through [metrics], if Alertmanager pages)" if metrics else ""),
                 'add "critical" to the severities of the target that should page')
     return out.findings
 

@@ -342,6 +342,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say(f"config error: {problem}", 3)
         if args.check_config and len(exc.problems) > 1:
             _say(f"{len(exc.problems)} errors", 3)
+        if args.nagios:  # a plugin's status line goes to stdout, whatever happened
+            print(f"HA-WATCHDOG UNKNOWN - config error: {exc.problems[0]}".replace("|", "/"))
         return EXIT_UNKNOWN
     if args.check_config or args.once or args.test_alert:
         for warning in cfg.warnings:
@@ -390,6 +392,8 @@ def _once(cfg: Config, as_json: bool, nagios: bool = False) -> int:
         cycle = run_cycle(cfg, relax=stateless_relax(cfg))
     except Exception as exc:  # noqa: BLE001 - last resort: UNKNOWN, never a traceback
         print(f"UNKNOWN: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if nagios:
+            print(f"HA-WATCHDOG UNKNOWN - internal error: {type(exc).__name__}")
         return EXIT_UNKNOWN
     report = cycle.report
     log.debug("cycle took %.0f ms; role %s; %s", cycle.duration * 1000, report.role.value,

@@ -15,12 +15,15 @@ URL as apprise parses it. apprise never loads in this process: URLs are checked 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from watchdog.config import Config, locate
+
+log = logging.getLogger("watchdog.preflight")
 
 ERROR = "error"
 WARNING = "warning"
@@ -204,6 +207,8 @@ def url_findings(cfg: Config, text: str = "", check_syntax: bool = True,
     request = json.dumps({"urls": [url for _, _, url in keyed]}).encode("utf-8")
     result = run_command([python or sys.executable, "-m", "watchdog.alerts.urlcheck"],
                          timeout=URLCHECK_TIMEOUT, env=package_env(), input=request)
+    log.debug("URL check child: %d URL(s), exit %s, %s", len(keyed), result.returncode,
+              result.error or "answered")
     answer = _last_json(result.stdout)
     results = answer.get("results") if answer else None
     if result.error is not None or not isinstance(results, list) or len(results) != len(keyed):
@@ -338,10 +343,17 @@ def privilege_findings(priv: Privileges) -> List[Finding]:
     return out
 
 
-def _in_thread(fn: Callable[[], Any], deadline: float) -> Tuple[Any, Optional[BaseException]]:
+def _in_thread(fn: Callable[[], Any], deadline: float, what: str = "probe"
+               ) -> Tuple[Any, Optional[BaseException]]:
+    import time
+
     from watchdog.runner import _in_thread as run
 
-    return run(fn, deadline)
+    started = time.monotonic()
+    value, error = run(fn, deadline)
+    log.debug("%s: %.0f ms (deadline %gs)%s", what, (time.monotonic() - started) * 1000,
+              deadline, f": {type(error).__name__}" if error is not None else "")
+    return value, error
 
 
 def connect_findings(cfg: Config, text: str = "",
@@ -367,7 +379,7 @@ def _drbd(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> None:
 
     source = " ".join(cfg.drbd.command) if cfg.drbd.command else cfg.drbd.path
     key = "drbd.command" if cfg.drbd.command else "drbd.path"
-    snap, error = _in_thread(probe, cfg.drbd.timeout + 2.0)
+    snap, error = _in_thread(probe, cfg.drbd.timeout + 2.0, "DRBD probe")
     reason = str(error) if error is not None else getattr(snap, "error", None)
     if reason:
         shown = reason if source in reason else f"{source}: {reason}"
@@ -391,7 +403,7 @@ def _services(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
             return probe_services(cfg.services)
 
     command = " ".join(cfg.services.command)
-    snap, error = _in_thread(probe, cfg.services.timeout + 10.0)
+    snap, error = _in_thread(probe, cfg.services.timeout + 10.0, "services probe")
     reason = str(error) if error is not None else getattr(snap, "error", None)
     if reason:
         out.add(ERROR, "services.command", f"services: `{command}` failed: {reason}",
@@ -421,7 +433,7 @@ def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
     if probe is None:
         def probe() -> Any:
             return read_privileges(cfg.postgres.dsn, cfg.postgres.connect_timeout)
-    priv, error = _in_thread(probe, budget)
+    priv, error = _in_thread(probe, budget, "PostgreSQL privileges")
     if error is not None:
         reason = _scrub_dsn(" ".join(str(error).split()), cfg.postgres.dsn)
         out.add(ERROR, "postgres.dsn", f"PostgreSQL: cannot connect and query: {reason}",
@@ -439,7 +451,8 @@ def _postgres_probe(cfg: Config, out: _Out) -> None:
     from watchdog.probes.postgres import probe_postgres
 
     budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
-    snap, error = _in_thread(lambda: probe_postgres(cfg.postgres, cfg.backup), budget)
+    snap, error = _in_thread(lambda: probe_postgres(cfg.postgres, cfg.backup), budget,
+                             "PostgreSQL probe")
     reason = str(error) if error is not None else getattr(snap, "error", None)
     if reason:
         out.add(ERROR, "postgres.dsn",

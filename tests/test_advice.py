@@ -14,7 +14,7 @@ from watchdog.checks.drbd import check_drbd
 from watchdog.checks.replay_lag import check_replay_lag
 from watchdog.checks.standbys import check_standbys
 from watchdog.config import DrbdConfig, PostgresConfig, ReplayLagConfig, StandbysConfig
-from watchdog.probes.drbd import probe_drbd
+from watchdog.probes.drbd import DrbdSnapshot, parse, probe_drbd
 from watchdog.probes.postgres import PgSnapshot, WalReceiver, probe_postgres
 
 T = 1717416000.0  # 2024-06-03 12:00:00 UTC
@@ -35,12 +35,24 @@ def test_split_brain_gives_drbds_recovery_steps():
     assert result.status.label == "critical"
     n = alert(result)
     step = [line for line in n.body.splitlines() if line.startswith("First step: ")][0]
-    name = result.details["resources"][0]["name"]
+    shown = result.details["resources"][0]["name"]
+    assert shown == "drbd0"  # /proc/drbd names no resource, only the minor
+    name = "<resource of /dev/drbd0: see drbdadm status>"  # drbdadm needs the resource
     assert f"split brain on {name}" in step
     assert f"drbdadm connect --discard-my-data {name}" in step and "the victim" in step
     assert f"drbdadm disconnect {name}" in step and f"drbdadm secondary {name}" in step
-    assert f"  - {name}: StandAlone" in n.body  # the state, in DRBD's words
+    assert f"  - {shown}: StandAlone" in n.body  # the state, in DRBD's words
     assert n.subject.startswith("[mail1] drbd CRITICAL: ")
+
+
+def test_split_brain_with_a_resource_name_uses_it():
+    text = (DRBD / "drbdadm-status-splitbrain-standalone-primary-node.txt").read_text()
+    parsed = parse("drbdadm-status", text)
+    result = check_drbd(DrbdSnapshot(tuple(parsed.resources), "drbdadm-status", "drbdadm status"))
+    name = result.details["resources"][0]["name"]
+    assert not name.startswith("drbd")
+    step = advice.first_step("drbd", result.details, "mail1", "critical", "x")
+    assert f"drbdadm connect --discard-my-data {name}" in step
 
 
 def test_standby_postgres_down_points_at_the_standby_and_its_log(pg):

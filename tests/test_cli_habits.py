@@ -132,3 +132,12 @@ def test_verbose_adds_debug_lines(tmp_path):
     assert "DEBUG watchdog.cli: cycle took" in loud.stderr
     assert "DEBUG watchdog.cli: postgres_role: critical: cannot connect" in loud.stderr
     assert loud.stdout == quiet.stdout or "role=secondary" in loud.stdout
+
+
+def test_verbose_check_config_shows_each_probe_and_its_time(tmp_path):
+    path = config(tmp_path)
+    text = path.read_text() + '[[alerts.targets]]\nname = "h"\nurl = "json://127.0.0.1:9/"\n'
+    path.write_text(text)
+    result = run("--config", str(path), "--check-config", "--connect", "-v")
+    for what in ("DRBD probe", "services probe", "PostgreSQL privileges", "URL check child"):
+        assert f"DEBUG watchdog.preflight: {what}" in result.stderr, what

@@ -344,6 +344,7 @@ REFUSED = [
     ('[services]\ncommand = ["svstat\\u0000", "/service/x"]\n', "services.command", "NUL"),
     ('[services]\ncommand = [""]\n', "services.command", "non-empty"),
     ('[drbd]\npath = "/proc/drbd\\u0000"\n', "drbd.path", "NUL"),
+    ('[drbd]\nresources = []\n', "drbd.resources", "leave the key out to watch all"),
 ]  # fmt: skip
 
 

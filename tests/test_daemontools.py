@@ -21,6 +21,7 @@ from watchdog.model import Status
 from watchdog.probes.daemontools import (
     ServiceSample,
     ServicesSnapshot,
+    is_unreadable,
     parse_svstat,
     parse_svstat_line,
     probe_services,
@@ -413,11 +414,37 @@ def test_stderr_is_quoted_when_nothing_is_printed():
 
 
 def test_exit_code_is_not_trusted(tmp_path):
+    # A zero exit proves nothing (svstat exits 0 on errors); a non-zero one is never OK,
+    # even when every line it printed reads healthy: the output may be partial (#11.9).
     text = read("daemontools-svstat-snapshot-1.txt").splitlines(keepends=True)[0]
     (tmp_path / "out").write_text(text)
     cfg = cfg_for(["sh", "-c", f"cat {tmp_path / 'out'}; exit 3"])
     snap = probe_services(cfg)
     assert snap.returncode == 3
-    assert check_services(snap, cfg).status is Status.OK
+    result = check_services(snap, cfg)
+    assert result.status is Status.UNKNOWN
+    assert "status command exited with status 3" in result.summary
     cfg = cfg_for(["sh", "-c", "echo '/service/x: supervise not running'; exit 0"])
     assert check_services(probe_services(cfg), cfg).status is Status.CRITICAL
+
+
+UNPARSED = [
+    # line, unreadable (True) or a header to ignore (False)
+    ("GreenArrow Engine service status", False),
+    ("GreenArrow Engine service status\r", False),
+    ("\x1b[1mGreenArrow Engine\x1b[0m", False),
+    ("==========", False),
+    ("/service/hvmail-httpd: down 5 secon", True),
+    ("/service/hvmail-httpd: down 5 seconds, normally up, running", True),
+    ("hvmail-httpd down", True),
+    ("svstat: fatal: unable to open current directory: access denied", True),
+    ("\x1b[", True),  # what is left of a coloured line cut short
+    ("\x1b[31m(\x1b[0m", True),
+    ("hvmail\x07httpd", True),
+]
+
+
+@pytest.mark.parametrize("line,unreadable", UNPARSED)
+def test_unparsed_lines_are_headers_only_when_they_cannot_be_service_lines(line, unreadable):
+    assert parse_svstat_line(line) is None
+    assert is_unreadable(line) is unreadable

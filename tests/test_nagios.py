@@ -92,3 +92,14 @@ def test_perf_quotes_labels_and_marks_unknown_values():
     assert perf("replay lag", None, "s") == "'replay lag'=U;;;0"
     assert perf("x", 0.25, "s", "1", "2") == "x=0.25s;1;2;0"
     assert perf("n", 3, minimum=None) == "n=3"
+
+
+def test_a_config_error_is_still_one_plugin_line_on_stdout(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[daemon]\ninterval = 30\n')
+    config.chmod(0o600)
+    result = subprocess.run([sys.executable, "-m", "watchdog", "--config", str(config), "--once",
+                             "--nagios"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout.startswith("HA-WATCHDOG UNKNOWN - config error: ")
+    assert "[daemon.interval]" in result.stdout and len(result.stdout.splitlines()) == 1

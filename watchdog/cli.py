@@ -353,6 +353,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say(f"config error: {problem}", 3)
         if args.check_config and len(exc.problems) > 1:
             _say(f"{len(exc.problems)} errors", 3)
+        if args.nagios:  # a plugin's status line goes to stdout, whatever happened
+            print(f"HA-WATCHDOG UNKNOWN - config error: {exc.problems[0]}".replace("|", "/"))
         return EXIT_UNKNOWN
     except Exception as exc:  # noqa: BLE001 - last resort: a message, never a traceback
         _say(f"config error: {args.config or DEFAULT_PATH}: cannot load it "
@@ -383,10 +385,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _check_config(cfg: Config, connect: bool) -> int:
     """Every finding: errors and warnings on stderr, what works and the verdict on stdout."""
-    from watchdog.preflight import ERROR, OK, WARNING, run_check_config
+    from watchdog.preflight import ERROR, OK, run_check_config
 
-    def line(text: str) -> None:
-        level = ERROR if " error: " in text else WARNING if " warning: " in text else OK
+    def line(text: str, level: str) -> None:
         if level == OK:
             print(text)
         else:
@@ -406,6 +407,8 @@ def _once(cfg: Config, as_json: bool, nagios: bool = False) -> int:
         cycle = run_cycle(cfg, relax=stateless_relax(cfg))
     except Exception as exc:  # noqa: BLE001 - last resort: UNKNOWN, never a traceback
         print(f"UNKNOWN: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if nagios:
+            print(f"HA-WATCHDOG UNKNOWN - internal error: {type(exc).__name__}")
         return EXIT_UNKNOWN
     report = cycle.report
     log.debug("cycle took %.0f ms; role %s; %s", cycle.duration * 1000, report.role.value,

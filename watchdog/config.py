@@ -126,7 +126,10 @@ class DrbdConfig:
     )
     path: str = _f("str", "/proc/drbd")
     command: Optional[Tuple[str, ...]] = _f("argv", None, optional=True)
-    resources: Optional[Tuple[str, ...]] = _f("strlist", None, optional=True)
+    resources: Optional[Tuple[str, ...]] = _f(
+        "strlist", None, optional=True,
+        empty="must name at least one resource (leave the key out to watch all of them)",
+    )
     timeout: float = _timeout("5s")
     for_: float = _for("30s")
     recover_for: float = _recover_for("30s")
@@ -642,6 +645,8 @@ def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
             _check_text(item, f"{item!r}: ")
         if kind == "argv" and (not value or not value[0].strip()):
             raise ValueError("expected a non-empty array: the program and its arguments")
+        if kind == "strlist" and not value and meta.get("empty"):
+            raise ValueError(meta["empty"])
         if kind == "strlist" and any(not v.strip() for v in value):
             raise ValueError("must not hold an empty string (it would match nothing, or "
                              "everything unnamed)")

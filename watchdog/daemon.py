@@ -323,7 +323,7 @@ class Daemon:
             outbox = self.deliverer.outbox.to_json() if self.deliverer is not None else None
             status.write_cycle(self.cfg.daemon.state_dir, status.cycle_view(
                 self.cfg.node_name, report, self.cycles, self.last_cycle_end, duration,
-                self.cfg.daemon.interval, targets, self.engine.state.to_json(), outbox))
+                self.cfg.daemon.interval, targets, self.engine.state, outbox))
             self._status_error = None
         except Exception as exc:  # noqa: BLE001 - the status view must never stop the watching
             error = f"{type(exc).__name__}: {exc}"

@@ -15,12 +15,15 @@ URL as apprise parses it. apprise never loads in this process: URLs are checked 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from watchdog.config import Config, locate
+
+log = logging.getLogger("watchdog.preflight")
 
 ERROR = "error"
 WARNING = "warning"
@@ -153,8 +156,11 @@ def static_findings(cfg: Config, text: Optional[str] = None) -> List[Finding]:
                         "create the file holding the apprise URL (one line, mode 0600, "
                         "readable by the user the daemon runs as) or fix the path")
     if cfg.alerts.targets and not any("critical" in t.severities for t in cfg.alerts.targets):
-        out.add(ERROR, "alerts.targets",
-                "no target receives \"critical\": a CRITICAL problem would page nobody",
+        # With [metrics], Alertmanager may be what pages: then only a warning.
+        metrics = cfg.metrics.listen is not None or bool(cfg.metrics.textfile)
+        out.add(WARNING if metrics else ERROR, "alerts.targets",
+                "no target receives \"critical\": a CRITICAL problem would page nobody"
+                + (" here (only through [metrics], if Alertmanager pages)" if metrics else ""),
                 'add "critical" to the severities of the target that should page')
     return out.findings
 
@@ -201,6 +207,8 @@ def url_findings(cfg: Config, text: str = "", check_syntax: bool = True,
     request = json.dumps({"urls": [url for _, _, url in keyed]}).encode("utf-8")
     result = run_command([python or sys.executable, "-m", "watchdog.alerts.urlcheck"],
                          timeout=URLCHECK_TIMEOUT, env=package_env(), input=request)
+    log.debug("URL check child: %d URL(s), exit %s, %s", len(keyed), result.returncode,
+              result.error or "answered")
     answer = _last_json(result.stdout)
     results = answer.get("results") if answer else None
     if result.error is not None or not isinstance(results, list) or len(results) != len(keyed):
@@ -228,7 +236,24 @@ def url_findings(cfg: Config, text: str = "", check_syntax: bool = True,
                     f"fix the URL's parts as apprise's page for {scheme}:// describes")
         elif check_syntax:
             out.add(OK, urlkey, f"target {target.name!r}: {scheme}:// URL parses (apprise {version})")
+        if scheme == "pagerduty" and item.get("valid"):
+            _pagerduty(out, urlkey, target, version, item.get("action"))
     return out.findings
+
+
+def _pagerduty(out: _Out, key: str, target: Any, version: str, action: Optional[str]) -> None:
+    """A PagerDuty target that cannot resolve what it opens pages forever."""
+    if action is None:
+        out.add(WARNING, key,
+                f"target {target.name!r}: apprise {version}'s PagerDuty plugin has no actions "
+                "(apprise < 2.1, e.g. on Python 3.8): every alert, recoveries included, "
+                "triggers an event and no incident is ever resolved by ha-watchdog",
+                "install apprise >= 2.1 (Python >= 3.9), or resolve incidents by hand")
+    elif action == "trigger":
+        out.add(WARNING, key,
+                f"target {target.name!r}: the PagerDuty URL has no action=map: a RECOVERY "
+                "triggers again instead of resolving the incident",
+                "add ?action=map to the URL")
 
 
 def _last_json(text: str) -> Optional[Dict[str, Any]]:
@@ -318,10 +343,17 @@ def privilege_findings(priv: Privileges) -> List[Finding]:
     return out
 
 
-def _in_thread(fn: Callable[[], Any], deadline: float) -> Tuple[Any, Optional[BaseException]]:
+def _in_thread(fn: Callable[[], Any], deadline: float, what: str = "probe"
+               ) -> Tuple[Any, Optional[BaseException]]:
+    import time
+
     from watchdog.runner import _in_thread as run
 
-    return run(fn, deadline)
+    started = time.monotonic()
+    value, error = run(fn, deadline)
+    log.debug("%s: %.0f ms (deadline %gs)%s", what, (time.monotonic() - started) * 1000,
+              deadline, f": {type(error).__name__}" if error is not None else "")
+    return value, error
 
 
 def connect_findings(cfg: Config, text: str = "",
@@ -347,7 +379,7 @@ def _drbd(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> None:
 
     source = " ".join(cfg.drbd.command) if cfg.drbd.command else cfg.drbd.path
     key = "drbd.command" if cfg.drbd.command else "drbd.path"
-    snap, error = _in_thread(probe, cfg.drbd.timeout + 2.0)
+    snap, error = _in_thread(probe, cfg.drbd.timeout + 2.0, "DRBD probe")
     reason = str(error) if error is not None else getattr(snap, "error", None)
     if reason:
         shown = reason if source in reason else f"{source}: {reason}"
@@ -371,7 +403,7 @@ def _services(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
             return probe_services(cfg.services)
 
     command = " ".join(cfg.services.command)
-    snap, error = _in_thread(probe, cfg.services.timeout + 10.0)
+    snap, error = _in_thread(probe, cfg.services.timeout + 10.0, "services probe")
     reason = str(error) if error is not None else getattr(snap, "error", None)
     if reason:
         out.add(ERROR, "services.command", f"services: `{command}` failed: {reason}",
@@ -397,10 +429,11 @@ def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
     if dsn_problem(cfg.postgres.dsn):
         return  # already an error of its own
     budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
+    probe_is_default = probe is None
     if probe is None:
         def probe() -> Any:
             return read_privileges(cfg.postgres.dsn, cfg.postgres.connect_timeout)
-    priv, error = _in_thread(probe, budget)
+    priv, error = _in_thread(probe, budget, "PostgreSQL privileges")
     if error is not None:
         reason = _scrub_dsn(" ".join(str(error).split()), cfg.postgres.dsn)
         out.add(ERROR, "postgres.dsn", f"PostgreSQL: cannot connect and query: {reason}",
@@ -409,14 +442,40 @@ def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
         return
     for finding in privilege_findings(priv):
         out.add(finding.level, finding.key, finding.message, finding.fix)
+    if probe_is_default:
+        _postgres_probe(cfg, out)
+
+
+def _postgres_probe(cfg: Config, out: _Out) -> None:
+    """The daemon's own probe, once: its query must work on this server version."""
+    from watchdog.probes.postgres import probe_postgres
+
+    budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
+    snap, error = _in_thread(lambda: probe_postgres(cfg.postgres, cfg.backup), budget,
+                             "PostgreSQL probe")
+    reason = str(error) if error is not None else getattr(snap, "error", None)
+    if reason:
+        out.add(ERROR, "postgres.dsn",
+                "PostgreSQL: the watchdog's probe failed: "
+                + _scrub_dsn(" ".join(reason.split()), cfg.postgres.dsn),
+                "raise [postgres] connect_timeout / query_timeout if the server is slow; "
+                "otherwise run ha-watchdog --once -v and report the message")
+        return
+    role = "a standby (in recovery)" if snap.in_recovery else "a primary"
+    out.add(OK, "postgres.dsn", f"PostgreSQL: the watchdog's probe answered in "
+            f"{snap.duration * 1000:.0f} ms; this server is {role}")
 
 
 # ---------------------------------------------------------------- the command
 
 
+def _print(text: str, level: str) -> None:
+    print(text)
+
+
 def run_check_config(cfg: Config, connect: bool = False,
-                     print_line: Callable[[str], None] = print) -> int:
-    """Print every finding; 0 when there is no error, 3 otherwise (as a config error)."""
+                     print_line: Callable[[str, str], None] = _print) -> int:
+    """Print every finding (with its level); 0 when there is no error, 3 otherwise."""
     text = _read_text(cfg.source) if cfg.source != "<defaults>" else ""
     findings = static_findings(cfg, text)
     findings += url_findings(cfg, text, check_syntax=connect)
@@ -424,17 +483,10 @@ def run_check_config(cfg: Config, connect: bool = False,
         findings += connect_findings(cfg, text)
     findings.sort(key=lambda f: {ERROR: 0, WARNING: 1, OK: 2}[f.level])
     for finding in findings:
-        print_line(finding.render(cfg.source))
+        print_line(finding.render(cfg.source), finding.level)
     errors = sum(1 for f in findings if f.level == ERROR)
     if errors:
-        print_line(f"{cfg.source}: {errors} error(s): fix them before starting the daemon")
+        print_line(f"{cfg.source}: {errors} error(s): fix them before starting the daemon", ERROR)
         return 3
-    print_line(f"{cfg.source}: OK")
+    print_line(f"{cfg.source}: OK", OK)
     return 0
-
-
-def summarize(findings: Sequence[Finding]) -> Dict[str, int]:
-    counts = {ERROR: 0, WARNING: 0, OK: 0}
-    for finding in findings:
-        counts[finding.level] += 1
-    return counts

@@ -55,7 +55,7 @@ def write_cycle(state_dir: str, data: Dict[str, Any]) -> None:
 
 def cycle_view(node: str, report: Any, number: int, ended: float, duration: float,
                interval: float, targets: Optional[Dict[str, Any]] = None,
-               engine: Optional[Dict[str, Any]] = None,
+               engine: Any = None,
                outbox: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """What status.json holds: the last cycle (summaries, not the full details: those are
     in `--once --json` and the metrics), the delivery state per target, and the daemon's
@@ -84,7 +84,10 @@ def _engine_view(engine: Any, raw: List[Dict[str, Any]]
     """(checks with their confirmed state, open incidents, role since) from engine JSON."""
     from watchdog.core.engine import EngineState
 
-    state = EngineState.from_json(engine) if engine is not None else EngineState()
+    if isinstance(engine, EngineState):  # the daemon's own, no JSON round trip
+        state = engine
+    else:
+        state = EngineState.from_json(engine) if engine is not None else EngineState()
     by_name = {c.get("name"): c for c in raw}
     order = [c.get("name") for c in raw]
     order += sorted(n for n in state.checks if n not in order)

@@ -14,6 +14,7 @@ numbers, never an exception, a repr or a JSON dump.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from watchdog.model import DRBD, POSTGRES_ROLE, REPLAY_LAG, SERVICES, STANDBYS
@@ -260,13 +261,23 @@ def split_brain_steps(resource: str) -> str:
     )
 
 
+def _resource_name(entry: Mapping[str, Any]) -> str:
+    """The name drbdadm takes. /proc/drbd shows only minors (named `drbd0` here): then a
+    placeholder that says where to find the resource's name."""
+    name = _text(entry.get("name")) or ""
+    if not name or re.match(r"^drbd\d+$", name):
+        device = f"/dev/{name}" if name else "the device"
+        return f"<resource of {device}: see drbdadm status>"
+    return name
+
+
 def _drbd_step(d: Mapping[str, Any], node: str) -> Optional[str]:
     resources = _resources(d)
     for entry in resources:
         if entry.get("cstate") == "StandAlone":
-            return split_brain_steps(_text(entry.get("name")) or "<resource>")
+            return split_brain_steps(_resource_name(entry))
     for entry in resources:
-        name = _text(entry.get("name")) or "<resource>"
+        name = _resource_name(entry)
         if entry.get("role") == "Primary" and entry.get("peer_role") == "Primary":
             return (f"both nodes are Primary on {name}: make the node that must not serve "
                     "secondary (GreenArrow: hvmail_make_secondary on it), then check "

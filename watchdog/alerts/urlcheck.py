@@ -6,8 +6,9 @@ sent: each URL is only parsed by apprise, the way a send would parse it.
 
 Protocol: one JSON object on stdin, {"urls": [text, ...]} (secrets: on stdin, never in argv);
 one JSON object on stdout, {"apprise": version, "results": [{"scheme", "known", "valid",
-"error"}, ...]} in the same order. `known`: apprise has a plugin for the scheme; `valid`: it
-accepts the whole URL. `error` is apprise's own complaint with the URL scrubbed out.
+"error", "action"}, ...]} in the same order. `known`: apprise has a plugin for the scheme;
+`valid`: it accepts the whole URL. `error` is apprise's own complaint with the URL scrubbed
+out. `action`: the plugin's action when it has one (PagerDuty: trigger, map, resolve).
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def check_urls(urls: List[str]) -> Dict[str, Any]:
                 known = None
         capture = _Capture()
         logger.addHandler(capture)
+        action: Optional[str] = None
         try:
             apobj = apprise.Apprise()
             added = bool(apobj.add(url))
             several = len(apobj) > 1
             valid = added and not several
+            if valid:
+                # Incident plugins with actions (PagerDuty in apprise >= 2.1): which one.
+                action = getattr(next(iter(apobj)), "action", None)
         except Exception as exc:  # noqa: BLE001 - a plugin that raises is a finding
             valid, several = False, False
             capture.messages.append(f"{type(exc).__name__}: {exc}")
@@ -83,7 +88,8 @@ def check_urls(urls: List[str]) -> Dict[str, Any]:
             if several:
                 said = "holds several URLs; use one [[alerts.targets]] per channel"
             error = redact(said) or "apprise cannot use this URL"
-        results.append({"scheme": scheme, "known": bool(known), "valid": valid, "error": error})
+        results.append({"scheme": scheme, "known": bool(known), "valid": valid, "error": error,
+                        "action": action if isinstance(action, str) else None})
     return {"apprise": getattr(apprise, "__version__", "?"), "results": results}
 
 

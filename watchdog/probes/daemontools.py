@@ -184,13 +184,19 @@ _SERVICE_WORDS_RE = re.compile(
 def is_unreadable(line: str) -> bool:
     """Is this unparsed line a mangled service line (rather than a header or a note)?
 
-    A header ("GreenArrow Engine service status") has no path, no colon and none of
-    svstat's words; anything else that did not parse may be a failing service that the
-    parser could not read, so it must not be dropped silently.
+    A header ("GreenArrow Engine service status") is text with no path, no colon and none
+    of svstat's words; anything else that did not parse (a line with stray control
+    characters, colour codes around a fragment) may be a failing service that the parser
+    could not read, so it must not be dropped silently.
     """
-    clean = strip_ansi(line).strip()
+    raw = line.rstrip("\r\n")
+    clean = strip_ansi(raw).strip()
+    if _CONTROL_RE.search(_ANSI_RE.sub("", raw).replace("\t", " ")):
+        return True  # a stray control character: garbled output
     if not clean:
         return False
+    if _ANSI_RE.search(raw) and not any(ch.isalnum() for ch in clean):
+        return True  # colour codes around a fragment: what is left of a coloured line
     return "/" in clean or ":" in clean or bool(_SERVICE_WORDS_RE.search(clean))
 
 

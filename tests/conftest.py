@@ -262,3 +262,33 @@ def alerts_config():
 
     return make
 # ---- alerts fixtures (end)
+
+
+# ---- password role fixtures (begin)
+@pytest.fixture
+def password_role(pg):
+    """(cluster, role, password): a login role of the shared primary that must send its
+    password (scram-sha-256) over the unix socket and TCP loopback, with pg_monitor; the
+    hba lines go first, and everything is undone afterwards."""
+    import time
+
+    role, password = "hw_password_test", "s3cret-Passfile-42"
+    hba = Path(pg.node("primary").datadir) / "pg_hba.conf"
+    original = hba.read_text()
+    pg.query("primary", f"DROP ROLE IF EXISTS {role}")
+    pg.query("primary", "SET password_encryption = 'scram-sha-256'")
+    pg.query("primary", f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    pg.query("primary", f"GRANT pg_monitor TO {role}")
+    lines = f"local all {role} scram-sha-256\nhost all {role} 127.0.0.1/32 scram-sha-256\n"
+    with open(hba, "r+") as handle:  # in place: the file stays the postgres user's
+        handle.write(lines + original)
+    pg.query("primary", "SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    try:
+        yield pg, role, password
+    finally:
+        with open(hba, "w") as handle:
+            handle.write(original)
+        pg.query("primary", "SELECT pg_reload_conf()")
+        pg.query("primary", f"DROP ROLE IF EXISTS {role}")
+# ---- password role fixtures (end)

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -42,8 +41,6 @@ UNIT = "ha-watchdog.service"
 NODE = "lab1"
 CONFIG_PATH = "/etc/ha-watchdog/config.toml"
 PASSFILE = "/etc/ha-watchdog/pgpass"
-ROLE = "hw_passfile_test"
-PASSWORD = "s3cret-Passfile-42"
 HEALTHY_SERVICES = ["sh", "-c", "echo '/service/hvmail-httpd: up (pid 100) 1000 seconds'"]
 
 
@@ -57,30 +54,6 @@ def wheel_venv(tmp_path_factory) -> Path:
         pytest.fail(str(exc))
 
 
-@pytest.fixture
-def password_role(pg):
-    """A login role that must send a password over the unix socket (hba line first)."""
-    hba = Path(pg.node("primary").datadir) / "pg_hba.conf"
-    original = hba.read_text()
-    pg.query("primary", f"DROP ROLE IF EXISTS {ROLE}")
-    pg.query("primary", f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
-    if pg.scalar("primary", "SELECT current_setting('server_version_num')::int") >= 100000:
-        pg.query("primary", f"GRANT pg_monitor TO {ROLE}")
-    with open(hba, "r+") as handle:  # in place: the file stays the postgres user's
-        handle.write(f"local all {ROLE} scram-sha-256\n" + original)
-    pg.query("primary", "SET password_encryption = 'scram-sha-256'")
-    pg.query("primary", f"ALTER ROLE {ROLE} PASSWORD '{PASSWORD}'")
-    pg.query("primary", "SELECT pg_reload_conf()")
-    time.sleep(0.5)
-    try:
-        yield pg
-    finally:
-        with open(hba, "w") as handle:
-            handle.write(original)
-        pg.query("primary", "SELECT pg_reload_conf()")
-        pg.query("primary", f"DROP ROLE IF EXISTS {ROLE}")
-
-
 @pytest.mark.systemd
 @pytest.mark.slow
 @pytest.mark.postgres
@@ -88,7 +61,7 @@ def password_role(pg):
 def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
     password_role, wheel_venv, tmp_path
 ):
-    pg = password_role
+    pg, role, password = password_role
     script = str(wheel_venv / "bin" / "ha-watchdog")
     assert os.access(script, os.X_OK), script
     unit = run_command([script, "install-unit", "--print", "--config", CONFIG_PATH], 30)
@@ -98,7 +71,7 @@ def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
 
     socket_dir = pg.socket_dir
     port = pg.port("primary")
-    base_dsn = f"host={socket_dir} port={port} user={ROLE} dbname=postgres"
+    base_dsn = f"host={socket_dir} port={port} user={role} dbname=postgres"
     # Without a password the role is refused: the test means something.
     assert not run_command(
         [sys.executable, "-c", f"import psycopg; psycopg.connect({base_dsn!r}).close()"],
@@ -138,7 +111,7 @@ def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
         box.install_unit(UNIT, unit.stdout, dropins)
 
         # -- 1. The password in /root/.pgpass: root's shell connects, the unit cannot.
-        box.install_file("/root/.pgpass", f"*:{port}:*:{ROLE}:{PASSWORD}\n", mode=0o600)
+        box.install_file("/root/.pgpass", f"*:{port}:*:{role}:{password}\n", mode=0o600)
         box.install_file(CONFIG_PATH, config(base_dsn), mode=0o600)
         from_shell = once("/root")
         assert from_shell["postgres_role"]["status"] == "ok", from_shell
@@ -151,10 +124,10 @@ def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
         assert box.wait_for(UNIT, "StatusText",
                             lambda s: "postgres_role=critical" in s, timeout=15), unit_status()
         assert re.match(rf"cycle \d+: {NODE} primary critical: ", unit_status()), unit_status()
-        assert PASSWORD not in box.journal(UNIT)
+        assert password not in box.journal(UNIT)
 
         # -- 2. The README's way: /etc/ha-watchdog/pgpass (0600), passfile= in the DSN.
-        box.install_file(PASSFILE, f"*:{port}:*:{ROLE}:{PASSWORD}\n", mode=0o600)
+        box.install_file(PASSFILE, f"*:{port}:*:{role}:{password}\n", mode=0o600)
         box.run(["rm", "-f", "/root/.pgpass"])
         box.install_file(CONFIG_PATH, config(f"{base_dsn} passfile={PASSFILE}"), mode=0o600)
         restarted = box.systemctl("restart", UNIT, timeout=70)
@@ -167,6 +140,6 @@ def test_pgpass_in_root_home_is_hidden_from_the_unit_and_etc_passfile_works(
         assert re.match(rf"cycle \d+: {NODE} primary \w+: drbd=ok postgres_role=ok ", status), status
         # pg_monitor: the role sees the standby's walsender (standbys is not unknown).
         assert "standbys=unknown" not in status, status
-        assert PASSWORD not in box.journal(UNIT)
+        assert password not in box.journal(UNIT)
     finally:
         box.stop()

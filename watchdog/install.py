@@ -127,7 +127,11 @@ def write_file(path: str, text: str, mode: int, force: bool) -> str:
     """
     current = _read_existing(path)
     if current == text:
-        os.chmod(path, mode)
+        try:
+            os.chmod(path, mode)
+        except OSError as exc:
+            raise InstallError(f"cannot set mode {mode:o} on {path}: {exc.strerror or exc}"
+                               ) from None
         return "unchanged"
     if current is not None and not force:
         raise InstallError(

@@ -56,9 +56,11 @@ def build_wheel(dest: Path, source: Path = ROOT, python: str = sys.executable) -
 
 
 def install_venv(python: str, wheel: Path, venv: Path, timeout: float = 900) -> Path:
-    """A new venv at `venv` made by `python`, with the wheel and its dependencies."""
+    """A new venv at `venv` made by `python`, with the wheel and its dependencies: the
+    README's steps (venv, upgrade pip, install)."""
     _run([python, "-m", "venv", str(venv)], 120, f"{python} -m venv")
     pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    _run([*pip, "install", "-q", "--upgrade", "pip"], timeout, "pip install --upgrade pip")
     _run([*pip, "install", "-q", str(wheel)], timeout, f"pip install {wheel.name}")
     return venv
 

@@ -330,3 +330,30 @@ def test_once_on_a_healthy_pair(pgv, tmp_path):
     assert secondary[POSTGRES_ROLE]["status"] == "ok", secondary[POSTGRES_ROLE]["summary"]
     assert secondary[REPLAY_LAG]["status"] == "ok", secondary[REPLAY_LAG]["summary"]
     assert secondary[REPLAY_LAG]["details"]["evidence"].startswith("canary")
+
+
+def test_daemon_sees_a_hung_standby_within_max_reply_age_plus_one_interval(pgv, tmp_path):
+    """The real daemon, with an interval longer than max_reply_age: its re-check cycle
+    (after the canary before 12, on the reply's age from 12) catches a standby that hangs
+    with its TCP connection open within max_reply_age + one interval."""
+    from watchdog.lab.node import NodeDaemon, node_sections
+
+    interval, max_reply_age = 6.0, 3.0
+    work = tmp_path / "p1"
+    work.mkdir()
+    drbd = DrbdStateFile(str(work / "proc_drbd"))
+    drbd.primary()
+    sections = node_sections("p1", str(work / "state"), drbd.path, str(pgv.primary_dsn),
+                             interval=f"{interval:g}s",
+                             overrides={"standbys": {"max_reply_age": f"{max_reply_age:g}s"}})
+    with NodeDaemon("p1", str(work), sections) as node:
+        assert node.wait_log(r"cycle 2: .*standbys=ok", timeout=3 * interval), node.log()[-5:]
+        start = len(node.log())
+        pgv.freeze_walreceiver()
+        hung_at = time.monotonic()
+        line = node.wait_log(r"standbys=critical", timeout=max_reply_age + 3 * interval,
+                             start=start)
+        seen_after = time.monotonic() - hung_at
+    assert line is not None, node.log()[-8:]
+    # + 2 s: the daemon's re-check margin (0.5 s), a cycle's own time, this loop's polling.
+    assert seen_after <= max_reply_age + interval + 2.0, (seen_after, node.log()[start:])

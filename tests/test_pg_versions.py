@@ -50,7 +50,8 @@ def server_version(cluster: Any, which: str = "primary") -> int:
 class Node:
     """One simulated node: its DRBD role in a state file, its config, its last cycle."""
 
-    def __init__(self, tmp: Path, name: str, dsn: str, role: str, canary: bool = True):
+    def __init__(self, tmp: Path, name: str, dsn: str, role: str, canary: bool = True,
+                 max_reply_age: float = MAX_REPLY_AGE):
         work = tmp / name
         work.mkdir(parents=True, exist_ok=True)
         self.drbd = DrbdStateFile(str(work / "proc_drbd"))
@@ -62,7 +63,7 @@ class Node:
             services=ServicesConfig(command=("true",), timeout=3.0),
             postgres=PostgresConfig(dsn=dsn, connect_timeout=2.0, query_timeout=3.0),
             canary=CanaryConfig(enabled=canary, timeout=2.0),
-            standbys=StandbysConfig(max_reply_age=MAX_REPLY_AGE),
+            standbys=StandbysConfig(max_reply_age=max_reply_age),
             replay_lag=ReplayLagConfig(warning=2.0, critical=6.0,
                                        max_receive_age=MAX_RECEIVE_AGE),
         )
@@ -76,8 +77,10 @@ class Node:
 
 @pytest.fixture
 def nodes(tmp_path):
-    def make(cluster: Any, canary: bool = True) -> List[Node]:
-        return [Node(tmp_path, "p1", str(cluster.primary_dsn), "primary", canary),
+    def make(cluster: Any, canary: bool = True, max_reply_age: float = MAX_REPLY_AGE
+             ) -> List[Node]:
+        return [Node(tmp_path, "p1", str(cluster.primary_dsn), "primary", canary,
+                     max_reply_age),
                 Node(tmp_path, "s1", str(cluster.standby_dsn), "secondary", canary)]
 
     return make
@@ -119,7 +122,13 @@ def levels(checks: Dict[str, Any]) -> Dict[str, str]:
 def test_probe_reads_every_field_and_writes_the_canary(pgv):
     version = server_version(pgv)
     cfg = PostgresConfig(dsn=str(pgv.primary_dsn), connect_timeout=2.0, query_timeout=3.0)
-    primary = probe_postgres(cfg, canary=CanaryConfig())
+    deadline = time.monotonic() + 5
+    while True:  # a walsender shows NULL positions for a moment after the standby connects
+        primary = probe_postgres(cfg, canary=CanaryConfig())
+        if time.monotonic() > deadline or all(
+                w.flush_lsn is not None for w in primary.walsenders):
+            break
+        time.sleep(0.2)
     assert primary.answered, primary.error
     assert primary.server_version == version and primary.in_recovery is False
     assert primary.current_lsn is not None
@@ -261,7 +270,8 @@ def test_standby_promoted(pgv_private, nodes):
 def test_canary_off(pgv, nodes):
     """Without the canary an idle pair gives what each version can: OK with reply_time and
     pg_stat_wal_receiver, otherwise UNKNOWN naming what to enable, never CRITICAL."""
-    primary, secondary = nodes(pgv, canary=False)
+    # An idle standby replies every wal_receiver_status_interval (10 s): the default limit.
+    primary, secondary = nodes(pgv, canary=False, max_reply_age=15.0)
     version = server_version(pgv)
     time.sleep(MAX_RECEIVE_AGE + 1)  # no commit since: the last replayed one is old
     rounds = run_for(2 * INTERVAL, primary, secondary)
@@ -320,3 +330,30 @@ def test_once_on_a_healthy_pair(pgv, tmp_path):
     assert secondary[POSTGRES_ROLE]["status"] == "ok", secondary[POSTGRES_ROLE]["summary"]
     assert secondary[REPLAY_LAG]["status"] == "ok", secondary[REPLAY_LAG]["summary"]
     assert secondary[REPLAY_LAG]["details"]["evidence"].startswith("canary")
+
+
+def test_daemon_sees_a_hung_standby_within_max_reply_age_plus_one_interval(pgv, tmp_path):
+    """The real daemon, with an interval longer than max_reply_age: its re-check cycle
+    (after the canary before 12, on the reply's age from 12) catches a standby that hangs
+    with its TCP connection open within max_reply_age + one interval."""
+    from watchdog.lab.node import NodeDaemon, node_sections
+
+    interval, max_reply_age = 6.0, 3.0
+    work = tmp_path / "p1"
+    work.mkdir()
+    drbd = DrbdStateFile(str(work / "proc_drbd"))
+    drbd.primary()
+    sections = node_sections("p1", str(work / "state"), drbd.path, str(pgv.primary_dsn),
+                             interval=f"{interval:g}s",
+                             overrides={"standbys": {"max_reply_age": f"{max_reply_age:g}s"}})
+    with NodeDaemon("p1", str(work), sections) as node:
+        assert node.wait_log(r"cycle 2: .*standbys=ok", timeout=3 * interval), node.log()[-5:]
+        start = len(node.log())
+        pgv.freeze_walreceiver()
+        hung_at = time.monotonic()
+        line = node.wait_log(r"standbys=critical", timeout=max_reply_age + 3 * interval,
+                             start=start)
+        seen_after = time.monotonic() - hung_at
+    assert line is not None, node.log()[-8:]
+    # + 2 s: the daemon's re-check margin (0.5 s), a cycle's own time, this loop's polling.
+    assert seen_after <= max_reply_age + interval + 2.0, (seen_after, node.log()[start:])

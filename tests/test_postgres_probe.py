@@ -442,3 +442,77 @@ def test_track_idle_without_canary_and_reconnects():
     down = PgSnapshot(reachable=False, error="x", taken_at=95.0)
     assert track(down, again) is down
     assert track(_primary_at(99.0, 1300, 1000, pid=8), down).walsenders[0].flush_moved is None
+
+
+# ------------------------------------------------------------ the canary (real server)
+
+from watchdog.config import CanaryConfig  # noqa: E402
+
+
+@pytest.mark.postgres
+def test_canary_commits_with_the_standby_gone_synchronous(pg):
+    """A synchronous standby that never answers holds every normal commit; the canary's
+    commit is local and returns at once, and the standby replays it once it streams."""
+    pg.query("primary", "ALTER SYSTEM SET synchronous_standby_names = 'nobody_here'")
+    pg.query("primary", "SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.3)
+        snap = probe_postgres(_cfg(pg.primary_dsn), canary=CanaryConfig(timeout=2.0))
+        assert snap.answered and snap.canary is not None
+        assert snap.canary.ok, snap.canary
+        assert snap.canary.duration < 2.0 and snap.canary.xid > 0
+    finally:
+        pg.query("primary", "ALTER SYSTEM RESET synchronous_standby_names")
+        pg.query("primary", "SELECT pg_reload_conf()")
+    pg.wait_replayed()
+    assert pg.scalar("standby", "SELECT pg_last_xact_replay_timestamp() IS NOT NULL")
+
+
+@pytest.mark.postgres
+def test_canary_deadline_is_its_own_and_its_failure_a_result(pg):
+    """A canary that misses its deadline is shut down from outside and reported; the
+    snapshot itself is complete (the probe's answer came first)."""
+    snap = probe_postgres(_cfg(pg.primary_dsn), canary=CanaryConfig(timeout=1e-6))
+    assert snap.answered and snap.walsenders
+    assert snap.canary is not None and not snap.canary.ok
+    assert "no answer within [canary] timeout" in snap.canary.error
+
+
+@pytest.mark.postgres
+def test_failed_canary_is_reported_by_postgres_role_and_logged_once(pg, tmp_path, caplog):
+    """A hardened server where the watchdog's role may not take a transaction id: the probe
+    still answers, the failed canary is in postgres_role (verdict unchanged) and logged at
+    WARNING once per failing stretch, tried once per cycle."""
+    import logging
+
+    from watchdog.config import Config, DrbdConfig, ServicesConfig
+    from watchdog.lab.drbdstate import DrbdStateFile
+    from watchdog.probes.postgres import sql_names
+    from watchdog.runner import run_cycle
+
+    drbd = DrbdStateFile(str(tmp_path / "proc_drbd"))
+    drbd.primary()
+    xact = sql_names(int(pg.scalar("primary", "SHOW server_version_num"))).xact_id
+    pg.query("primary", "CREATE ROLE canary_fails LOGIN")
+    pg.query("primary", "GRANT pg_monitor TO canary_fails")
+    pg.query("primary", f"REVOKE EXECUTE ON FUNCTION {xact} FROM PUBLIC")
+    try:
+        cfg = Config(drbd=DrbdConfig(path=drbd.path, format="proc"),
+                     services=ServicesConfig(command=("true",)),
+                     postgres=_cfg(pg.dsn("primary", user="canary_fails")))
+        with caplog.at_level(logging.DEBUG, logger="watchdog.runner"):
+            first = run_cycle(cfg)
+            second = run_cycle(cfg, previous=first)
+    finally:
+        pg.query("primary", f"GRANT EXECUTE ON FUNCTION {xact} TO PUBLIC")
+        pg.query("primary", "DROP ROLE canary_fails")
+    for cycle in (first, second):
+        role = {c.name: c for c in cycle.report.checks}["postgres_role"]
+        assert role.status == Status.OK, role.summary
+        assert role.details["canary"]["written"] is False
+        assert "permission denied" in role.details["canary"]["error"]
+        assert "canary write failed: " in role.summary
+        standbys = {c.name: c for c in cycle.report.checks}["standbys"]
+        assert standbys.status == Status.OK  # 15: reply_time does not need the canary
+    failed = [r for r in caplog.records if "canary write failed" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING, logging.DEBUG]

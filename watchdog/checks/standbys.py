@@ -50,7 +50,6 @@ EV_WAITING = "flush position waiting"
 EV_STALLED = "flush position stalled"
 EV_IDLE = "no WAL moved"
 EV_FIRST = "first look"
-EV_STATE = "state"
 
 
 def privilege_hint(server_version: Optional[int]) -> str:

@@ -284,3 +284,13 @@ def test_locate_prefers_the_key_line_then_the_header_then_an_inline_table():
     assert locate(text, "a.c.d") == 3
     assert locate(text, "t[1].x") == 7 and locate(text, "t[1]") == 6
     assert locate(text, "nowhere") is None
+
+
+def test_deep_nesting_is_located_past_strings_comments_and_headers():
+    text = ('[node]\nname = "x # [[[["\nk = \'\'\'\n[[[[\'\'\'\n'
+            "[drbd]  # [[\ntimeout = \"5s\"\nresources = " + "[" * 40 + "]" * 40 + "\n")
+    (problem,) = problems(text)
+    assert (problem.key, problem.line, problem.column) == ("drbd.resources", 7, 45)
+    assert "nested more than 32 levels" in problem.message
+    shallow = problems('[drbd]\nresources = [["r0"]]\n')
+    assert shallow[0].key == "drbd.resources" and "nested" not in shallow[0].message

@@ -277,6 +277,24 @@ def test_thousands_of_unknown_sections_are_each_located():
     assert found[-1].key == "s3999"
 
 
+def test_the_text_is_scanned_once_however_many_problems():
+    """The complexity itself, without a clock: the old locator split the whole text into
+    lines again for every problem (quadratic); the index does it once."""
+
+    class Counted(str):
+        scans = 0
+
+        def splitlines(self, *args, **kwargs):
+            type(self).scans += 1
+            return super().splitlines(*args, **kwargs)
+
+    text = Counted("".join(f"[s{i}]\nk = 1\n" for i in range(200)))
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.toml")
+    assert len(info.value.problems) == 200
+    assert Counted.scans == 1
+
+
 def test_locate_prefers_the_key_line_then_the_header_then_an_inline_table():
     text = '[a]\nb = 1\nc = { d = 1 }\n[[t]]\nx = 1\n[[t]]\nx = 2\n'
     assert locate(text, "a.b") == 2

@@ -277,6 +277,24 @@ def test_thousands_of_unknown_sections_are_each_located():
     assert found[-1].key == "s3999"
 
 
+def test_the_text_is_scanned_once_however_many_problems():
+    """The complexity itself, without a clock: the old locator split the whole text into
+    lines again for every problem (quadratic); the index does it once."""
+
+    class Counted(str):
+        scans = 0
+
+        def splitlines(self, *args, **kwargs):
+            type(self).scans += 1
+            return super().splitlines(*args, **kwargs)
+
+    text = Counted("".join(f"[s{i}]\nk = 1\n" for i in range(200)))
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.toml")
+    assert len(info.value.problems) == 200
+    assert Counted.scans == 1
+
+
 def test_locate_prefers_the_key_line_then_the_header_then_an_inline_table():
     text = '[a]\nb = 1\nc = { d = 1 }\n[[t]]\nx = 1\n[[t]]\nx = 2\n'
     assert locate(text, "a.b") == 2
@@ -421,3 +439,13 @@ def test_canary_with_max_receive_age_not_above_the_interval_warns():
                for w in cfg.warnings), cfg.warnings
     quiet = parse_config('[daemon]\ninterval = "60s"\n[canary]\nenabled = false\n')
     assert not any("max_receive_age" in w for w in quiet.warnings)
+
+
+def test_deep_nesting_is_located_past_strings_comments_and_headers():
+    text = ('[node]\nname = "x # [[[["\nk = \'\'\'\n[[[[\'\'\'\n'
+            "[drbd]  # [[\ntimeout = \"5s\"\nresources = " + "[" * 40 + "]" * 40 + "\n")
+    (problem,) = problems(text)
+    assert (problem.key, problem.line, problem.column) == ("drbd.resources", 7, 45)
+    assert "nested more than 32 levels" in problem.message
+    shallow = problems('[drbd]\nresources = [["r0"]]\n')
+    assert shallow[0].key == "drbd.resources" and "nested" not in shallow[0].message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -157,11 +158,16 @@ def test_a_connection_flood_on_the_metrics_port_starves_nothing(tmp_path, http_r
                 sock.setblocking(False)
                 sock.connect_ex(("127.0.0.1", port))
                 flood.append(sock)
+                # Paced like a script's loop: a burst would overflow the listen queue and
+                # the server's kernel would drop most of it before anything is accepted.
+                time.sleep(0.002)
+            established = wait_connected(flood, 60.0)
             wait_cycles(node, 3)
             split_brain(drbd)
             assert drbd_problem_arrives(http_receiver), node.log()[-30:]
             wait_cycles(node, 2)
             assert not [line for line in node.log() if "Too many open files" in line]
+            assert established >= 1000  # the flood really happened
         finally:
             for sock in flood:
                 sock.close()
@@ -174,6 +180,26 @@ def test_a_connection_flood_on_the_metrics_port_starves_nothing(tmp_path, http_r
                 assert time.monotonic() < deadline, "the metrics endpoint never came back"
                 time.sleep(0.5)
         stops_cleanly(node)
+
+
+def wait_connected(socks: List[socket.socket], timeout: float) -> int:
+    """Wait until the non-blocking connects complete (the server accepted or its kernel
+    queued them) or `timeout` passes; how many did. A daemon that lets the flood take its
+    descriptors stops accepting, so not all of them may ever complete."""
+    sel = selectors.DefaultSelector()  # epoll: descriptors above 1024 are fine
+    for sock in socks:
+        sel.register(sock, selectors.EVENT_WRITE)
+    done = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while sel.get_map() and time.monotonic() < deadline:
+            for key, _ in sel.select(1.0):
+                sel.unregister(key.fileobj)
+                if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    done += 1
+    finally:
+        sel.close()
+    return done
 
 
 # ---------------------------------------------------------------- 4, 6: damaged state at start

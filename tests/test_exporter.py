@@ -258,3 +258,42 @@ def test_promtool_finds_no_problem_in_a_scrape(exporter: MetricsExporter, port: 
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (done.stdout + done.stderr).strip() == ""
+
+
+# ---------------------------------------------------------------- bounded connections (issue 11)
+
+
+def test_connections_are_bounded_in_number_and_lifetime(monkeypatch):
+    """Idle clients hold at most MAX_CONNECTIONS slots, each only for MAX_LIFETIME; beyond
+    that a connection is closed at once (it used to get a thread and a descriptor each,
+    for ever)."""
+    import time
+
+    from watchdog import exporter as module
+
+    monkeypatch.setattr(module._Server, "max_lifetime", 2.0)
+    port = free_port()
+    exp = MetricsExporter(MetricsConfig(listen=(LOOPBACK, port)), "ga-b")
+    exp.update(secondary_view())
+    idle = []
+    try:
+        for _ in range(module.MAX_CONNECTIONS):
+            idle.append(socket.create_connection((LOOPBACK, port), timeout=10))
+        server = exp._server
+        assert server is not None
+        deadline = time.monotonic() + 10
+        while server.open_connections() < module.MAX_CONNECTIONS:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        extra = socket.create_connection((LOOPBACK, port), timeout=10)
+        assert extra.recv(1) == b""  # closed at once: every slot is taken
+        extra.close()
+        assert server.refused >= 1
+        # The idle ones are cut at their lifetime, and the endpoint serves again.
+        for sock in idle:
+            assert sock.recv(1) == b""
+        assert "ha_watchdog_cycles_total" in scrape_text(port)
+    finally:
+        for sock in idle:
+            sock.close()
+        exp.close()

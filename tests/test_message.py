@@ -239,3 +239,23 @@ def test_odd_details_do_not_break_the_body():
 def test_notification_survives_json():
     n = message.problem(facts(), "critical", T, T, T)
     assert Notification.from_json(json.loads(json.dumps(n.to_json()))) == n
+
+
+def test_notices_about_the_watchdog_itself():
+    """Issue 11: a failed state write and a damaged state file are said, routed like a
+    WARNING, under the node's `ha-watchdog` title; two notices at once keep two ids."""
+    from watchdog.alerts import message as m
+    from watchdog.alerts.notification import Notification
+
+    problem = m.self_problem("mail1", "it cannot save its state", ["Error: disk full."], 10.0, 10.0)
+    recovery = m.self_recovery("mail1", "it cannot save its state", ["Saved."], 10.0, 40.0)
+    assert (problem.kind, problem.severity, problem.title) == ("problem", "warning",
+                                                               "[mail1] ha-watchdog")
+    assert problem.body.startswith("PROBLEM WARNING: ha-watchdog on mail1: it cannot save")
+    assert recovery.kind == "recovery" and recovery.routes_to(["warning"])
+    assert recovery.id != problem.id
+    one = m.self_notice("mail1", "its outbox was damaged", ["file A"], 5.0, 5.0)
+    two = m.self_notice("mail1", "its outbox was damaged", ["file B"], 5.0, 5.0)
+    assert one.id != two.id and one.routes_to(["warning"]) and not one.routes_to(["critical"])
+    for note in (problem, recovery, one):
+        assert Notification.from_json(note.to_json()) == note

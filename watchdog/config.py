@@ -469,11 +469,11 @@ def _nesting_problem(text: str, path: str) -> Optional[ConfigProblem]:
             pos = end + 1
         elif token in "[{":
             if depth == 0 and token == "[" and not text[line_start:match.start()].strip():
-                header = _HEADER_RE.match(text, line_start, len(text) if text.find("\n", pos) < 0
-                                          else text.find("\n", pos))
+                end = text.find("\n", pos)  # a [table] or [[array]] header: skip the line
+                end = len(text) if end < 0 else end
+                header = _HEADER_RE.match(text[line_start:end])
                 table = _norm_key(header.group(2)) if header else table
-                end = text.find("\n", pos)
-                pos = len(text) if end < 0 else end
+                pos = end
                 continue
             if depth == 0:
                 found = _KEY_RE.match(text[line_start:match.start()] + "=")

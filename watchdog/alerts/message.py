@@ -499,7 +499,7 @@ def self_notice(node: str, subject: str, lines: Sequence[str], at: float, now: f
     """A one-off notice about the watchdog itself (a damaged state file was recovered from),
     routed like a WARNING so it reaches whoever gets problems; nothing to resolve later."""
     return Notification(
-        id=make_id(node, SELF_TITLE, subject, "notice", at),
+        id=make_id(node, SELF_TITLE, subject, "notice", at, *lines),  # two at once: two ids
         kind=INFO,
         severity=SEV_WARNING,
         notify_type=notify_type_for(SEV_WARNING),

@@ -47,6 +47,14 @@ def make_node(
     else:
         drbd.secondary()
     dsn = pg.primary_dsn if role == "primary" else pg.standby_dsn
+    # A stopped standby pages after the lab's short debounce, not the shipped 15 s
+    # reconnect_grace (the graces themselves: tests/test_daemon_planned_work.py).
+    merged: Dict[str, Any] = {"standbys": {"reconnect_grace": "1s"}}
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            merged.setdefault(section, {}).update(values)
+        else:
+            merged[section] = values
     sections = node_sections(
         name,
         str(work / "state"),
@@ -54,7 +62,7 @@ def make_node(
         str(dsn),
         services_command=HEALTHY_SERVICES,
         targets=targets,
-        overrides=overrides,
+        overrides=merged,
     )
     return NodeDaemon(name, str(work), sections), drbd
 

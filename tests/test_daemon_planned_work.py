@@ -84,8 +84,10 @@ def make_node(
     overrides: Optional[Dict[str, Any]] = None,
     defaults: Optional[Dict[str, Any]] = None,
 ) -> Tuple[NodeDaemon, DrbdStateFile]:
-    """A lab node with `standbys.for` at its default (0s), then `defaults`, then `overrides`."""
-    merged: Dict[str, Dict[str, Any]] = {"standbys": {"for": "0s"}}
+    """A lab node with `standbys` timing at its defaults, then `defaults`, then `overrides`."""
+    # Pinned to the shipped defaults (test_debounce checks they are), whatever the lab sets.
+    merged: Dict[str, Dict[str, Any]] = {
+        "standbys": {"for": "0s", "reconnect_grace": "15s", "role_change_grace": "5m"}}
     for layer in (defaults or {}, overrides or {}):
         for section, values in layer.items():
             merged.setdefault(section, {}).update(values)

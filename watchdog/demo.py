@@ -63,10 +63,11 @@ SERVICES: Dict[str, str] = {
 
 # Per-check debounce for the demo (the lab defaults are 1-2 s). replay_lag's `for` is longer
 # than the lag spike, so the spike is absorbed; postgres_role and standbys ride out the
-# second or two a planned failover usually takes.
+# second or two a planned failover usually takes (standbys also by its role_change_grace);
+# a stopped standby pages after 3 s, not the shipped 15 s reconnect_grace.
 DEMO_OVERRIDES: Dict[str, Dict[str, Any]] = {
     "postgres_role": {"for": "4s", "recover_for": "1s"},
-    "standbys": {"for": "3s", "recover_for": "1s"},
+    "standbys": {"for": "3s", "recover_for": "1s", "reconnect_grace": "3s"},
     "replay_lag": {"warning": "2s", "critical": "6s", "for": "5s", "recover_for": "1s"},
 }
 SPIKE_SECONDS = 2.5  # shorter than replay_lag's `for`

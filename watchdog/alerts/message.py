@@ -62,7 +62,8 @@ FIRST_LOOK: Dict[str, str] = {
     ),
     STANDBYS: (
         'on the primary: psql -x -c "SELECT application_name, client_addr, state, sent_lsn, '
-        'replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per standby)'
+        'flush_lsn, replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per '
+        'standby)'
     ),
     REPLAY_LAG: (
         'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '

@@ -161,14 +161,20 @@ def test_idle_primary_for_a_minute_pages_nobody(tmp_path, pg, http_receiver):
            "canary": {"enabled": False}}
     primary, _ = make_node(tmp_path, pg, "primary", targets, lag)
     secondary, _ = make_node(tmp_path, pg, "secondary", targets, lag)
-    fresh_replay(pg)
-    with primary, secondary:
-        time.sleep(60)
-        assert primary.running() and secondary.running()
-        naive = pg.scalar(
-            "standby", "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
-        )
-        last = [line for line in secondary.log() if "cycle" in line][-1]
+    # Earlier tests wrote to lab_writes: an autoanalyze of it during the minute commits, and
+    # the replayed commit would make the naive lag small (the premise of this test).
+    pg.query("primary", "ALTER TABLE lab_writes SET (autovacuum_enabled = off)")
+    try:
+        fresh_replay(pg)
+        with primary, secondary:
+            time.sleep(60)
+            assert primary.running() and secondary.running()
+            naive = pg.scalar(
+                "standby", "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
+            )
+            last = [line for line in secondary.log() if "cycle" in line][-1]
+    finally:
+        pg.query("primary", "ALTER TABLE lab_writes RESET (autovacuum_enabled)")
     assert float(naive) > 30, naive
     assert "replay_lag=ok" in last and "s1 secondary ok" in last, last
     assert http_receiver.messages == []

@@ -35,6 +35,7 @@ from watchdog.lab.nspawn import (
     home_dropin,
     python_paths,
 )
+from watchdog.lab.receivers import is_about
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_UNIT = ROOT / "systemd" / "ha-watchdog.service"
@@ -109,7 +110,7 @@ class Lab:
     def problems(self) -> List[Dict[str, Any]]:
         return [
             a for a in self.alerts()
-            if a.get("title") == PROBLEM_TITLE and a.get("message", "").startswith("PROBLEM")
+            if is_about(a.get("title"), PROBLEM_TITLE) and a.get("message", "").startswith("PROBLEM")
         ]
 
     def wait_problems(self, count: int, timeout: float) -> bool:
@@ -404,7 +405,7 @@ def test_maintenance_and_metrics_under_the_hardened_unit(lab):
     assert off.ok and "the running daemon applied it" in off.stdout, off
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        notes = [a for a in lab.alerts() if a.get("title") == f"[{NODE}] maintenance"]
+        notes = [a for a in lab.alerts() if is_about(a.get("title"), f"[{NODE}] maintenance")]
         if len(notes) >= 2:
             break
         time.sleep(0.1)

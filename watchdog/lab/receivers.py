@@ -24,6 +24,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 LOOPBACK = "127.0.0.1"
 
 
+def is_about(seen_title: object, stable: str) -> bool:
+    """Is a delivered title about `stable` ("[p1] standbys")? Chat and email titles carry a
+    subject after the stable title since issue 14 ("[p1] standbys CRITICAL: ...")."""
+    text = str(seen_title or "")
+    return text == stable or text.startswith(stable + " ")
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     """One request as the HTTP receiver saw it (whether it accepted it or not)."""

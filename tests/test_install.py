@@ -139,6 +139,13 @@ def test_example_config_prints_and_writes_owner_only(tmp_path):
     assert refused.returncode == 3 and "exists with other content" in refused.stderr
     assert out.read_text().endswith("# mine\n")
 
+    # As shipped it names no target, so it is refused for exactly that (the daemon would
+    # tell nobody); with one target added, as the README says, it is valid.
+    checked = run("--check-config", "--config", str(out))
+    assert checked.returncode == 3, checked.stderr
+    assert "tell nobody" in checked.stderr and "1 error(s)" in checked.stderr, checked.stderr
+    out.write_text(printed.stdout + '\n[[alerts.targets]]\nname = "ops"\n'
+                   'url = "json://127.0.0.1:9/"\n')
     checked = run("--check-config", "--config", str(out))
     assert checked.returncode == 0, checked.stderr
     assert f"{out}: OK" in checked.stdout

@@ -166,16 +166,20 @@ def test_idle_primary_for_a_minute_pages_nobody(tmp_path, pg, http_receiver):
     pg.query("primary", "ALTER TABLE lab_writes SET (autovacuum_enabled = off)")
     try:
         fresh_replay(pg)
+        naive = 0.0  # the most the naive lag read during the minute
         with primary, secondary:
-            time.sleep(60)
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                naive = max(naive, float(pg.scalar(
+                    "standby",
+                    "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())")))
+                time.sleep(1)
             assert primary.running() and secondary.running()
-            naive = pg.scalar(
-                "standby", "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
-            )
             last = [line for line in secondary.log() if "cycle" in line][-1]
     finally:
         pg.query("primary", "ALTER TABLE lab_writes RESET (autovacuum_enabled)")
-    assert float(naive) > 30, naive
+    # Far over the 10 s critical limit (a stray catalog commit may restart it once).
+    assert naive > 20, naive
     assert "replay_lag=ok" in last and "s1 secondary ok" in last, last
     assert http_receiver.messages == []
 

@@ -60,13 +60,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from lab.drbdstate import DrbdStateFile  # noqa: E402
+from lab.node import NodeDaemon, render_config  # noqa: E402
+from lab.pgcluster import PgCluster, find_bindir  # noqa: E402
+from lab.receivers import HttpReceiver, free_port  # noqa: E402
+from lab.services import ServiceTree, missing_tools  # noqa: E402
 from watchdog import __version__  # noqa: E402
 from watchdog.config import ReplayLagConfig, ServicesConfig, StandbysConfig  # noqa: E402
-from watchdog.lab.drbdstate import DrbdStateFile  # noqa: E402
-from watchdog.lab.node import NodeDaemon, render_config  # noqa: E402
-from watchdog.lab.pgcluster import PgCluster, find_bindir  # noqa: E402
-from watchdog.lab.receivers import HttpReceiver, free_port  # noqa: E402
-from watchdog.lab.services import ServiceTree, missing_tools  # noqa: E402
 from watchdog.probes.command import run_command  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))

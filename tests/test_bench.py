@@ -28,7 +28,7 @@ def _skip_reason() -> str:
         if shutil.which(tool) is None:
             return f"{tool} not installed"
     try:
-        from watchdog.lab.pgcluster import PgClusterError, find_bindir
+        from lab.pgcluster import PgClusterError, find_bindir
 
         find_bindir()
     except PgClusterError as exc:

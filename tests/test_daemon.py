@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon, node_sections
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -557,7 +557,7 @@ def assert_matches_once(metrics: Dict[str, float], once: Dict[str, Any]) -> None
 
 
 def test_metrics_scraped_from_both_nodes_match_once(tmp_path, pg, http_receiver):
-    from watchdog.lab.receivers import free_port
+    from lab.receivers import free_port
 
     ports = {"primary": free_port(), "secondary": free_port()}
     textfile = tmp_path / "ha_watchdog.prom"

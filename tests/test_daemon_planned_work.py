@@ -28,8 +28,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon, node_sections
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def pg_defaults() -> Iterator[Any]:
     """A pair of its own with PostgreSQL's default reconnect pace (the lab uses 1 s), and a
     standby that waits for ever on a replay conflict (so a backup session holds replay)."""
     pytest.importorskip("psycopg")
-    from watchdog.lab.pgcluster import PgCluster, PgClusterError, find_bindir
+    from lab.pgcluster import PgCluster, PgClusterError, find_bindir
 
     try:
         find_bindir()

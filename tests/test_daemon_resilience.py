@@ -23,9 +23,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
-from watchdog.lab.receivers import free_port
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon, node_sections
+from lab.receivers import free_port
 
 pytestmark = [pytest.mark.slow]
 

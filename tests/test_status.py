@@ -16,8 +16,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon, node_sections
 
 HEALTHY_SERVICES = ["sh", "-c", "echo '/service/hvmail-httpd: up (pid 100) 1000 seconds'"]
 

@@ -242,7 +242,7 @@ class SystemdContainer:
                     "--",
                     self.python,
                     "-m",
-                    "watchdog.lab.nspawn",
+                    "lab.nspawn",
                     "--inner",
                     json.dumps(spec),
                 ],
@@ -605,4 +605,4 @@ def _mount(args: List[str], timeout: float) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--inner":
         sys.exit(_inner(json.loads(sys.argv[2])))
-    sys.exit("usage: python -m watchdog.lab.nspawn --inner SPEC (used by SystemdContainer)")
+    sys.exit("usage: python -m lab.nspawn --inner SPEC (used by SystemdContainer)")

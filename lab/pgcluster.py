@@ -9,7 +9,7 @@ server's libpq may reject. initdb refuses to run as root, so when we are root ev
 command runs as an unprivileged OS user (`postgres` by default) via `runuser`.
 
 `version="9.5"` (or "10" ... "18") starts that major version from the builds `.ci/pg-builds`
-installs (see watchdog.lab.pgversions); the default is Debian's packaged server. The SQL the
+installs (see lab.pgversions); the default is Debian's packaged server. The SQL the
 lab itself runs (pause replay, current LSN, ...) uses each version's names.
 
 The roles "primary" and "standby" name what a node *is*, not where it was made: after
@@ -240,7 +240,7 @@ class PgCluster:
     @property
     def bindir(self) -> str:
         if self._bindir is None:
-            from watchdog.lab.pgversions import PgVersionMissing, bindir_for
+            from lab.pgversions import PgVersionMissing, bindir_for
 
             try:
                 self._bindir = bindir_for(self.version)

@@ -2,11 +2,11 @@
 
 Why: the quickest way to see what ha-watchdog says, and when, is to break a real cluster
 in front of it. Everything here is real and local: a PostgreSQL primary and streaming
-standby (watchdog.lab.pgcluster), one /proc/drbd-format file per node that the demo
-rewrites (watchdog.lab.drbdstate), a daemontools tree of hvmail-like services under a real
-svscan (watchdog.lab.services), one `ha-watchdog` daemon process per node
-(watchdog.lab.node) and an HTTP receiver on 127.0.0.1 that gets apprise's json:// posts
-(watchdog.lab.receivers) and prints each alert as it arrives. The planned-work scenario
+standby (lab.pgcluster), one /proc/drbd-format file per node that the demo
+rewrites (lab.drbdstate), a daemontools tree of hvmail-like services under a real
+svscan (lab.services), one `ha-watchdog` daemon process per node
+(lab.node) and an HTTP receiver on 127.0.0.1 that gets apprise's json:// posts
+(lab.receivers) and prints each alert as it arrives. The planned-work scenario
 runs the real `ha-watchdog maintenance on|status` commands against mail1's daemon, as a user
 would; mail1 also publishes Prometheus metrics on a loopback port (when prometheus-client is
 installed), which the demo scrapes and prints.
@@ -215,9 +215,9 @@ def backup_window_around(now: float, before: float = 60.0, after: float = 600.0
 
 def missing_prerequisites(pg_version: Optional[str] = None) -> List[str]:
     """What this machine lacks to run the demo (empty: nothing)."""
-    from watchdog.lab.pgcluster import DEFAULT_OS_USER, PgClusterError
-    from watchdog.lab.pgversions import PgVersionMissing, bindir_for
-    from watchdog.lab.services import missing_tools
+    from lab.pgcluster import DEFAULT_OS_USER, PgClusterError
+    from lab.pgversions import PgVersionMissing, bindir_for
+    from lab.services import missing_tools
 
     missing: List[str] = []
     try:
@@ -476,11 +476,11 @@ class Demo:
     # ------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        from watchdog.lab.drbdstate import DrbdStateFile
-        from watchdog.lab.node import NodeDaemon, node_sections
-        from watchdog.lab.pgcluster import PgCluster
-        from watchdog.lab.receivers import HttpReceiver, free_port
-        from watchdog.lab.services import ServiceTree
+        from lab.drbdstate import DrbdStateFile
+        from lab.node import NodeDaemon, node_sections
+        from lab.pgcluster import PgCluster
+        from lab.receivers import HttpReceiver, free_port
+        from lab.services import ServiceTree
 
         self.base = tempfile.mkdtemp(prefix="ha-watchdog-demo-", dir=self.temp_root)
         os.chmod(self.base, 0o755)  # the PostgreSQL OS user must reach its directory
@@ -491,7 +491,7 @@ class Demo:
 
         self.pg = PgCluster(os.path.join(self.base, "pg"), version=self.pg_version,
                             standby_settings={"wal_receiver_status_interval": "1s"})
-        from watchdog.lab.pgversions import major_of
+        from lab.pgversions import major_of
 
         self.step(f"starting PostgreSQL {major_of(self.pg.server_version_num)}: a primary "
                   "(mail1) and a streaming standby (mail2)")

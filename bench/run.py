@@ -60,11 +60,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from lab.drbdstate import DrbdStateFile  # noqa: E402
+from lab.cluster import ClusterError, TwoNodeCluster  # noqa: E402
 from lab.node import NodeDaemon, render_config  # noqa: E402
-from lab.pgcluster import PgCluster, find_bindir  # noqa: E402
-from lab.receivers import HttpReceiver, free_port  # noqa: E402
-from lab.services import ServiceTree, missing_tools  # noqa: E402
+from lab.pgcluster import find_bindir  # noqa: E402
+from lab.receivers import free_port  # noqa: E402
+from lab.services import missing_tools  # noqa: E402
 from watchdog import __version__  # noqa: E402
 from watchdog.config import ReplayLagConfig, ServicesConfig, StandbysConfig  # noqa: E402
 from watchdog.probes.command import run_command  # noqa: E402
@@ -135,7 +135,7 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-class BenchError(RuntimeError):
+class BenchError(ClusterError):
     """The setup or a measurement is not what it must be (a benchmark of an error path)."""
 
 
@@ -284,36 +284,30 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-class Lab:
-    """Everything the benchmark runs against; `close()` removes all of it."""
+class Lab(TwoNodeCluster):
+    """Everything the benchmark runs against (lab.cluster's two-node cluster, nodes named by
+    their role); `close()` removes all of it."""
 
     def __init__(self) -> None:
-        self.work = ""
-        self.pg: Optional[PgCluster] = None
-        self.tree: Optional[ServiceTree] = None
-        self.drbd: Dict[str, DrbdStateFile] = {}
-        self.receiver: Optional[HttpReceiver] = None
-        self.arrivals: List[Tuple[float, Dict[str, Any]]] = []
-        self._lock = threading.Lock()
+        super().__init__(nodes=("primary", "secondary"), services=SERVICES,
+                         prefix="ha-watchdog-bench-")
         self.env: Dict[str, str] = {}
+
+    @property
+    def work(self) -> str:
+        return self.base
 
     def open(self) -> Lab:
         try:
-            self.work = tempfile.mkdtemp(prefix="ha-watchdog-bench-")
+            self.make_base()
             self.env = child_env(os.path.join(self.work, "pycache"))
             log("starting PostgreSQL primary + streaming standby on loopback")
-            self.pg = PgCluster(tempfile.mkdtemp(prefix="ha-watchdog-bench-pg-"))
-            self.pg.start()
+            self._pg_dir = tempfile.mkdtemp(prefix="ha-watchdog-bench-pg-")
+            self.start_postgres()
             log(f"starting svscan with {len(SERVICES)} services")
-            self.tree = ServiceTree(self.work, SERVICES)
-            self.tree.open()
-            self.drbd = {
-                "primary": DrbdStateFile(os.path.join(self.work, "drbd-primary")),
-                "secondary": DrbdStateFile(os.path.join(self.work, "drbd-secondary")),
-            }
-            self.drbd["primary"].primary()
-            self.drbd["secondary"].secondary()
-            self.receiver = HttpReceiver(on_message=self._arrived).start()
+            self.start_services()
+            self.place_nodes()
+            self.start_receiver()
             self.warm_bytecode()
             self.wait_services_settled()
         except BaseException:
@@ -346,47 +340,12 @@ class Lab:
         if not result.ok:
             log(f"apprise warm-up: {result.error or result.returncode}: {result.stderr[-500:]}")
 
-    def close(self) -> None:
-        if self.receiver is not None:
-            self.receiver.close()
-            self.receiver = None
-        if self.tree is not None:
-            self.tree.close()
-            self.tree = None
-        if self.pg is not None:
-            self.pg.close()
-            self.pg = None
-        if self.work:
-            shutil.rmtree(self.work, ignore_errors=True)
-            self.work = ""
-
-    def _arrived(self, message: Any) -> None:
-        with self._lock:
-            self.arrivals.append((time.monotonic(), message))
-
-    def arrived(self) -> List[Tuple[float, Dict[str, Any]]]:
-        with self._lock:
-            return list(self.arrivals)
-
-    def wait_services_settled(self, timeout: float = 30.0) -> None:
+    def wait_services_settled(self, min_uptime: Optional[float] = None,
+                              timeout: float = 30.0) -> None:
         """Until every up service is older than min_uptime (a young one makes the probe
         resample for seconds, which would be measured as ha-watchdog's cost)."""
-        assert self.tree is not None
-        settle = ServicesConfig().min_uptime + 1
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.tree.status()
-            young = [n for n, e in status.items()
-                     if SERVICES.get(n) == "up" and (e.state != "up" or (e.seconds or 0) < settle)]
-            if not young:
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(f"services not settled after {timeout:g}s: {young}")
-            time.sleep(0.5)
-
-    def dsn(self, role: str) -> str:
-        assert self.pg is not None
-        return str(self.pg.primary_dsn if role == "primary" else self.pg.standby_dsn)
+        settle = ServicesConfig().min_uptime + 1 if min_uptime is None else min_uptime
+        super().wait_services_settled(settle, timeout)
 
     def node_sections(self, role: str, name: str, state_dir: str, interval: float,
                       overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
@@ -411,30 +370,6 @@ class Lab:
         with os.fdopen(fd, "w") as handle:
             handle.write(render_config(sections))
         return path
-
-    def reply_age(self) -> Optional[float]:
-        """Seconds since the primary last heard from the standby (pg_stat_replication)."""
-        assert self.pg is not None
-        value = self.pg.scalar(
-            "primary",
-            "SELECT extract(epoch FROM clock_timestamp() - max(reply_time))::float8"
-            " FROM pg_stat_replication WHERE state = 'streaming'",
-        )
-        return None if value is None else float(value)
-
-    def wait_fresh_reply(self, limit: float = 3.0, timeout: float = 30.0) -> None:
-        """Until the standby has replied recently (a write makes it send feedback)."""
-        assert self.pg is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            age = self.reply_age()
-            if age is not None and age < limit:
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(f"the standby did not reply within {timeout:g}s (age {age})")
-            with contextlib.suppress(Exception):
-                self.pg.write(1)
-            time.sleep(0.2)
 
 
 def machine_info(bindir: str) -> Dict[str, Any]:
@@ -1703,7 +1638,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted, cleaning up", file=sys.stderr)
         return 130
-    except BenchError as exc:
+    except ClusterError as exc:  # BenchError is one
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -34,7 +34,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -327,6 +326,7 @@ class Demo:
         self.verbose = verbose
         self.python = python
         self.temp_root = temp_root
+        self.cluster: Any = None  # lab.cluster.TwoNodeCluster, from setup()
         self.base: Optional[str] = None
         self.pg: Any = None
         self.tree: Any = None
@@ -476,53 +476,38 @@ class Demo:
     # ------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        from lab.drbdstate import DrbdStateFile
-        from lab.node import NodeDaemon, node_sections
-        from lab.pgcluster import PgCluster
-        from lab.receivers import HttpReceiver, free_port
-        from lab.services import ServiceTree
+        from lab.cluster import TwoNodeCluster
+        from lab.pgversions import major_of
 
-        self.base = tempfile.mkdtemp(prefix="ha-watchdog-demo-", dir=self.temp_root)
-        os.chmod(self.base, 0o755)  # the PostgreSQL OS user must reach its directory
+        self.cluster = cluster = TwoNodeCluster(
+            nodes=NODES, services=SERVICES, pg_version=self.pg_version,
+            standby_settings={"wal_receiver_status_interval": "1s"},
+            on_message=self.on_message, prefix="ha-watchdog-demo-", temp_root=self.temp_root)
+        self.base = cluster.make_base()
         self.console.write(f"lab directory: {self.base}")
 
         self.step("starting the alert receiver (HTTP on 127.0.0.1, apprise json://)")
-        self.receiver = HttpReceiver(on_message=self.on_message).start()
+        self.receiver = cluster.start_receiver()
 
-        self.pg = PgCluster(os.path.join(self.base, "pg"), version=self.pg_version,
-                            standby_settings={"wal_receiver_status_interval": "1s"})
-        from lab.pgversions import major_of
-
+        self.pg = cluster.new_postgres()
         self.step(f"starting PostgreSQL {major_of(self.pg.server_version_num)}: a primary "
                   "(mail1) and a streaming standby (mail2)")
-        self.pg.start()
+        cluster.start_postgres()
         ports = {"mail1": self.pg.port("primary"), "mail2": self.pg.port("standby")}
         self.console.write(f"   mail1 PostgreSQL on 127.0.0.1:{ports['mail1']} (primary), "
                            f"mail2 on 127.0.0.1:{ports['mail2']} (standby)")
 
         self.step("starting svscan over hvmail-like services: " + ", ".join(SERVICES))
-        self.tree = ServiceTree(self.base, SERVICES)
-        self.tree.open()
-        command = self.tree.status_command()
+        self.tree = cluster.start_services()
 
+        # Each node's daemon watches its own server, whatever role it has later.
+        self.drbd = cluster.place_nodes()
         for name in NODES:
-            work = os.path.join(self.base, name)
-            os.makedirs(work)
-            drbd = DrbdStateFile(os.path.join(work, "proc_drbd"))
-            if name == "mail1":
-                drbd.primary()
-            else:
-                drbd.secondary()
-            self.drbd[name] = drbd
-            # Each node's daemon watches its own server, whatever role it has later.
-            dsn = self.pg.dsn("primary" if name == "mail1" else "standby")
-            self.base_sections[name] = node_sections(
-                name, os.path.join(work, "state"), drbd.path, dsn,
-                services_command=command,
-                targets=[{"name": "demo-receiver", "url": self.receiver.url}],
-                overrides=DEMO_OVERRIDES,
-            )
+            self.base_sections[name] = cluster.sections(name, overrides=DEMO_OVERRIDES,
+                                                        target="demo-receiver")
         if metrics_available():
+            from lab.receivers import free_port
+
             listen = f"127.0.0.1:{free_port()}"
             self.base_sections["mail1"]["metrics"] = {"listen": listen}
             self.metrics_url = f"http://{listen}/metrics"
@@ -533,8 +518,8 @@ class Demo:
         self.pg.wait_replayed()
         self.step("starting both nodes' ha-watchdog daemons (interval 0.5s)")
         for name in NODES:
-            daemon = NodeDaemon(name, os.path.join(self.base, name), self.base_sections[name],
-                                python=self.python, on_line=self.on_line, env=env)
+            daemon = cluster.daemon(name, self.base_sections[name], python=self.python,
+                                    on_line=self.on_line, env=env)
             self.daemons[name] = daemon
             daemon.start()
 
@@ -910,15 +895,8 @@ class Demo:
     def cleanup(self) -> None:
         """Stop and remove everything; each part on its own so one failure stops nothing."""
         self.console.muted = True
-        for daemon in self.daemons.values():
-            with contextlib.suppress(Exception):
-                daemon.stop(timeout=10)
-        for part in (self.receiver, self.tree, self.pg):
-            if part is not None:
-                with contextlib.suppress(Exception):
-                    part.close()
-        if self.base is not None:
-            shutil.rmtree(self.base, ignore_errors=True)
+        if self.cluster is not None:
+            self.cluster.close()
         self.console.write(f"cleaned up: daemons, PostgreSQL, svscan and {self.base or 'nothing'}"
                            " removed", force=True)
 

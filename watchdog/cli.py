@@ -36,7 +36,9 @@ commands:
                       silence paging on this node for a bounded time (see
                       `ha-watchdog maintenance --help`).
   ha-watchdog demo [--quick]
-                      a whole two-node cluster on loopback, watched (about a minute).
+                      a whole two-node cluster on loopback, watched (about a minute). Runs
+                      from a checkout (its lab is not installed with the package): exit 3
+                      when that or a prerequisite is missing.
 
 modes (without one, the daemon runs):
   --once              run this node's checks once; a table, --json, or --nagios (one line

@@ -52,7 +52,7 @@ def pg_cluster():
     import tempfile
 
     pytest.importorskip("psycopg")
-    from watchdog.lab.pgcluster import PgCluster, PgClusterError, find_bindir
+    from lab.pgcluster import PgCluster, PgClusterError, find_bindir
 
     try:
         find_bindir()
@@ -79,7 +79,7 @@ def pg_private():
     import tempfile
 
     pytest.importorskip("psycopg")
-    from watchdog.lab.pgcluster import PgCluster, PgClusterError, find_bindir
+    from lab.pgcluster import PgCluster, PgClusterError, find_bindir
 
     try:
         find_bindir()
@@ -90,10 +90,10 @@ def pg_private():
 
 
 # PostgreSQL version matrix: every test that takes `pg_version` (or pgv_cluster / pgv /
-# pgv_private) runs once per version of watchdog.lab.pgversions.tested_versions(). Builds come
+# pgv_private) runs once per version of lab.pgversions.tested_versions(). Builds come
 # from .ci/pg-builds; a version that is not installed skips with the reason.
 def _pg_matrix() -> list:
-    from watchdog.lab.pgversions import tested_versions
+    from lab.pgversions import tested_versions
 
     return tested_versions()
 
@@ -102,8 +102,8 @@ def _pg_matrix() -> list:
 def pg_version(request) -> str:
     """One major version of the matrix ("9.5", "10", ... "18"); skips if it is not installed."""
     pytest.importorskip("psycopg")
-    from watchdog.lab.pgcluster import PgClusterError
-    from watchdog.lab.pgversions import PgVersionMissing, bindir_for
+    from lab.pgcluster import PgClusterError
+    from lab.pgversions import PgVersionMissing, bindir_for
 
     try:
         bindir_for(request.param)
@@ -117,7 +117,7 @@ def pgv_cluster(pg_version):
     """A primary + streaming standby of `pg_version`, shared by that version's tests."""
     import tempfile
 
-    from watchdog.lab.pgcluster import PgCluster
+    from lab.pgcluster import PgCluster
 
     cluster = PgCluster(tempfile.mkdtemp(prefix=f"ha-watchdog-pg{pg_version}-"),
                         version=pg_version)
@@ -140,7 +140,7 @@ def pgv_private(pg_version):
     """A cluster of `pg_version` of its own, for tests that break it beyond `heal()`."""
     import tempfile
 
-    from watchdog.lab.pgcluster import PgCluster
+    from lab.pgcluster import PgCluster
 
     with PgCluster(tempfile.mkdtemp(prefix=f"ha-watchdog-pg{pg_version}-"),
                    version=pg_version) as cluster:
@@ -163,11 +163,11 @@ def daemontools_fixtures() -> Path:
 
 @pytest.fixture
 def service_tree(tmp_path):
-    """Factory for real svscan service trees (watchdog.lab.services), closed at teardown.
+    """Factory for real svscan service trees (lab.services), closed at teardown.
 
     Skips the test when daemontools (svscan, supervise, svstat, svc) is not installed.
     """
-    from watchdog.lab.services import ServiceTree, missing_tools
+    from lab.services import ServiceTree, missing_tools
 
     reason = missing_tools()
     if reason:
@@ -189,7 +189,7 @@ def service_tree(tmp_path):
 @pytest.fixture
 def http_receiver():
     """A real HTTP server on loopback that records what apprise's json:// posts."""
-    from watchdog.lab.receivers import HttpReceiver
+    from lab.receivers import HttpReceiver
 
     with HttpReceiver() as receiver:
         yield receiver
@@ -198,7 +198,7 @@ def http_receiver():
 @pytest.fixture
 def smtp_receiver():
     """A real SMTP server (aiosmtpd) on loopback for apprise's mailto://."""
-    from watchdog.lab.receivers import SmtpReceiver
+    from lab.receivers import SmtpReceiver
 
     with SmtpReceiver() as receiver:
         yield receiver

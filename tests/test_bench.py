@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def _skip_reason() -> str:
         if shutil.which(tool) is None:
             return f"{tool} not installed"
     try:
-        from watchdog.lab.pgcluster import PgClusterError, find_bindir
+        from lab.pgcluster import PgClusterError, find_bindir
 
         find_bindir()
     except PgClusterError as exc:
@@ -158,3 +159,35 @@ def test_bench_flags_and_help():
         assert flag in result.stdout
     bad = run_command([sys.executable, str(BENCH), "--scrapes", "0"], timeout=60)
     assert bad.returncode == 2 and "--scrapes" in bad.stderr
+
+
+def test_python_dash_m_bench_is_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True,
+                            text=True, timeout=60, cwd=str(ROOT))
+    assert result.returncode == 0, result.stderr
+    assert "usage: bench/run.py" in result.stdout and "--skip-detect" in result.stdout
+
+
+def test_exporter_update_child_times_each_part_of_the_exporters_cycle(tmp_path):
+    """bench.exporter_update (once a program in a string, now a linted module): one JSON
+    line with the cost per call of each part, from a `--once --json`-shaped report."""
+    pytest.importorskip("prometheus_client")
+    report = tmp_path / "once.json"
+    report.write_text(json.dumps({
+        "node": "n1", "role": "primary",
+        "checks": [{"name": "drbd", "status": "ok", "summary": "UpToDate", "details": {}},
+                   {"name": "standbys", "status": "critical", "summary": "none", "details": {}}],
+    }))
+    textfile = tmp_path / "ha_watchdog.prom"
+    result = subprocess.run([sys.executable, "-m", "bench.exporter_update", str(report),
+                             str(textfile), "20"], capture_output=True, text=True, timeout=120,
+                            cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["calls"] == 20 and data["textfile_bytes"] > 0
+    for part in ("update", "families", "generate_latest", "write_atomic"):
+        assert set(data[part]) == {"cpu_ms", "wall_ms"} and data[part]["cpu_ms"] >= 0, data
+    assert 'ha_watchdog_check_status{' in textfile.read_text()
+    usage = subprocess.run([sys.executable, "-m", "bench.exporter_update"],
+                           capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert usage.returncode == 2 and "usage:" in usage.stderr

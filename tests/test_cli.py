@@ -306,7 +306,7 @@ def test_once_does_not_import_apprise(tmp_path):
 
 
 def test_test_alert_reports_each_target(tmp_path, http_receiver):
-    from watchdog.lab.receivers import free_port
+    from lab.receivers import free_port
 
     dead = f"json://127.0.0.1:{free_port()}/"
     path = write_config(
@@ -393,3 +393,33 @@ def test_a_config_beyond_the_size_cap_is_refused(tmp_path):
     path.chmod(0o600)
     result = run("--config", str(path), "--check-config")
     assert result.returncode == 3 and "is too large (2097152 bytes" in result.stderr
+
+
+def test_demo_without_the_lab_says_it_needs_a_checkout_and_exits_3(monkeypatch, capsys):
+    """An installed wheel has no lab/ package (the harness stays in the repository): the
+    demo says what it needs instead of a traceback, with the prerequisite-missing code."""
+    from watchdog import cli
+
+    monkeypatch.setitem(sys.modules, "lab", None)
+    monkeypatch.setitem(sys.modules, "lab.demo", None)
+    assert cli.main(["demo", "--quick"]) == 3
+    err = capsys.readouterr().err
+    assert "checkout" in err and ".ci/setup && .venv/bin/ha-watchdog demo" in err, err
+    assert "Traceback" not in err
+
+
+def test_editable_install_exposes_the_lab_next_to_the_package(tmp_path):
+    """`.ci/setup`'s editable install puts the checkout on sys.path, so a child started
+    anywhere (the demo's daemons, the container's helpers) imports `lab` and `watchdog`
+    from this checkout without PYTHONPATH."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import lab.demo, watchdog; print(lab.__file__); "
+         "print(watchdog.__file__)"],
+        capture_output=True, text=True, timeout=60, cwd=str(tmp_path), env=env,
+    )
+    assert probe.returncode == 0, probe.stderr
+    lab_file, watchdog_file = probe.stdout.split()
+    assert Path(lab_file).resolve() == root / "lab" / "__init__.py"
+    assert Path(watchdog_file).resolve() == root / "watchdog" / "__init__.py"

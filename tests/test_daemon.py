@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
+from lab.cluster import lab_node
+from lab.node import NodeDaemon
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -39,13 +39,6 @@ def make_node(
     name: str = "",
 ) -> tuple:
     name = name or ("p1" if role == "primary" else "s1")
-    work = tmp_path / name
-    work.mkdir(exist_ok=True)
-    drbd = DrbdStateFile(str(work / "proc_drbd"))
-    if role == "primary":
-        drbd.primary()
-    else:
-        drbd.secondary()
     dsn = pg.primary_dsn if role == "primary" else pg.standby_dsn
     # A stopped standby pages after the lab's short debounce, not the shipped 15 s
     # reconnect_grace (the graces themselves: tests/test_daemon_planned_work.py).
@@ -55,16 +48,8 @@ def make_node(
             merged.setdefault(section, {}).update(values)
         else:
             merged[section] = values
-    sections = node_sections(
-        name,
-        str(work / "state"),
-        drbd.path,
-        str(dsn),
-        services_command=HEALTHY_SERVICES,
-        targets=targets,
-        overrides=merged,
-    )
-    return NodeDaemon(name, str(work), sections), drbd
+    return lab_node(str(tmp_path / name), name, role, str(dsn),
+                    services_command=HEALTHY_SERVICES, targets=targets, overrides=merged)
 
 
 def hook(receiver: Any, **extra: Any) -> Dict[str, Any]:
@@ -561,7 +546,7 @@ def assert_matches_once(metrics: Dict[str, float], once: Dict[str, Any]) -> None
 
 
 def test_metrics_scraped_from_both_nodes_match_once(tmp_path, pg, http_receiver):
-    from watchdog.lab.receivers import free_port
+    from lab.receivers import free_port
 
     ports = {"primary": free_port(), "secondary": free_port()}
     textfile = tmp_path / "ha_watchdog.prom"

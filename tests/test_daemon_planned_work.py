@@ -28,8 +28,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
+from lab.cluster import lab_node
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -46,7 +47,7 @@ def pg_defaults() -> Iterator[Any]:
     """A pair of its own with PostgreSQL's default reconnect pace (the lab uses 1 s), and a
     standby that waits for ever on a replay conflict (so a backup session holds replay)."""
     pytest.importorskip("psycopg")
-    from watchdog.lab.pgcluster import PgCluster, PgClusterError, find_bindir
+    from lab.pgcluster import PgCluster, PgClusterError, find_bindir
 
     try:
         find_bindir()
@@ -92,15 +93,9 @@ def make_node(
         for section, values in layer.items():
             merged.setdefault(section, {}).update(values)
     overrides = merged
-    work = tmp_path / name
-    work.mkdir(exist_ok=True)
-    drbd = DrbdStateFile(str(work / "proc_drbd"))
-    drbd.primary() if role == "primary" else drbd.secondary()
-    sections = node_sections(
-        name, str(work / "state"), drbd.path, str(dsn), services_command=HEALTHY_SERVICES,
-        targets=[{"name": "hook", "url": receiver.url}], overrides=overrides,
-    )
-    return NodeDaemon(name, str(work), sections), drbd
+    return lab_node(str(tmp_path / name), name, role, str(dsn),
+                    services_command=HEALTHY_SERVICES,
+                    targets=[{"name": "hook", "url": receiver.url}], overrides=overrides)
 
 
 def titled(receiver: Any, title: str) -> List[Dict[str, Any]]:

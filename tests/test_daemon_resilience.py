@@ -23,9 +23,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
-from watchdog.lab.receivers import free_port, is_about
+from lab import cluster
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon
+from lab.receivers import free_port, is_about
 
 pytestmark = [pytest.mark.slow]
 
@@ -36,15 +37,10 @@ HEALTHY_SERVICES = ["sh", "-c", "echo '/service/hvmail-httpd: up (pid 100) 1000 
 
 def lab_node(tmp_path: Path, receiver: Any, overrides: Optional[Dict[str, Any]] = None,
              python: str = sys.executable) -> Tuple[NodeDaemon, DrbdStateFile]:
-    work = tmp_path / "p1"
-    work.mkdir(exist_ok=True)
-    drbd = DrbdStateFile(str(work / "proc_drbd"))
-    drbd.primary()
-    sections = node_sections("p1", str(work / "state"), drbd.path, DEAD_DSN,
-                             services_command=HEALTHY_SERVICES,
-                             targets=[{"name": "hook", "url": receiver.url}],
-                             overrides=overrides)
-    return NodeDaemon("p1", str(work), sections, python=python), drbd
+    return cluster.lab_node(str(tmp_path / "p1"), "p1", "primary", DEAD_DSN,
+                            services_command=HEALTHY_SERVICES,
+                            targets=[{"name": "hook", "url": receiver.url}],
+                            overrides=overrides, python=python)
 
 
 def state_dir(node: NodeDaemon) -> Path:

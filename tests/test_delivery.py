@@ -15,6 +15,7 @@ import time
 import pytest
 from conftest import ROOT
 
+from lab.receivers import free_port
 from watchdog.alerts import notification as nt
 from watchdog.alerts.delivery import (
     Deliverer,
@@ -25,7 +26,6 @@ from watchdog.alerts.delivery import (
 )
 from watchdog.alerts.outbox import Outbox
 from watchdog.config import AlertTarget, parse_config
-from watchdog.lab.receivers import free_port
 
 WAIT = 15.0  # generous upper bound for "eventually"; tests end as soon as the event happens
 
@@ -80,7 +80,7 @@ def test_email_through_real_smtp(tmp_path, smtp_receiver, alerts_config, make_no
 
 
 def test_routing_by_severity(tmp_path, alerts_config, make_notification):
-    from watchdog.lab.receivers import HttpReceiver
+    from lab.receivers import HttpReceiver
 
     with HttpReceiver() as pager, HttpReceiver() as chat:
         cfg = alerts_config(

@@ -20,14 +20,7 @@ from typing import List
 
 import pytest
 
-from watchdog.alerts import message as msg
-from watchdog.alerts import summaries
-from watchdog.config import parse_config
-from watchdog.core import maintenance as core
-from watchdog.core.engine import MaintenanceEvent, MaintenanceRecord
-from watchdog.core.windows import relaxation
-from watchdog.daemon import Daemon
-from watchdog.demo import (
+from lab.demo import (
     EXIT_MISSING,
     Alert,
     Console,
@@ -41,7 +34,14 @@ from watchdog.demo import (
     parse_cycle_line,
     parse_samples,
 )
-from watchdog.lab.node import node_sections, render_config
+from lab.node import node_sections, render_config
+from watchdog.alerts import message as msg
+from watchdog.alerts import summaries
+from watchdog.config import parse_config
+from watchdog.core import maintenance as core
+from watchdog.core.engine import MaintenanceEvent, MaintenanceRecord
+from watchdog.core.windows import relaxation
+from watchdog.daemon import Daemon
 from watchdog.model import CheckResult, Report, Role, Status
 
 ROOT = Path(__file__).resolve().parent.parent

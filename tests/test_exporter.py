@@ -17,10 +17,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lab.receivers import LOOPBACK, free_port
 from watchdog import __version__
 from watchdog.config import MetricsConfig
 from watchdog.exporter import TEXTFILE_MODE, MetricsExporter
-from watchdog.lab.receivers import LOOPBACK, free_port
 from watchdog.metrics import MetricsView
 from watchdog.model import DRBD, REPLAY_LAG, STANDBYS, CheckResult, Status
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from lab.receivers import free_port
 from watchdog.alerts.heartbeat import Heartbeat, ping_url, scrub
 from watchdog.config import HeartbeatConfig
-from watchdog.lab.receivers import free_port
 
 WAIT = 10.0
 

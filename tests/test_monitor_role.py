@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import node_sections, render_config
+from lab.drbdstate import DrbdStateFile
+from lab.node import node_sections, render_config
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""Self-test of the systemd-in-a-container harness (watchdog.lab.nspawn), on a real systemd."""
+"""Self-test of the systemd-in-a-container harness (lab.nspawn), on a real systemd."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.lab.nspawn import (
+from lab.nspawn import (
     SHARED_DIR_INSIDE,
     ContainerError,
     SystemdContainer,

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import node_sections, render_config
-from watchdog.lab.services import ServiceTree, missing_tools
-from watchdog.lab.wheel import build_wheel, install_venv
+from lab.drbdstate import DrbdStateFile
+from lab.node import node_sections, render_config
+from lab.services import ServiceTree, missing_tools
+from lab.wheel import build_wheel, install_venv
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 USER = "nobody"

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import node_sections, render_config
-from watchdog.lab.nspawn import (
+from lab.drbdstate import DrbdStateFile
+from lab.node import node_sections, render_config
+from lab.nspawn import (
     SHARED_DIR_INSIDE,
     SystemdContainer,
     available,
     home_dropin,
     python_paths,
 )
-from watchdog.lab.wheel import WheelError, build_wheel, install_venv
+from lab.wheel import WheelError, build_wheel, install_venv
 from watchdog.probes.command import run_command
 
 AVAILABLE, WHY_NOT = available()

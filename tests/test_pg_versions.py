@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from lab.drbdstate import DrbdStateFile
 from watchdog.config import (
     CanaryConfig,
     Config,
@@ -31,7 +32,6 @@ from watchdog.config import (
     ServicesConfig,
     StandbysConfig,
 )
-from watchdog.lab.drbdstate import DrbdStateFile
 from watchdog.model import POSTGRES_ROLE, REPLAY_LAG, STANDBYS, Status
 from watchdog.probes.postgres import probe_postgres
 from watchdog.runner import Cycle, run_cycle
@@ -306,7 +306,7 @@ def test_canary_off(pgv, nodes):
 def test_once_on_a_healthy_pair(pgv, tmp_path):
     """`ha-watchdog --once` on each node of a healthy pair, primary first (its canary is
     what the secondary's run sees): the PostgreSQL checks OK on both, on every version."""
-    from watchdog.lab.node import node_sections, render_config
+    from lab.node import node_sections, render_config
 
     outputs = {}
     for name, dsn, role in (("p1", pgv.primary_dsn, "primary"),
@@ -336,7 +336,7 @@ def test_daemon_sees_a_hung_standby_within_max_reply_age_plus_one_interval(pgv, 
     """The real daemon, with an interval longer than max_reply_age: its re-check cycle
     (after the canary before 12, on the reply's age from 12) catches a standby that hangs
     with its TCP connection open within max_reply_age + one interval."""
-    from watchdog.lab.node import NodeDaemon, node_sections
+    from lab.node import NodeDaemon, node_sections
 
     interval, max_reply_age = 6.0, 3.0
     work = tmp_path / "p1"

@@ -18,11 +18,11 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from lab.drbdstate import DrbdStateFile
+from lab.pgcluster import PgCluster, PgClusterError
+from lab.pgversions import PgVersionMissing, bindir_for
+from lab.pgversions import tested_versions as matrix_versions
 from watchdog.config import Config, DaemonConfig, DrbdConfig, NodeConfig, PostgresConfig
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.pgcluster import PgCluster, PgClusterError
-from watchdog.lab.pgversions import PgVersionMissing, bindir_for
-from watchdog.lab.pgversions import tested_versions as matrix_versions
 from watchdog.model import POSTGRES_ROLE, REPLAY_LAG, STANDBYS, Status
 from watchdog.runner import Cycle, run_cycle
 

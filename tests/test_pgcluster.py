@@ -7,10 +7,10 @@ import tempfile
 
 import pytest
 
+from lab.pgcluster import PgCluster, PgClusterError, _alive
 from watchdog.checks.postgres_role import check_postgres_role
 from watchdog.checks.standbys import check_standbys
 from watchdog.config import PostgresConfig, StandbysConfig
-from watchdog.lab.pgcluster import PgCluster, PgClusterError, _alive
 from watchdog.model import Role, Status
 from watchdog.probes.postgres import probe_postgres
 
@@ -79,7 +79,7 @@ def test_non_empty_base_dir_is_refused(tmp_path):
 
 
 def test_each_version_streams_pauses_and_names_its_walreceiver(pgv):
-    from watchdog.lab.pgversions import major_of
+    from lab.pgversions import major_of
 
     assert major_of(pgv.server_version_num) == pgv.version or pgv.version in (None, "15")
     assert pgv.scalar("primary", "SELECT current_setting('server_version_num')::int") == \
@@ -114,7 +114,7 @@ def test_each_version_fails_over_and_streams_back(pgv_private):
 
 
 def test_a_missing_build_is_a_clear_error(tmp_path, monkeypatch):
-    from watchdog.lab.pgversions import ENV_CACHE, PgVersionMissing, bindir_for
+    from lab.pgversions import ENV_CACHE, PgVersionMissing, bindir_for
 
     monkeypatch.setenv(ENV_CACHE, str(tmp_path))
     with pytest.raises(PgVersionMissing, match=r"PostgreSQL 9\.5 is not installed.*pg-builds 9\.5"):

@@ -11,10 +11,10 @@ from typing import Any, Dict, List
 
 import pytest
 
+from lab.pgcluster import free_port
 from watchdog.checks.replay_lag import check_replay_lag
 from watchdog.checks.standbys import check_standbys
 from watchdog.config import BackupConfig, PostgresConfig, ReplayLagConfig, StandbysConfig
-from watchdog.lab.pgcluster import free_port
 from watchdog.model import Status
 from watchdog.probes.postgres import (
     RESAMPLE_MIN_AGE,
@@ -485,8 +485,8 @@ def test_failed_canary_is_reported_by_postgres_role_and_logged_once(pg, tmp_path
     WARNING once per failing stretch, tried once per cycle."""
     import logging
 
+    from lab.drbdstate import DrbdStateFile
     from watchdog.config import Config, DrbdConfig, ServicesConfig
-    from watchdog.lab.drbdstate import DrbdStateFile
     from watchdog.probes.postgres import sql_names
     from watchdog.runner import run_cycle
 

@@ -292,7 +292,7 @@ def test_connect_without_check_config_is_a_usage_error():
 
 def test_reload_to_a_silent_config_is_rejected(tmp_path, http_receiver):
     """A reload may not do what the start refuses: the running config stays."""
-    from watchdog.lab.node import NodeDaemon, node_sections
+    from lab.node import NodeDaemon, node_sections
 
     sections = node_sections("r1", str(tmp_path / "state"), str(DRBD_PRIMARY),
                              "host=127.0.0.1 port=1",

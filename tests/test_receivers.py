@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from watchdog.lab.receivers import HttpReceiver, SmtpReceiver
+from lab.receivers import HttpReceiver, SmtpReceiver
 
 
 def post(receiver: HttpReceiver, path: str, body: bytes) -> int:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.drbdstate import DrbdStateFile
+from lab.node import NodeDaemon, node_sections
 from watchdog.alerts.delivery import redact, register_secret
 from watchdog.alerts.heartbeat import scrub as heartbeat_scrub
 from watchdog.config import PostgresConfig
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
 from watchdog.probes.postgres import probe_postgres
 from watchdog.redaction import dsn_secrets, is_address, scrub, scrub_dsn, url_secrets
 

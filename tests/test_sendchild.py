@@ -14,10 +14,10 @@ import time
 
 from conftest import ROOT
 
+from lab.receivers import LOOPBACK
 from watchdog.alerts.delivery import AppriseSender
 from watchdog.alerts.sendchild import main
 from watchdog.config import AlertTarget
-from watchdog.lab.receivers import LOOPBACK
 from watchdog.probes.command import run_command
 
 TARGET = AlertTarget(name="hook", url="json://127.0.0.1:9/")

@@ -1,6 +1,6 @@
 """The `services` check: verdicts from recorded svstat lines, then against real daemontools.
 
-The real part runs `svscan` over temporary service trees (watchdog.lab.services) and probes
+The real part runs `svscan` over temporary service trees (lab.services) and probes
 them with the real `svstat` as `[services] command`.
 """
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.services import ServiceTree, missing_tools
 from watchdog.checks.services import check_services
 from watchdog.config import ServicesConfig, parse_config
-from watchdog.lab.services import ServiceTree, missing_tools
 from watchdog.model import SERVICES, Status
 from watchdog.probes.daemontools import (
     ServiceSample,

@@ -16,8 +16,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import NodeDaemon, node_sections
+from lab.cluster import lab_node
+from lab.node import NodeDaemon
 
 HEALTHY_SERVICES = ["sh", "-c", "echo '/service/hvmail-httpd: up (pid 100) 1000 seconds'"]
 
@@ -45,14 +45,10 @@ def wait(predicate, timeout: float = 30.0, what: str = "") -> None:
 
 
 def make_node(tmp_path: Path, pg: Any, receiver: Any) -> NodeDaemon:
-    work = tmp_path / "p1"
-    work.mkdir()
-    drbd = DrbdStateFile(str(work / "proc_drbd"))
-    drbd.primary()
-    sections = node_sections("p1", str(work / "state"), drbd.path, str(pg.primary_dsn),
-                             services_command=HEALTHY_SERVICES,
-                             targets=[{"name": "hook", "url": receiver.url}])
-    return NodeDaemon("p1", str(work), sections)
+    node, _drbd = lab_node(str(tmp_path / "p1"), "p1", "primary", str(pg.primary_dsn),
+                           services_command=HEALTHY_SERVICES,
+                           targets=[{"name": "hook", "url": receiver.url}])
+    return node
 
 
 def _by_name(checks: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:

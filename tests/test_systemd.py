@@ -24,8 +24,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lab.nspawn import SystemdContainer, available, home_dropin, python_paths
 from watchdog.config import DaemonConfig
-from watchdog.lab.nspawn import SystemdContainer, available, home_dropin, python_paths
 from watchdog.probes.command import run_command
 from watchdog.systemd import (
     STATUS_MAX_LEN,

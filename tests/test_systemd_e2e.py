@@ -3,7 +3,7 @@
 The daemon's systemd contract (READY=1 after the first cycle, WATCHDOG=1 only while the
 loop progresses, SIGHUP reload bracketed by RELOADING=1/READY=1, STOPPING=1 and a flush on
 SIGTERM, faulthandler on SIGABRT, `<N>` priority prefixes) only means something to a real
-service manager. Here a container (watchdog.lab.nspawn) boots one, the shipped unit is
+service manager. Here a container (lab.nspawn) boots one, the shipped unit is
 installed with only its ExecStart= pointing at this venv's console script plus a test
 drop-in (WatchdogSec=3, RestartSec=1, so the watchdog scenario takes seconds), and the
 daemon pages a receiver that runs inside the container as a helper unit (the container
@@ -26,16 +26,16 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from watchdog.lab.drbdstate import DrbdStateFile
-from watchdog.lab.node import node_sections, render_config
-from watchdog.lab.nspawn import (
+from lab.drbdstate import DrbdStateFile
+from lab.node import node_sections, render_config
+from lab.nspawn import (
     SHARED_DIR_INSIDE,
     SystemdContainer,
     available,
     home_dropin,
     python_paths,
 )
-from watchdog.lab.receivers import is_about
+from lab.receivers import is_about
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_UNIT = ROOT / "systemd" / "ha-watchdog.service"
@@ -172,7 +172,7 @@ def lab(tmp_path):
         started = box.start_helper(
             "alert-receiver",
             [
-                sys.executable, "-m", "watchdog.lab.receivers", "http",
+                sys.executable, "-m", "lab.receivers", "http",
                 "--out", f"{SHARED_DIR_INSIDE}/alerts.jsonl",
                 "--port-file", f"{SHARED_DIR_INSIDE}/receiver.port",
             ],
@@ -417,10 +417,10 @@ def test_maintenance_and_metrics_under_the_hardened_unit(lab):
 
 
 def test_receiver_cli_appends_each_json_body_as_a_line(tmp_path):
-    """`python -m watchdog.lab.receivers http`: the receiver the container test runs."""
+    """`python -m lab.receivers http`: the receiver the container test runs."""
     out, port_file = tmp_path / "alerts.jsonl", tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "watchdog.lab.receivers", "http",
+        [sys.executable, "-m", "lab.receivers", "http",
          "--out", str(out), "--port-file", str(port_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import pytest
 
-from watchdog.lab.wheel import build_wheel, clean_env, find_python, install_venv, pyenv_root
+from lab.wheel import build_wheel, clean_env, find_python, install_venv, pyenv_root
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_UNIT = ROOT / "systemd" / "ha-watchdog.service"
@@ -49,7 +49,11 @@ def test_wheel_carries_the_repository_unit_and_example_config_unchanged(wheel):
         assert zf.read("watchdog/data/config.example.toml") == REPO_EXAMPLE.read_bytes()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = zf.read(metadata).decode("utf-8")
-    assert not [n for n in names if n.startswith("tests/")]
+    # The product only: no lab (cluster harness, demo), tests or bench in what operators install.
+    assert not [n for n in names if n.split("/")[0] in ("lab", "tests", "bench")], names
+    assert not [n for n in names if n.startswith(("watchdog/lab/", "watchdog/demo"))], names
+    assert not [n for n in names if "/test_" in n or n.endswith("conftest.py")], names
+    assert "watchdog/cli.py" in names and "watchdog/__main__.py" in names
     assert "Requires-Python: >=3.8" in meta
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     assert any(re.match(r"Requires-Dist: psycopg\[binary\]>=3\.1$", r) for r in requires), requires
@@ -91,6 +95,11 @@ def test_readme_install_steps_from_the_wheel_in_a_fresh_venv(minor, wheel, tmp_p
 
     version = run([hw, "--version"])
     assert version.returncode == 0 and re.match(r"ha-watchdog \d+\.\d+", version.stdout), version
+
+    # The demo's harness stays in the repository: the command says so and exits 3.
+    demo = run([hw, "demo", "--quick"], cwd=str(tmp_path))
+    assert demo.returncode == 3, demo
+    assert "checkout" in demo.stderr and "Traceback" not in demo.stderr, demo.stderr
 
     # libpq comes from inside the psycopg-binary wheel, not from the system.
     probe = run([str(venv / "bin" / "python"), "-c", PROBE_PSYCOPG], cwd=str(tmp_path))

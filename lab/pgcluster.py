@@ -9,12 +9,15 @@ server's libpq may reject. initdb refuses to run as root, so when we are root ev
 command runs as an unprivileged OS user (`postgres` by default) via `runuser`.
 
 `version="9.5"` (or "10" ... "18") starts that major version from the builds `.ci/pg-builds`
-installs (see watchdog.lab.pgversions); the default is Debian's packaged server. The SQL the
+installs (see lab.pgversions); the default is Debian's packaged server. The SQL the
 lab itself runs (pause replay, current LSN, ...) uses each version's names.
 
 The roles "primary" and "standby" name what a node *is*, not where it was made: after
 `failover()` (promote the standby, rebuild the old primary as its standby) they swap, so
 `primary_dsn` always points at the writable server.
+
+The parts: lab.pgbase (names, settings per version, binaries, process helpers) and
+lab.pgbuild (initdb, roles, the standby's base backup, config files: a mixin).
 
 `close()` always stops both servers (pg_ctl stop -m immediate, then SIGKILL of the postmaster
 and its children) and removes the base directory, also after a failed or partial start and
@@ -23,175 +26,42 @@ with frozen (SIGSTOPped) processes.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import glob
 import os
-import pwd
-import re
 import shutil
 import signal
-import socket
-import stat
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
+from lab.pgbase import (
+    BASE_SETTINGS,
+    DEFAULT_OS_USER,
+    REPLICATION_USER,
+    ROLES,
+    SUPERUSER,
+    PgClusterError,
+    _alive,
+    _children,
+    _Dsn,
+    _Node,
+    _signal,
+    binary_version,
+    find_bindir,
+    free_port,
+    lsn_int,
+    sql_name,
+)
+from lab.pgbuild import _Building
 from watchdog.probes.command import CommandResult, run_command
-from watchdog.probes.postgres import parse_lsn
 
-DEFAULT_OS_USER = "postgres"
-SUPERUSER = "postgres"
-REPLICATION_USER = "replicator"
-ROLES = ("primary", "standby")
-
-# Lab defaults: small, fast, and quick to reconnect. Overridable per cluster. `wal_level`
-# and the WAL retention setting depend on the version (see _version_settings).
-BASE_SETTINGS: Dict[str, Any] = {
-    "listen_addresses": "127.0.0.1",
-    "max_wal_senders": 10,
-    "hot_standby": "on",
-    "fsync": "off",
-    "shared_buffers": "16MB",
-    "max_connections": 40,
-    "wal_retrieve_retry_interval": "1s",
-}
+# Re-exported: the tests, the demo and bench import these from here.
+__all__ = [
+    "BASE_SETTINGS", "DEFAULT_OS_USER", "REPLICATION_USER", "ROLES", "SUPERUSER", "PgCluster",
+    "PgClusterError", "_alive", "binary_version", "find_bindir", "free_port", "lsn_int",
+    "sql_name",
+]
 
 
-class PgClusterError(RuntimeError):
-    """The lab could not set up or drive its servers (message says which step and why)."""
-
-
-class _Dsn(str):
-    """A conninfo string that can also be called (`c.primary_dsn` and `c.primary_dsn()`)."""
-
-    def __call__(self) -> str:
-        return str(self)
-
-
-def find_bindir() -> str:
-    """PostgreSQL's server binaries: `pg_config --bindir`, else the newest Debian version dir."""
-    result = run_command(["pg_config", "--bindir"], timeout=10)
-    if result.ok:
-        bindir = result.stdout.strip()
-        if os.path.exists(os.path.join(bindir, "initdb")):
-            return bindir
-    candidates = []
-    for path in glob.glob("/usr/lib/postgresql/*/bin"):
-        version = os.path.basename(os.path.dirname(path))
-        if version.isdigit() and os.path.exists(os.path.join(path, "initdb")):
-            candidates.append((int(version), path))
-    if not candidates:
-        raise PgClusterError("PostgreSQL server binaries not found (no initdb via pg_config)")
-    return max(candidates)[1]
-
-
-def binary_version(bindir: str) -> int:
-    """server_version_num of the build in `bindir`, from `postgres --version`."""
-    result = run_command([os.path.join(bindir, "postgres"), "--version"], timeout=10)
-    match = re.search(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?(?:\.(\d+))?", result.stdout or "")
-    if not result.ok or not match:
-        raise PgClusterError(f"cannot tell the version of {bindir}/postgres: "
-                             f"{(result.error or result.stdout or '').strip()}")
-    major, second, third = (int(g) if g else 0 for g in match.groups())
-    if major >= 10:
-        return major * 10000 + second
-    return major * 10000 + second * 100 + third
-
-
-#: SQL names that 10 renamed (xlog -> wal, location -> lsn); the lab speaks both.
-_RENAMED_BEFORE_10 = {
-    "pg_current_wal_lsn": "pg_current_xlog_location",
-    "pg_last_wal_receive_lsn": "pg_last_xlog_receive_location",
-    "pg_last_wal_replay_lsn": "pg_last_xlog_replay_location",
-    "pg_wal_replay_pause": "pg_xlog_replay_pause",
-    "pg_wal_replay_resume": "pg_xlog_replay_resume",
-    "pg_is_wal_replay_paused": "pg_is_xlog_replay_paused",
-}
-
-
-def sql_name(name: str, version_num: int) -> str:
-    """A function's name on `version_num` (`pg_current_wal_lsn` is 9.x's xlog_location)."""
-    return _RENAMED_BEFORE_10.get(name, name) if version_num < 100000 else name
-
-
-def _version_settings(version_num: int) -> Dict[str, Any]:
-    settings: Dict[str, Any] = {"wal_level": "replica" if version_num >= 90600 else "hot_standby"}
-    # Keep WAL for a standby made from a low-level backup, which copies no WAL of its own.
-    if version_num >= 130000:
-        settings["wal_keep_size"] = "256MB"
-    else:
-        settings["wal_keep_segments"] = 16
-    return settings
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _conf_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _children(pid: int) -> List[int]:
-    """Direct children of `pid`, from /proc (the postmaster's backends and helpers)."""
-    found = []
-    for stat_path in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat_path) as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        try:
-            ppid = int(data.rsplit(")", 1)[1].split()[1])
-        except (IndexError, ValueError):
-            continue
-        if ppid == pid:
-            found.append(int(stat_path.split("/")[2]))
-    return found
-
-
-def _alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-class _Node:
-    """One server: its data directory, port and log (the role label lives in PgCluster)."""
-
-    def __init__(self, name: str, base: str, port: int):
-        self.name = name
-        self.datadir = os.path.join(base, name)
-        self.log = os.path.join(base, name + ".log")
-        self.port = port
-        self.pid: Optional[int] = None  # last postmaster pid we saw
-
-    def read_pid(self) -> Optional[int]:
-        try:
-            with open(os.path.join(self.datadir, "postmaster.pid")) as handle:
-                return int(handle.readline().strip())
-        except (OSError, ValueError):
-            return None
-
-
-class PgCluster:
+class PgCluster(_Building):
     """A primary and one streaming standby under `base_dir` (a context manager).
 
     `settings` go to both servers, `standby_settings` to the standby only (e.g.
@@ -240,7 +110,7 @@ class PgCluster:
     @property
     def bindir(self) -> str:
         if self._bindir is None:
-            from watchdog.lab.pgversions import PgVersionMissing, bindir_for
+            from lab.pgversions import PgVersionMissing, bindir_for
 
             try:
                 self._bindir = bindir_for(self.version)
@@ -580,168 +450,3 @@ class PgCluster:
 
     def _postmaster_pids(self) -> Set[int]:
         return {p for n in self._nodes.values() for p in (n.pid, n.read_pid()) if p}
-
-    def _prepare_dir(self) -> None:
-        if os.path.isdir(self.base_dir) and os.listdir(self.base_dir):
-            raise PgClusterError(f"base directory {self.base_dir} is not empty")
-        os.makedirs(self.base_dir, exist_ok=True)
-        self._owns_dir = True
-        os.makedirs(self.socket_dir, exist_ok=True)
-        if os.geteuid() == 0:
-            try:
-                entry = pwd.getpwnam(self.os_user)
-            except KeyError:
-                raise PgClusterError(f"OS user {self.os_user!r} does not exist") from None
-            for path in (self.base_dir, self.socket_dir):
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-            probe = self._run(["test", "-w", self.base_dir], check=False)
-            if not probe.ok:
-                raise PgClusterError(
-                    f"user {self.os_user} cannot write {self.base_dir}: every parent directory "
-                    "must be searchable by it (use a directory under the system temp dir)"
-                )
-
-    def _initdb(self, node: _Node) -> None:
-        # -N is --no-sync (10+) and --nosync (9.x) alike.
-        self._run([self._bin("initdb"), "-D", node.datadir, "-N", "-A", "trust",
-                   "-U", SUPERUSER, "-E", "UTF8", "--locale=C"], timeout=max(self.timeout, 60))
-        settings = dict(BASE_SETTINGS)
-        settings.update(_version_settings(self.server_version_num))
-        settings["unix_socket_directories"] = self.socket_dir
-        settings.update(self.settings)
-        settings["port"] = node.port
-        self._append_conf(os.path.join(node.datadir, "postgresql.conf"), settings)
-        with open(os.path.join(node.datadir, "pg_hba.conf"), "a") as handle:
-            handle.write(f"host replication {REPLICATION_USER} 127.0.0.1/32 trust\n")
-
-    def _setup_primary(self) -> None:
-        self.query("primary", f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN")
-        self.query(
-            "primary",
-            "CREATE TABLE lab_writes (id bigserial PRIMARY KEY, payload text,"
-            " at timestamptz NOT NULL DEFAULT now())",
-        )
-
-    def _make_standby(self, node: _Node, source: _Node) -> None:
-        conninfo = (f"host=127.0.0.1 port={source.port} user={REPLICATION_USER} "
-                    f"application_name={self.application_name}")
-        if os.path.exists(self._bin("pg_basebackup")):
-            modern = self.server_version_num >= 100000
-            # 9.5's `-X stream` waits ~10 s for its WAL stream to end: fetch the WAL there.
-            wal = ["-X", "stream", "--no-sync"] if modern else ["-X", "fetch"]
-            self._run([self._bin("pg_basebackup"), "-D", node.datadir, *wal, "-c", "fast",
-                       "-d", conninfo], timeout=max(self.timeout, 60))
-        else:
-            self._low_level_backup(node, source)
-        settings: Dict[str, Any] = dict(self.standby_settings)
-        settings["port"] = node.port
-        recovery = {"primary_conninfo": conninfo, "recovery_target_timeline": "latest"}
-        if self.server_version_num >= 120000:
-            settings.update(recovery)
-            self._write_owned(os.path.join(node.datadir, "standby.signal"), "")
-        else:
-            recovery["standby_mode"] = "on"
-            self._write_owned(os.path.join(node.datadir, "recovery.conf"),
-                              "".join(f"{k} = {_conf_value(v)}\n" for k, v in recovery.items()))
-        self._append_conf(os.path.join(node.datadir, "postgresql.conf"), settings)
-
-    def _low_level_backup(self, node: _Node, source: _Node) -> None:
-        """A base backup without pg_basebackup (the npm builds ship none): start a backup on
-        `source`, copy its data directory (no WAL: the standby streams it), stop the backup
-        and write its backup_label into the copy. Non-exclusive from 9.6, exclusive on 9.5.
-        """
-        import psycopg
-
-        version = self.server_version_num
-        dsn = f"host=127.0.0.1 port={source.port} user={SUPERUSER} dbname=postgres"
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            if version >= 150000:
-                conn.execute("SELECT pg_backup_start('ha-watchdog-lab', true)")
-            elif version >= 90600:
-                conn.execute("SELECT pg_start_backup('ha-watchdog-lab', true, false)")
-            else:
-                conn.execute("SELECT pg_start_backup('ha-watchdog-lab', true)")
-            try:
-                self._copy_datadir(source.datadir, node.datadir)
-            finally:
-                if version >= 150000:
-                    row = conn.execute("SELECT labelfile FROM pg_backup_stop(false)").fetchone()
-                elif version >= 90600:
-                    row = conn.execute(
-                        "SELECT labelfile FROM pg_stop_backup(false, false)").fetchone()
-                else:
-                    conn.execute("SELECT pg_stop_backup()")
-                    row = None  # the exclusive backup_label was copied with the files
-        if row is not None:
-            self._write_owned(os.path.join(node.datadir, "backup_label"), row[0])
-
-    def _copy_datadir(self, source: str, target: str) -> None:
-        """Copy a running server's data directory: skip WAL, pid files and vanished files."""
-        skip_contents = {"pg_wal", "pg_xlog", "pg_replslot", "pg_stat_tmp", "pg_dynshmem",
-                         "pg_notify", "pg_serial", "pg_snapshots", "pg_subtrans"}
-        skip_files = {"postmaster.pid", "postmaster.opts"}
-        owner = pwd.getpwnam(self.os_user) if os.geteuid() == 0 else None
-        for dirpath, _dirnames, filenames in os.walk(source):
-            rel = os.path.relpath(dirpath, source)
-            dest = target if rel == "." else os.path.join(target, rel)
-            os.makedirs(dest, mode=0o700, exist_ok=True)
-            os.chmod(dest, 0o700)
-            if owner is not None:
-                os.chown(dest, owner.pw_uid, owner.pw_gid)
-            if rel.split(os.sep)[0] in skip_contents:
-                continue
-            for name in filenames:
-                if rel == "." and name in skip_files:
-                    continue
-                src = os.path.join(dirpath, name)
-                try:
-                    mode = os.lstat(src).st_mode
-                    if not stat.S_ISREG(mode):
-                        continue
-                    shutil.copyfile(src, os.path.join(dest, name))
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT:  # a temp file the server removed meanwhile
-                        continue
-                    raise
-                os.chmod(os.path.join(dest, name), 0o600)
-                if owner is not None:
-                    os.chown(os.path.join(dest, name), owner.pw_uid, owner.pw_gid)
-
-    def _write_owned(self, path: str, text: str) -> None:
-        """Write a file in a data directory, owned by the servers' OS user."""
-        with open(path, "w") as handle:
-            handle.write(text)
-        os.chmod(path, 0o600)
-        if os.geteuid() == 0:
-            entry = pwd.getpwnam(self.os_user)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-
-    def _append_conf(self, path: str, settings: Mapping[str, Any]) -> None:
-        lines = [f"{key} = {_conf_value(value)}\n" for key, value in settings.items()]
-        with open(path, "a") as handle:  # appending keeps the file's owner
-            handle.write("\n# ha-watchdog lab\n" + "".join(lines))
-
-    def _pg_ctl_start(self, node: _Node) -> None:
-        try:
-            # Its own session: run_command kills what is left in the command's process
-            # group, and before 12 pg_ctl leaves the postmaster in its group.
-            self._run(["setsid", "-w", self._bin("pg_ctl"), "-D", node.datadir, "-l", node.log,
-                       "-w", "-t", str(int(self.timeout)), "start"], timeout=self.timeout + 5)
-        except PgClusterError as exc:
-            raise PgClusterError(f"{exc}; server log: {self._log_tail(node)}") from None
-        node.pid = node.read_pid()
-
-    @staticmethod
-    def _log_tail(node: _Node, lines: int = 5) -> str:
-        try:
-            with open(node.log, errors="replace") as handle:
-                return " | ".join(line.strip() for line in handle.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def lsn_int(text: str) -> int:
-    """pg_lsn text ('16/B374D848') to a byte position."""
-    value = parse_lsn(text)
-    assert value is not None
-    return value

@@ -59,7 +59,7 @@ def bindir_for(version: Optional[str]) -> str:
     """The bin directory of `version` (None: Debian's server via pgcluster.find_bindir)."""
     wanted = normalise(version)
     if wanted is None:
-        from watchdog.lab.pgcluster import find_bindir
+        from lab.pgcluster import find_bindir
 
         return find_bindir()
     bindir = os.path.join(cache_dir(), wanted, "bin")

@@ -341,7 +341,7 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """`python -m watchdog.lab.receivers http --out FILE [--port-file FILE]`.
+    """`python -m lab.receivers http --out FILE [--port-file FILE]`.
 
     Runs an HttpReceiver until SIGTERM/SIGINT, appending each received JSON body as one
     line to FILE. It is for a daemon that runs where an in-process receiver cannot be
@@ -351,7 +351,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m watchdog.lab.receivers")
+    parser = argparse.ArgumentParser(prog="python -m lab.receivers")
     parser.add_argument("kind", choices=["http"], help="http: apprise json:// receiver")
     parser.add_argument("--out", required=True, help="append each JSON body here, one a line")
     parser.add_argument("--port-file", help="write the bound port here once listening")

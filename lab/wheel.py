@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Mapping, Optional
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class WheelError(RuntimeError):

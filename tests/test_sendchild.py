@@ -117,6 +117,22 @@ def test_the_sending_process_never_imports_apprise(http_receiver):
     assert len(http_receiver.messages) == 1
 
 
+def test_the_children_stay_small_and_never_import_the_delivery_machinery():
+    """The send child and the URL-check child import the redactor, not the daemon's side
+    (delivery threads, outbox, config parsing), and no apprise until a send needs it."""
+    script = (
+        "import sys\n"
+        "import watchdog.alerts.sendchild, watchdog.alerts.urlcheck\n"
+        "heavy = ('watchdog.alerts.delivery', 'watchdog.alerts.outbox', 'watchdog.alerts.digest',\n"
+        "         'watchdog.alerts.sender', 'watchdog.config', 'apprise')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = run_command([sys.executable, "-c", script], timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def test_sender_reports_a_child_that_cannot_start_or_answer(tmp_path):
     missing = AppriseSender(timeout=5, python=str(tmp_path / "no-python"))
     ok, error = missing(TARGET, "json://127.0.0.1:9/", "t", "b", "info")

@@ -22,7 +22,7 @@ import sys
 from typing import IO, Any, List, Optional, Sequence, Tuple
 
 from watchdog.alerts import pagerduty_compat
-from watchdog.alerts.delivery import quiet_library_loggers, redact, register_secret
+from watchdog.alerts.secrets import quiet_library_loggers, redact, register_secret
 
 NOTIFY_TYPES = ("info", "success", "warning", "failure")
 

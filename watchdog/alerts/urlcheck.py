@@ -19,7 +19,8 @@ import logging
 import sys
 from typing import IO, Any, Dict, List, Optional
 
-from watchdog.alerts.delivery import redact, register_secret, url_scheme
+from watchdog.alerts.secrets import redact, register_secret
+from watchdog.alerts.targets import url_scheme
 
 
 class _Capture(logging.Handler):

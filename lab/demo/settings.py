@@ -24,11 +24,14 @@ SERVICES: Dict[str, str] = {
 # Per-check debounce for the demo (the lab defaults are 1-2 s). replay_lag's `for` is longer
 # than the lag spike, so the spike is absorbed; postgres_role and standbys ride out the
 # second or two a planned failover usually takes (standbys also by its role_change_grace);
-# a stopped standby pages after 3 s, not the shipped 15 s reconnect_grace.
+# a stopped standby pages after 3 s, not the shipped 15 s reconnect_grace. A standby whose
+# PostgreSQL is down pages once, through postgres_role: replay_lag's UNKNOWN (nothing to
+# measure) waits 30 s, so a slow planned restart does not page it as well.
 DEMO_OVERRIDES: Dict[str, Dict[str, Any]] = {
     "postgres_role": {"for": "4s", "recover_for": "1s"},
     "standbys": {"for": "3s", "recover_for": "1s", "reconnect_grace": "3s"},
-    "replay_lag": {"warning": "2s", "critical": "6s", "for": "5s", "recover_for": "1s"},
+    "replay_lag": {"warning": "2s", "critical": "6s", "for": "5s", "recover_for": "1s",
+                   "unknown_for": "30s"},
 }
 SPIKE_SECONDS = 2.5  # shorter than replay_lag's `for`
 BACKUP_PAUSE_SECONDS = 9.0  # past critical (6 s) and for (5 s): would page outside a window

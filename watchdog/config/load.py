@@ -110,8 +110,7 @@ def all_sections() -> Dict[str, type]:
 def _cross_checks(cfg: Config, out: _Collector) -> None:
     from watchdog.checks.registry import names
 
-    CHECK_NAMES = names()
-
+    known = names()
     if cfg.replay_lag.critical < cfg.replay_lag.warning:
         out.add("replay_lag.critical", "must not be smaller than replay_lag.warning")
     if cfg.replay_lag.critical_bytes < cfg.replay_lag.warning_bytes:
@@ -128,14 +127,14 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
                 f"must not be longer than [postgres] query_timeout "
                 f"({cfg.postgres.query_timeout:g}s): the canary is the short one")
     for name in cfg.backup.checks:
-        if name not in CHECK_NAMES:
-            out.add("backup.checks", f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}")
+        if name not in known:
+            out.add("backup.checks", f"unknown check {name!r}; use {', '.join(known)}")
     for index, window in enumerate(cfg.backup_windows):
         for name in window.checks:
-            if name not in CHECK_NAMES:
+            if name not in known:
                 out.add(
                     f"backup_windows[{index}].checks",
-                    f"unknown check {name!r}; use {', '.join(CHECK_NAMES)}",
+                    f"unknown check {name!r}; use {', '.join(known)}",
                 )
         if window.start == window.end:
             out.add(f"backup_windows[{index}].end", "must differ from start")

@@ -206,7 +206,7 @@ class Config:
     source: str = "<defaults>"
     warnings: Tuple[str, ...] = ()
     # Sections of checks that are not fields above (see `check`), by check name.
-    extra_checks: Dict[str, Any] = field(default_factory=dict)
+    extra_checks: Dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def node_name(self) -> str:

@@ -14,7 +14,6 @@ from watchdog.checks.registry import CHECKS, Check, CheckContext
 from watchdog.config import CheckTiming, Config, ConfigError, check_section, parse_config
 from watchdog.config.schema import _f
 from watchdog.core.debounce import Timing
-from watchdog.core.engine import Engine
 from watchdog.core.windows import Relaxation
 from watchdog.model import CHECK_NAMES, CheckResult, Role, Status
 from watchdog.runner import ROLE_CHECKS, Probes, check_cycle, probe_cycle, run_cycle
@@ -128,9 +127,10 @@ def test_a_check_added_by_one_registry_entry_runs_in_a_real_cycle(with_new_check
     assert "services probe failed" in by_name["services"].summary
     # Config, alerts and the engine know it from the same entry.
     assert message.first_look("resource_count") == "cat /proc/drbd"
-    engine = Engine(cfg)
-    assert engine._timing("resource_count") == Timing(for_=300.0, recover_for=10.0,
-                                                      unknown_for=300.0, unknown_as="critical")
+    # The engine debounces a check with Timing.of(cfg.check(name)).
+    assert Timing.of(cfg.check("resource_count")) == Timing(
+        for_=300.0, recover_for=10.0, unknown_for=300.0, unknown_as="critical")
+    assert Timing.of(_cfg().check("resource_count")).for_ == 60.0  # no table: its defaults
     assert parse_config('[backup]\nchecks = ["resource_count"]\n').backup.checks == (
         "resource_count",)
 

@@ -42,7 +42,7 @@ def test_example_documents_every_key():
     import watchdog.config as c
 
     text = (ROOT / "config.example.toml").read_text()
-    sections = {**c._SECTIONS, "backup_windows": c.BackupWindow, "alerts.targets": c.AlertTarget}
+    sections = {**c.all_sections(), "backup_windows": c.BackupWindow, "alerts.targets": c.AlertTarget}
     for name, cls in sections.items():
         for f in dataclasses.fields(cls):
             key = f.metadata.get("toml") or f.name

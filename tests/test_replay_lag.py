@@ -354,8 +354,10 @@ def test_real_replay_lag_on_the_primary_is_a_wrong_role(pg):
 def test_recheck_in_is_when_the_primary_silence_passes_the_limit():
     result = check_replay_lag(standby(walreceiver=receiver(last_msg_receipt_age=12.0)), CFG)
     assert result.status == Status.OK and result.details["recheck_in"] == 18.0
+    assert result.recheck_in == 18.0  # typed: what the daemon reads
     gone = check_replay_lag(standby(walreceiver=None), CFG)
     assert gone.status == Status.CRITICAL and gone.details["recheck_in"] is None
+    assert gone.recheck_in is None
 
 
 # ------------------------------------------------------------ versions and the canary

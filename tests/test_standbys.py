@@ -255,8 +255,10 @@ def test_recheck_in_is_when_the_stalest_counted_reply_goes_stale():
                                     sender(application_name="standby2", reply_age=9.5)), CFG)
     assert result.status == Status.OK
     assert result.details["recheck_in"] == 5.5
+    assert result.recheck_in == 5.5  # typed: what the daemon reads
     stale = check_standbys(primary(sender(reply_age=16.0)), CFG)
     assert stale.details["recheck_in"] is None  # nothing counted: nothing to re-check
+    assert stale.recheck_in is None
 
 
 # ------------------------------------------------------------ before 12: no reply_time

@@ -16,6 +16,7 @@ from watchdog.core.windows import (
     as_backup_seen,
     describe_window,
     relaxation,
+    relaxations,
     window_occurrence,
 )
 
@@ -149,6 +150,22 @@ def test_detected_backup_max_duration_survives_restarts_via_memory():
     # the backup ended: memory forgets it, nothing is relaxed
     assert relax(t0 + 3 * HOUR, cfg, backups=[], memory=memory) == Relaxation()
     assert memory == {}
+
+
+def test_relaxations_decide_every_check_of_a_cycle_at_once():
+    """Once per cycle, before the checks: one memory update, one answer per check."""
+    cfg = cfg_with(window((0, 0), (6, 0), checks=("services",)), max_duration=2 * HOUR)
+    now = utc(2024, 6, 3, 1, 0)
+    memory = {}
+    seen = [(5, "pg_dump", now - 600)]
+    out = relaxations(now, ("drbd", "services", "replay_lag"), cfg, seen, memory)
+    assert out["drbd"] == Relaxation()
+    assert out["services"].active and "backup window" in out["services"].reason
+    assert out["replay_lag"].active and out["replay_lag"].since == now - 600
+    assert "pg_dump (pid 5)" in out["replay_lag"].reason
+    assert memory == {"detected_since": now - 600, "detected_last_seen": now}
+    # The same as asking per check (what relaxation() does, one check at a time).
+    assert out["services"] == relaxation(now, "services", cfg, seen, dict(memory))
 
 
 def test_back_to_back_backups_do_not_reset_the_ceiling():

@@ -420,13 +420,13 @@ def _check_config(cfg: Config, connect: bool) -> int:
 
 def _once(cfg: Config, as_json: bool, nagios: bool = False) -> int:
     from watchdog.render import render_json, render_table
-    from watchdog.runner import run_cycle, stateless_relax
+    from watchdog.runner import once_cycle
 
     log.debug("config %s: node %s, drbd %s, services %s", cfg.source, cfg.node_name,
               " ".join(cfg.drbd.command) if cfg.drbd.command else cfg.drbd.path,
               " ".join(cfg.services.command))
     try:
-        cycle = run_cycle(cfg, relax=stateless_relax(cfg))
+        cycle = once_cycle(cfg)
     except Exception as exc:  # noqa: BLE001 - last resort: UNKNOWN, never a traceback
         print(f"UNKNOWN: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if nagios:

@@ -14,24 +14,23 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.maintenance import Maintenance
 from watchdog.maintenance import RequestWatcher, read_request, request_path
 from watchdog.model import Report
-from watchdog.runner import Cycle, Probes, run_cycle
+from watchdog.runner import Cycle, Probes, check_cycle, probe_cycle
 from watchdog.statefile import load_json, write_json
 
 log = logging.getLogger("watchdog.daemon")
 
 ENGINE_STATE = "engine.json"
-# A check may say in its details when a liveness deadline falls due (seconds from now):
-# standbys (a reply about to pass max_reply_age), replay_lag (the primary's silence about to
-# pass max_receive_age). The loop runs an extra cycle just after it, so a hung standby is
-# caught when it goes stale rather than up to a whole interval later; the timetable of
-# regular cycles does not move.
-RECHECK_KEY = "recheck_in"
+# A check may say when a liveness deadline falls due (CheckResult.recheck_in, seconds from
+# now): standbys (a reply about to pass max_reply_age), replay_lag (the primary's silence
+# about to pass max_receive_age). The loop runs an extra cycle just after it, so a hung
+# standby is caught when it goes stale rather than up to a whole interval later; the
+# timetable of regular cycles does not move.
 RECHECK_MARGIN = 0.5
 RECHECK_MIN_SPACING = 1.0
 # How often the loop looks at the maintenance request file while it waits (one stat), so
@@ -142,22 +141,13 @@ class Daemon:
         """Run one cycle; return its one-line summary."""
         wall_now = self.wall()
         request = self._read_request(wall_now)
-        seen: List[Any] = []
-
-        def relax(check: str, backups: Sequence[Any]) -> bool:
-            # Called by the runner between the PostgreSQL probe and the replay_lag check,
-            # with the backup sessions that probe saw.
-            seen[:] = list(backups)
-            return self.engine.relaxation(wall_now, check, seen).active
-
-        cycle = run_cycle(self.cfg, self.probes, previous=self.previous, relax=relax)
-        if not seen:
-            seen = list(cycle.backups_seen())
+        # Probe, then decide the backup relaxation once (it needs the backups the probe saw),
+        # then run the checks with it: the same relaxations reach the checks and the engine.
+        probed = probe_cycle(self.cfg, self.probes, previous=self.previous)
+        relaxations = self.engine.relaxations(wall_now, probed.names, probed.backups_seen())
+        cycle = check_cycle(probed, self.cfg, relaxations)
         report = cycle.report
         self._log_advice(report)
-        relaxations = {
-            c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
-        }
         notes = self.engine.observe(wall_now, report.role, report.checks, relaxations, request)
         active = request is not None and request.active(wall_now)
         self.maintenance = request if active else None
@@ -349,9 +339,9 @@ class Daemon:
             return None
         hints = []
         for check in self.previous.report.checks:
-            value = check.details.get(RECHECK_KEY) if isinstance(check.details, dict) else None
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                hints.append(float(value))
+            value = check.recheck_in
+            if value is not None and value >= 0:
+                hints.append(value)
         return min(hints) if hints else None
 
     def _summary(self, report: Report, duration: float, alerts: int) -> str:

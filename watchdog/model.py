@@ -63,7 +63,16 @@ POSTGRES_ROLE = "postgres_role"
 SERVICES = "services"
 STANDBYS = "standbys"
 REPLAY_LAG = "replay_lag"
-CHECK_NAMES = (DRBD, POSTGRES_ROLE, SERVICES, STANDBYS, REPLAY_LAG)
+
+
+def __getattr__(name: str) -> Any:
+    """`CHECK_NAMES`: every check's name, from the check registry (the one list of checks;
+    looked up late because the registry imports this module)."""
+    if name == "CHECK_NAMES":
+        from watchdog.checks.registry import names
+
+        return names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Failure(str, enum.Enum):
@@ -85,7 +94,9 @@ class CheckResult:
     """One check's verdict: what a person reads (`summary`) and the numbers (`details`).
 
     `failure` tells the decision core which kind of failure a non-OK status is (None: an
-    ordinary one, timed by the check's `for` alone).
+    ordinary one, timed by the check's `for` alone). `recheck_in`: seconds from now when a
+    liveness deadline of this check falls due (the daemon runs an extra cycle just after
+    it); None when there is none. Checks also show it in `details` (JSON output).
     """
 
     name: str
@@ -93,6 +104,7 @@ class CheckResult:
     summary: str
     details: Mapping[str, Any] = field(default_factory=dict)
     failure: Optional[Failure] = None
+    recheck_in: Optional[float] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {

@@ -1,8 +1,12 @@
 """One cycle: detect the role from DRBD, probe what that role needs, run its checks.
 
-Used by `--once` and by the daemon loop. The registry below is the whole list of checks
-per role; probes run concurrently (each bounded by its own deadline) so a slow PostgreSQL
-does not delay the services check, and the checks are pure functions of the snapshots.
+Used by `--once` and by the daemon loop, in two steps so the daemon can work out the
+backup relaxation between them (it needs the backups the PostgreSQL probe saw, and the
+checks need the relaxation): `probe_cycle` (DRBD first, it decides the role; then the
+snapshots the role's checks need, concurrently, each bounded by its own deadline, so a slow
+PostgreSQL does not delay the services check) and `check_cycle` (the role's checks, pure
+functions of the snapshots, in the order of `watchdog.checks.registry.CHECKS`).
+`run_cycle` does both with given relaxations (tests, tools).
 """
 
 from __future__ import annotations
@@ -11,28 +15,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from watchdog.checks import registry
+from watchdog.checks.registry import Check, CheckContext
 from watchdog.config import Config
-from watchdog.model import (
-    DRBD,
-    POSTGRES_ROLE,
-    REPLAY_LAG,
-    SERVICES,
-    STANDBYS,
-    CheckResult,
-    Report,
-    Role,
-    Status,
-)
+from watchdog.core.windows import NOT_RELAXED, Relaxation
+from watchdog.model import DRBD, CheckResult, Report, Role, Status
 
 log = logging.getLogger(__name__)
 
-# The checks each role runs, in display order (public: documented in the README).
+# The checks each role runs, in display order (public: documented in the README); derived
+# from the registry.
 ROLE_CHECKS: Dict[Role, Tuple[str, ...]] = {
-    Role.PRIMARY: (DRBD, POSTGRES_ROLE, SERVICES, STANDBYS),
-    Role.SECONDARY: (DRBD, POSTGRES_ROLE, REPLAY_LAG),
-    Role.UNKNOWN: (DRBD, POSTGRES_ROLE),
+    role: registry.names(registry.for_role(role)) for role in Role
 }
 
 
@@ -65,6 +61,28 @@ class Probes:
     postgres: Callable[[Config], Any] = _default_probe_postgres
 
 
+def _postgres_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
+    budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
+    # The canary only from the node DRBD says is primary (the probe then also needs
+    # PostgreSQL to say it is not in recovery); an injected probe writes nothing.
+    if role == Role.PRIMARY and cfg.canary.enabled and probes.postgres is _default_probe_postgres:
+        return (lambda: _default_probe_postgres(cfg, canary=True)), budget + cfg.canary.timeout
+    return (lambda: probes.postgres(cfg)), budget
+
+
+def _services_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
+    return (lambda: probes.services(cfg)), cfg.services.timeout + 2.0
+
+
+# The snapshots checks may need (registry `needs`), other than "drbd" (probed first, always):
+# name -> (what a failure calls the probe, the job: a call and its deadline).
+SNAPSHOTS: Dict[str, Tuple[str, Callable[[Config, Probes, Role], Tuple[Callable[[], Any], float]]]] = {
+    "postgres": ("PostgreSQL probe", _postgres_job),
+    "services": ("services probe", _services_job),
+}
+_PROBE_LABELS = {"drbd": "DRBD probe", **{k: v[0] for k, v in SNAPSHOTS.items()}}
+
+
 @dataclass(frozen=True)
 class Cycle:
     """A finished cycle: the report plus the snapshots (the daemon keeps the last one)."""
@@ -74,16 +92,34 @@ class Cycle:
     duration: float = 0.0
 
     def backups_seen(self) -> Sequence[Any]:
-        pg = self.snapshots.get("postgres")
-        return tuple(getattr(pg, "backups", ()) or ()) if pg is not None else ()
+        return _backups(self.snapshots)
 
 
-# A function deciding whether a check runs with relaxed (backup) limits this cycle.
-Relax = Callable[[str, Sequence[Any]], bool]
+@dataclass(frozen=True)
+class Probed:
+    """A cycle's first half: the role, its checks, the snapshots and why any is missing."""
+
+    role: Role
+    checks: Tuple[Check, ...]
+    snapshots: Dict[str, Any]
+    errors: Dict[str, BaseException]
+    previous: Mapping[str, Any]
+    started: float
+    # A check that could not even start (the role detection raised): its result.
+    early: Dict[str, CheckResult] = field(default_factory=dict)
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return registry.names(self.checks)
+
+    def backups_seen(self) -> Sequence[Any]:
+        """The backup sessions the PostgreSQL probe saw (backup relaxation's input)."""
+        return _backups(self.snapshots)
 
 
-def _no_relax(check: str, backups: Sequence[Any]) -> bool:
-    return False
+def _backups(snapshots: Mapping[str, Any]) -> Sequence[Any]:
+    pg = snapshots.get("postgres")
+    return tuple(getattr(pg, "backups", ()) or ()) if pg is not None else ()
 
 
 def _unknown(name: str, what: str, exc: BaseException) -> CheckResult:
@@ -114,54 +150,42 @@ def _in_thread(fn: Callable[[], Any], deadline: float) -> Tuple[Any, Optional[Ba
     return box.get("value"), box.get("error")
 
 
-def run_cycle(
+def probe_cycle(
     cfg: Config,
     probes: Optional[Probes] = None,
     previous: Optional[Cycle] = None,
-    relax: Relax = _no_relax,
     clock: Callable[[], float] = time.monotonic,
-) -> Cycle:
-    """Detect the role, probe, check. Never raises for a failing probe or check."""
-    from watchdog.checks.drbd import check_drbd, detect_role
+    checks: Optional[Sequence[Check]] = None,
+) -> Probed:
+    """Detect the role, then take the snapshots its checks need. Never raises for a probe."""
+    from watchdog.checks.drbd import detect_role
 
     probes = probes or Probes()
     start = clock()
-    node = cfg.node_name
     snapshots: Dict[str, Any] = {}
-    results: Dict[str, CheckResult] = {}
+    errors: Dict[str, BaseException] = {}
+    early: Dict[str, CheckResult] = {}
 
     # 1. DRBD decides the role.
     drbd_snap, error = _in_thread(lambda: probes.drbd(cfg), cfg.drbd.timeout + 2.0)
     if error is not None:
         role = Role.UNKNOWN
-        results[DRBD] = _unknown(DRBD, "DRBD probe", error)
+        errors["drbd"] = error
     else:
         snapshots["drbd"] = drbd_snap
         try:
             role = detect_role(drbd_snap)
-            results[DRBD] = check_drbd(drbd_snap)
         except Exception as exc:  # noqa: BLE001
             role = Role.UNKNOWN
-            results[DRBD] = _unknown(DRBD, "drbd check", exc)
+            early[DRBD] = _unknown(DRBD, "drbd check", exc)
+    wanted = registry.for_role(role, checks)
 
-    wanted = ROLE_CHECKS[role]
-
-    # 2. The role's probes, concurrently.
-    jobs: Dict[str, Tuple[Callable[[], Any], float]] = {}
-    if POSTGRES_ROLE in wanted or STANDBYS in wanted or REPLAY_LAG in wanted:
-        pg_budget = cfg.postgres.connect_timeout + cfg.postgres.query_timeout + 2.0
-        probe_pg: Callable[[], Any] = lambda: probes.postgres(cfg)  # noqa: E731
-        # The canary only from the node DRBD says is primary (the probe then also needs
-        # PostgreSQL to say it is not in recovery); an injected probe writes nothing.
-        if role == Role.PRIMARY and cfg.canary.enabled and probes.postgres is _default_probe_postgres:
-            pg_budget += cfg.canary.timeout
-            probe_pg = lambda: _default_probe_postgres(cfg, canary=True)  # noqa: E731
-        jobs["postgres"] = (probe_pg, pg_budget)
-    if SERVICES in wanted:
-        jobs["services"] = (lambda: probes.services(cfg), cfg.services.timeout + 2.0)
+    # 2. The snapshots the role's checks need, concurrently.
+    needed = [k for k in SNAPSHOTS if any(k in c.needs for c in wanted)]
     outcomes: Dict[str, Tuple[Any, Optional[BaseException]]] = {}
     threads = []
-    for key, (fn, budget) in jobs.items():
+    for key in needed:
+        fn, budget = SNAPSHOTS[key][1](cfg, probes, role)
 
         def work(key: str = key, fn: Callable[[], Any] = fn, budget: float = budget) -> None:
             outcomes[key] = _in_thread(fn, budget)
@@ -171,55 +195,88 @@ def run_cycle(
         threads.append(thread)
     for thread in threads:
         thread.join()
-    for key, (value, error) in outcomes.items():
+    for key in needed:
+        value, error = outcomes.get(key, (None, RuntimeError("no result")))
         if error is None:
             snapshots[key] = value
         else:
+            errors[key] = error
             log.warning("%s probe failed: %s", key, error)
 
-    # 3. Pure checks over the snapshots.
-    pg = snapshots.get("postgres")
-    prev_pg = previous.snapshots.get("postgres") if previous is not None else None
-    pg = _track_postgres(pg, prev_pg)
-    if pg is not None:
-        snapshots["postgres"] = pg
-    for name in wanted:
-        if name == DRBD:
-            continue
-        try:
-            if name in (POSTGRES_ROLE, STANDBYS, REPLAY_LAG) and pg is None:
-                err = outcomes.get("postgres", (None, None))[1]
-                results[name] = _unknown(name, "PostgreSQL probe", err or RuntimeError("no result"))
-            elif name == POSTGRES_ROLE:
-                from watchdog.checks.postgres_role import check_postgres_role
+    before = dict(previous.snapshots) if previous is not None else {}
+    if "postgres" in snapshots:
+        snapshots["postgres"] = _track_postgres(snapshots["postgres"], before.get("postgres"))
+    return Probed(role, wanted, snapshots, errors, before, start, early)
 
-                results[name] = check_postgres_role(pg, role)
-            elif name == STANDBYS:
-                from watchdog.checks.standbys import check_standbys
 
-                results[name] = check_standbys(pg, cfg.standbys, previous=prev_pg)
-            elif name == REPLAY_LAG:
-                from watchdog.checks.replay_lag import check_replay_lag
+def check_cycle(
+    probed: Probed,
+    cfg: Config,
+    relaxations: Optional[Mapping[str, Relaxation]] = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Cycle:
+    """Run the role's checks over the snapshots. Never raises for a failing check."""
+    relaxations = relaxations or {}
+    results = []
+    for check in probed.checks:
+        results.append(_run_check(check, probed, cfg, relaxations.get(check.name)))
+    report = Report(node=cfg.node_name, role=probed.role, checks=results)
+    return Cycle(report=report, snapshots=probed.snapshots, duration=clock() - probed.started)
 
-                relaxed = relax(REPLAY_LAG, tuple(getattr(pg, "backups", ()) or ()))
-                results[name] = check_replay_lag(pg, cfg.replay_lag, relaxed=relaxed,
-                                                 canary=cfg.canary.enabled)
-            elif name == SERVICES:
-                snap = snapshots.get("services")
-                if snap is None:
-                    err = outcomes.get("services", (None, None))[1]
-                    results[name] = _unknown(name, "services probe", err or RuntimeError("no result"))
-                else:
-                    from watchdog.checks.services import check_services
 
-                    prev = previous.snapshots.get("services") if previous else None
-                    results[name] = check_services(snap, cfg.services, previous=prev)
-        except Exception as exc:  # noqa: BLE001 - a bug in a check must not stop the others
-            log.exception("check %s raised", name)
-            results[name] = _unknown(name, f"{name} check", exc)
+def _run_check(check: Check, probed: Probed, cfg: Config,
+               relaxation: Optional[Relaxation]) -> CheckResult:
+    if check.name in probed.early:
+        return probed.early[check.name]
+    missing = [k for k in check.needs if probed.snapshots.get(k) is None]
+    if missing:
+        key = missing[0]
+        error = probed.errors.get(key) or RuntimeError("no result")
+        return _unknown(check.name, _PROBE_LABELS.get(key, f"{key} probe"), error)
+    context = CheckContext(
+        role=probed.role,
+        relaxation=relaxation or NOT_RELAXED,
+        previous=probed.previous,
+        cfg=cfg,
+    )
+    snaps = {k: probed.snapshots[k] for k in check.needs}
+    try:
+        return check.evaluate(snaps, section_of(cfg, check), context)
+    except Exception as exc:  # noqa: BLE001 - a bug in a check must not stop the others
+        log.exception("check %s raised", check.name)
+        return _unknown(check.name, f"{check.name} check", exc)
 
-    report = Report(node=node, role=role, checks=[results[n] for n in wanted])
-    return Cycle(report=report, snapshots=snapshots, duration=clock() - start)
+
+def section_of(cfg: Config, check: Check) -> Any:
+    """The check's config section (its defaults when the Config has none for it)."""
+    return cfg.check(check.name, default=check.section)
+
+
+def run_cycle(
+    cfg: Config,
+    probes: Optional[Probes] = None,
+    previous: Optional[Cycle] = None,
+    relaxations: Optional[Mapping[str, Relaxation]] = None,
+    clock: Callable[[], float] = time.monotonic,
+    checks: Optional[Sequence[Check]] = None,
+) -> Cycle:
+    """Probe and check in one call, with relaxations decided beforehand (none by default)."""
+    probed = probe_cycle(cfg, probes, previous, clock, checks)
+    return check_cycle(probed, cfg, relaxations, clock)
+
+
+def once_cycle(
+    cfg: Config,
+    probes: Optional[Probes] = None,
+    wall: Callable[[], float] = time.time,
+    clock: Callable[[], float] = time.monotonic,
+) -> Cycle:
+    """`--once`: relaxation from backup windows and running backups, without daemon memory."""
+    from watchdog.core.windows import relaxations
+
+    probed = probe_cycle(cfg, probes, clock=clock)
+    relaxed = relaxations(wall(), probed.names, cfg, probed.backups_seen(), {})
+    return check_cycle(probed, cfg, relaxed, clock)
 
 
 def _track_postgres(pg: Any, prev_pg: Any) -> Any:
@@ -235,15 +292,3 @@ def _track_postgres(pg: Any, prev_pg: Any) -> Any:
         level = logging.DEBUG if before is not None and not before.ok else logging.WARNING
         log.log(level, "canary write failed: %s", canary.error)
     return track(pg, prev_pg if isinstance(prev_pg, PgSnapshot) else None)
-
-
-def stateless_relax(cfg: Config, wall: Callable[[], float] = time.time) -> Relax:
-    """Relaxation for `--once`: backup windows and running backups, without daemon memory."""
-    from watchdog.core.windows import relaxation
-
-    memory: Dict[str, Any] = {}
-
-    def relax(check: str, backups: Sequence[Any]) -> bool:
-        return relaxation(wall(), check, cfg, backups, memory).active
-
-    return relax

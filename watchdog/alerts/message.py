@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from watchdog.alerts.advice import first_step, key_numbers, subject_summary
 from watchdog.alerts.notification import (
@@ -42,44 +42,21 @@ from watchdog.alerts.notification import (
     notify_type_for,
     title_for,
 )
-from watchdog.model import DRBD, POSTGRES_ROLE, REPLAY_LAG, SERVICES, STANDBYS
 from watchdog.units import format_duration
 
 ROLE_TITLE = "role"  # title_for(node, ROLE_TITLE) == "[mail1] role"
 
-_DRBD_LOOK = (
-    "drbd-overview (DRBD 8.4; expect Connected Primary/Secondary UpToDate/UpToDate), "
-    "or drbdadm status, or cat /proc/drbd; StandAlone means the nodes are not connected "
-    "(split brain?)"
-)
-
-# The first thing to look at, per check: the manual commands of the vendor's HA guide.
-FIRST_LOOK: Dict[str, str] = {
-    DRBD: _DRBD_LOOK,
-    SERVICES: (
-        "service greenarrow status (abnormal services are shown in red; hvmail-qmail-smtpd3 "
-        "and hvmail-dnscache are down by default)"
-    ),
-    STANDBYS: (
-        'on the primary: psql -x -c "SELECT application_name, client_addr, state, sent_lsn, '
-        'flush_lsn, replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per '
-        'standby)'
-    ),
-    REPLAY_LAG: (
-        'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
-        'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
-        "(no row: not connected to the primary; compare received and replayed LSNs)"
-    ),
-    POSTGRES_ROLE: (
-        'psql -c "SELECT pg_is_in_recovery()" (t on the secondary, f on the primary) and the '
-        "PostgreSQL log (GreenArrow: /var/hvmail/log/postgres/)"
-    ),
-    ROLE_TITLE: "on both nodes: " + _DRBD_LOOK + "; then service greenarrow status on the primary",
-}
 
 
 def first_look(check: Optional[str]) -> str:
-    return FIRST_LOOK.get(check or "", "ha-watchdog --once on this node")
+    """The first thing to look at (the vendor HA guide's manual commands): each check's line
+    lives in its registry entry (watchdog.checks.registry)."""
+    from watchdog.checks import registry
+
+    if check == ROLE_TITLE:
+        return registry.ROLE_CHANGE_LOOK
+    entry = registry.find(check)
+    return entry.first_look if entry is not None else "ha-watchdog --once on this node"
 
 
 def format_time(epoch: Optional[float]) -> str:

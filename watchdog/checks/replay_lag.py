@@ -46,6 +46,7 @@ details); a lag still there then is real. If even that catches a fresh arrival, 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.config import ReplayLagConfig
@@ -154,6 +155,14 @@ def _canary_age(snapshot: PgSnapshot) -> Tuple[Optional[float], Optional[str]]:
 
 
 def check_replay_lag(snapshot: PgSnapshot, cfg: ReplayLagConfig, relaxed: bool = False,
+                     canary: bool = False) -> CheckResult:
+    """See `_check_replay_lag`; the deadline it computed becomes the typed `recheck_in` too."""
+    result = _check_replay_lag(snapshot, cfg, relaxed, canary)
+    recheck = result.details.get("recheck_in")
+    return dataclasses.replace(result, recheck_in=None if recheck is None else float(recheck))
+
+
+def _check_replay_lag(snapshot: PgSnapshot, cfg: ReplayLagConfig, relaxed: bool = False,
                      canary: bool = False) -> CheckResult:
     """Replay lag of this standby, in seconds and bytes, plus proof that WAL still arrives.
 

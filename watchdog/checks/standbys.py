@@ -32,6 +32,7 @@ from the node that cannot see the backup. Replay lag bytes stay in the details.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.config import StandbysConfig
@@ -176,7 +177,7 @@ def _recheck_in(counted: List[Dict[str, Any]], cfg: StandbysConfig, snapshot: Pg
                 ) -> Optional[float]:
     """Seconds until the stalest counted standby would pass max_reply_age.
 
-    The daemon runs an extra cycle then (see RECHECK_KEY in watchdog.daemon), so a standby
+    The daemon runs an extra cycle then (CheckResult.recheck_in, watchdog.daemon), so a standby
     that hangs with its TCP connection open is caught when its reply goes stale, not up to
     a whole interval later. Without reply_time (before 12) the clock is the time WAL has
     waited beyond a standby's flush position; the canary just written starts one.
@@ -196,6 +197,14 @@ def _recheck_in(counted: List[Dict[str, Any]], cfg: StandbysConfig, snapshot: Pg
 
 
 def check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig,
+                   previous: Optional[PgSnapshot] = None) -> CheckResult:
+    """See `_check_standbys`; the deadline it computed becomes the typed `recheck_in` too."""
+    result = _check_standbys(snapshot, cfg, previous)
+    recheck = result.details.get("recheck_in")
+    return dataclasses.replace(result, recheck_in=None if recheck is None else float(recheck))
+
+
+def _check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig,
                    previous: Optional[PgSnapshot] = None) -> CheckResult:
     """Count the healthy streaming standbys of this primary.
 

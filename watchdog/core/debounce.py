@@ -46,9 +46,16 @@ _BAD = "bad"
 HOLD_SLACK = 0.05
 
 
+_RANKS = {status.label: status.rank for status in Status}
+
+
 def rank(level: str) -> int:
-    """Severity order of a level: ok < warning < unknown < critical (as Status.rank)."""
-    return Status.parse(level).rank
+    """Severity order of a level: ok < warning < unknown < critical (as Status.rank).
+
+    A table lookup (it runs for every check on every cycle); only a level that is not a
+    Status label exactly is parsed (and raises KeyError when it is none)."""
+    found = _RANKS.get(level)
+    return found if found is not None else Status.parse(level).rank
 
 
 def worse(a: str, b: str) -> str:

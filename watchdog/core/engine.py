@@ -69,7 +69,8 @@ from watchdog.core.debounce import (
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
-from watchdog.model import CHECK_NAMES, REPLAY_LAG, CheckResult, Failure, Role, Status
+from watchdog.core.windows import relaxations as _relaxations
+from watchdog.model import REPLAY_LAG, CheckResult, Failure, Role, Status
 from watchdog.units import format_duration
 
 STATE_VERSION = 1
@@ -444,6 +445,12 @@ class Engine:
         """Is `check` relaxed now (backup window or detected backup)? Call before the check."""
         return _relaxation(now, check, self.cfg, backups_seen, self.state.relax_memory)
 
+    def relaxations(
+        self, now: float, checks: Sequence[str], backups_seen: Sequence[BackupSeen]
+    ) -> Dict[str, Relaxation]:
+        """Which of this cycle's `checks` are relaxed: once per cycle, before the checks."""
+        return _relaxations(now, checks, self.cfg, backups_seen, self.state.relax_memory)
+
     # -- status lines
 
     def open_problems(self) -> List[OpenProblem]:
@@ -745,13 +752,7 @@ class Engine:
     # -- one check
 
     def _timing(self, name: str) -> Timing:
-        section = None
-        if name in CHECK_NAMES:
-            try:
-                section = self.cfg.check(name)
-            except AttributeError:
-                section = None
-        return Timing.of(section)
+        return Timing.of(self.cfg.check(name))  # None (not a check): Timing()
 
     def _facts(self, name: str, cs: CheckState, role: Optional[str] = None) -> Facts:
         return message.Facts(

@@ -156,7 +156,7 @@ def update_memory(
 ) -> Optional[float]:
     """Record when the current run of detected backups began; returns it (None: no backup).
 
-    Idempotent for one `now` (the runner asks once per check). The start is the earliest of
+    Called once per cycle (by `relaxations`, before the checks). The start is the earliest of
     the remembered first sighting and the sessions' own start times, so a probe that missed
     one cycle does not restart the max_duration clock of a backup that reports its start.
     """
@@ -205,8 +205,28 @@ def relaxation(
     backups_seen: Sequence[Any],
     memory: MutableMapping[str, Any],
 ) -> Relaxation:
-    """Is `check_name` relaxed at `now`? Windows listing the check, and detected backups when
-    `[backup] detect` lists it; `memory` (persisted by the caller) is updated in place."""
+    """Is `check_name` relaxed at `now`? (One check: `relaxations` for a whole cycle.)"""
+    return relaxations(now, (check_name,), cfg, backups_seen, memory)[check_name]
+
+
+def relaxations(
+    now: float,
+    checks: Sequence[str],
+    cfg: Config,
+    backups_seen: Sequence[Any],
+    memory: MutableMapping[str, Any],
+) -> Dict[str, Relaxation]:
+    """Which of `checks` are relaxed at `now`, computed once per cycle before the checks:
+    windows listing a check, and detected backups when `[backup] detect` lists it. `memory`
+    (persisted by the caller) is updated in place, once."""
+    since = update_memory(now, cfg, backups_seen, memory)
+    seen = [b for b in (as_backup_seen(x) for x in backups_seen or ()) if b is not None]
+    return {name: _relaxation(now, name, cfg, since, seen) for name in checks}
+
+
+def _relaxation(
+    now: float, check_name: str, cfg: Config, since: Optional[float], seen: List[BackupSeen]
+) -> Relaxation:
     max_duration = cfg.backup.max_duration
     active: List[Tuple[float, str]] = []
     expired: List[Tuple[float, str]] = []
@@ -224,9 +244,7 @@ def relaxation(
         else:
             active.append((start, what))
 
-    since = update_memory(now, cfg, backups_seen, memory)
     if since is not None and check_name in cfg.backup.checks:
-        seen = [b for b in (as_backup_seen(x) for x in backups_seen) if b is not None]
         what = _describe_backups(seen)
         if now - since > max_duration:
             expired.append((since, _over(what, now - since, max_duration)))

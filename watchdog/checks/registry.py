@@ -1,0 +1,191 @@
+"""The checks, one entry each: the only list of them (runner, config, alerts, CLI read it).
+
+Why: before, adding a check touched six places (check names, config sections, the runner's
+role table and if/elif chain, the alerts' runbook lines, metrics). Now a check is one entry
+here, and everything that needs the list of checks loops over `CHECKS`.
+
+Adding a check (the next issue's disk/WAL, archiving and backup checks land this way):
+
+1. Write `watchdog/checks/<name>.py` with
+   - its config section: a frozen dataclass decorated with `@check_section(for_=...,
+     recover_for=..., unknown_as=..., unknown_for=...)` (from `watchdog.config`): the
+     decorator adds the shared debounce keys (`for`, `recover_for`, `unknown_as`,
+     `unknown_for`, see `watchdog.config.CheckTiming`) with this check's defaults; declare
+     its own keys with the field helpers of `watchdog.config.schema` (`_f`, `_dur`, ...), so
+     the TOML table `[<name>]` is validated (file, key path, line) like every other;
+   - a pure function `evaluate(snapshots, section, context) -> CheckResult`: `snapshots` maps
+     the snapshot names the entry `needs` (all present when it is called) to the probes'
+     snapshots; `context` is a `CheckContext` (role, relaxation, previous snapshots, the
+     whole Config). No I/O, no clock: everything comes in through the three arguments.
+     Put a deadline the daemon must re-check at in `CheckResult.recheck_in` and the kind of a
+     failure in `CheckResult.failure`.
+2. Add one `Check(...)` line to `CHECKS` below: name (a public interface: never renamed),
+   the roles it runs for, the snapshots it needs (keys of `watchdog.runner.SNAPSHOTS`: a
+   check needing a new kind of snapshot also needs its probe there), its section class, its
+   first-look runbook line (the command a person runs first; alerts print it).
+3. Document the check and its keys in README.md and config.example.toml; test the check
+   function (tests/test_<name>.py) and, if it does something new, a cycle through it.
+
+Nothing else changes: the runner runs it for its roles, a missing snapshot becomes UNKNOWN
+with the probe's reason, a raising check becomes UNKNOWN, the config loader accepts its
+section, `backup.checks` and windows accept its name, the engine debounces it with its
+section's timing, and alerts name its first look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
+
+from watchdog.config import (
+    Config,
+    DrbdConfig,
+    PostgresRoleConfig,
+    ReplayLagConfig,
+    ServicesConfig,
+    StandbysConfig,
+)
+from watchdog.core.windows import NOT_RELAXED, Relaxation
+from watchdog.model import (
+    DRBD,
+    POSTGRES_ROLE,
+    REPLAY_LAG,
+    SERVICES,
+    STANDBYS,
+    CheckResult,
+    Role,
+)
+
+ALL_ROLES: FrozenSet[Role] = frozenset(Role)
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may know besides its snapshots and section.
+
+    role: this node's role as DRBD says (this cycle). relaxation: whether backup limits
+    apply to this check now (computed once per cycle, before the checks). previous: the
+    previous cycle's snapshots (checks that compare with the last sample). cfg: the whole
+    configuration, for the rare fact outside the check's own section ([canary] enabled).
+    """
+
+    role: Role = Role.UNKNOWN
+    relaxation: Relaxation = NOT_RELAXED
+    previous: Mapping[str, Any] = field(default_factory=dict)
+    cfg: Config = field(default_factory=Config)
+
+
+Evaluate = Callable[[Mapping[str, Any], Any, CheckContext], CheckResult]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: see the module docstring for what each field means."""
+
+    name: str
+    roles: FrozenSet[Role]
+    needs: Tuple[str, ...]
+    section: type
+    first_look: str
+    evaluate: Evaluate
+
+    def runs_for(self, role: Role) -> bool:
+        return role in self.roles
+
+
+# ---------------------------------------------------------------- adapters
+# The check modules keep their own signatures (tests call them directly); these adapters
+# are the registry's uniform `(snapshots, section, context)` call.
+
+
+def _drbd(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.drbd import check_drbd
+
+    return check_drbd(snaps["drbd"])
+
+
+def _postgres_role(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.postgres_role import check_postgres_role
+
+    return check_postgres_role(snaps["postgres"], ctx.role)
+
+
+def _services(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.services import check_services
+
+    return check_services(snaps["services"], section, previous=ctx.previous.get("services"))
+
+
+def _standbys(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.standbys import check_standbys
+
+    return check_standbys(snaps["postgres"], section, previous=ctx.previous.get("postgres"))
+
+
+def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.replay_lag import check_replay_lag
+
+    return check_replay_lag(snaps["postgres"], section, relaxed=ctx.relaxation.active,
+                            canary=ctx.cfg.canary.enabled)
+
+
+# ---------------------------------------------------------------- runbook lines
+
+_DRBD_LOOK = (
+    "drbd-overview (DRBD 8.4; expect Connected Primary/Secondary UpToDate/UpToDate), "
+    "or drbdadm status, or cat /proc/drbd; StandAlone means the nodes are not connected "
+    "(split brain?)"
+)
+#: The first look for a role change (not a check): both nodes' DRBD, then the services.
+ROLE_CHANGE_LOOK = (
+    "on both nodes: " + _DRBD_LOOK + "; then service greenarrow status on the primary"
+)
+
+# ---------------------------------------------------------------- the registry
+
+PRIMARY = frozenset({Role.PRIMARY})
+SECONDARY = frozenset({Role.SECONDARY})
+
+#: Every check, in display order (a role's checks are shown in this order).
+CHECKS: Tuple[Check, ...] = (
+    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd),
+    Check(POSTGRES_ROLE, ALL_ROLES, ("postgres",), PostgresRoleConfig,
+          'psql -c "SELECT pg_is_in_recovery()" (t on the secondary, f on the primary) and the '
+          "PostgreSQL log (GreenArrow: /var/hvmail/log/postgres/)", _postgres_role),
+    Check(SERVICES, PRIMARY, ("services",), ServicesConfig,
+          "service greenarrow status (abnormal services are shown in red; hvmail-qmail-smtpd3 "
+          "and hvmail-dnscache are down by default)", _services),
+    Check(STANDBYS, PRIMARY, ("postgres",), StandbysConfig,
+          'on the primary: psql -x -c "SELECT application_name, client_addr, state, sent_lsn, '
+          'flush_lsn, replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per '
+          'standby)', _standbys),
+    Check(REPLAY_LAG, SECONDARY, ("postgres",), ReplayLagConfig,
+          'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
+          'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
+          "(no row: not connected to the primary; compare received and replayed LSNs)",
+          _replay_lag),
+)
+
+
+# The helpers read CHECKS when called (not at definition), so a test can extend it.
+
+
+def names(checks: Optional[Sequence[Check]] = None) -> Tuple[str, ...]:
+    return tuple(c.name for c in (CHECKS if checks is None else checks))
+
+
+def for_role(role: Role, checks: Optional[Sequence[Check]] = None) -> Tuple[Check, ...]:
+    """The checks `role` runs, in display order."""
+    return tuple(c for c in (CHECKS if checks is None else checks) if c.runs_for(role))
+
+
+def find(name: Optional[str], checks: Optional[Sequence[Check]] = None) -> Optional[Check]:
+    for check in CHECKS if checks is None else checks:
+        if check.name == name:
+            return check
+    return None
+
+
+def sections(checks: Optional[Sequence[Check]] = None) -> Dict[str, type]:
+    """TOML table name -> section class of every check (the config loader reads these)."""
+    return {c.name: c.section for c in (CHECKS if checks is None else checks)}

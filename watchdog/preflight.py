@@ -236,24 +236,9 @@ def url_findings(cfg: Config, text: str = "", check_syntax: bool = True,
                     f"fix the URL's parts as apprise's page for {scheme}:// describes")
         elif check_syntax:
             out.add(OK, urlkey, f"target {target.name!r}: {scheme}:// URL parses (apprise {version})")
-        if scheme == "pagerduty" and item.get("valid"):
-            _pagerduty(out, urlkey, target, version, item.get("action"))
+        # PagerDuty without ?action=map: a config warning (config.pagerduty_warnings), the
+        # same on every apprise (1.9.x through alerts.pagerduty_compat).
     return out.findings
-
-
-def _pagerduty(out: _Out, key: str, target: Any, version: str, action: Optional[str]) -> None:
-    """A PagerDuty target that cannot resolve what it opens pages forever."""
-    if action is None:
-        out.add(WARNING, key,
-                f"target {target.name!r}: apprise {version}'s PagerDuty plugin has no actions "
-                "(apprise < 2.1, e.g. on Python 3.8): every alert, recoveries included, "
-                "triggers an event and no incident is ever resolved by ha-watchdog",
-                "install apprise >= 2.1 (Python >= 3.9), or resolve incidents by hand")
-    elif action == "trigger":
-        out.add(WARNING, key,
-                f"target {target.name!r}: the PagerDuty URL has no action=map: a RECOVERY "
-                "triggers again instead of resolving the incident",
-                "add ?action=map to the URL")
 
 
 def _last_json(text: str) -> Optional[Dict[str, Any]]:

@@ -628,3 +628,19 @@ def test_json_rejects_numbers_that_are_not_percentages(number):
     assert check_drbd(
         DrbdSnapshot(parsed.resources, "drbdsetup-json", "t", bad_line=parsed.bad_line)
     ).status is Status.UNKNOWN
+
+
+def test_a_fifo_or_a_huge_file_as_the_drbd_path_is_a_reason_not_a_hang(tmp_path):
+    """[drbd] path was read with a plain open(): a FIFO there blocked the reader thread."""
+    import os as _os
+
+    from watchdog.probes.drbd.probe import read_text
+
+    fifo = tmp_path / "drbd.fifo"
+    _os.mkfifo(fifo)
+    with pytest.raises(OSError, match="FIFO"):
+        read_text(str(fifo))
+    huge = tmp_path / "drbd.huge"
+    huge.write_bytes(b"x" * (2 << 20))
+    with pytest.raises(OSError, match="too large"):
+        read_text(str(huge))

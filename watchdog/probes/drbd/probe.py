@@ -20,9 +20,14 @@ from watchdog.probes.drbd.proc import parse_proc_drbd
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str:
-    """Read a small text file (such as /proc/drbd); raises OSError."""
-    with open(path, "rb") as fh:
-        return fh.read(limit).decode("utf-8", errors="replace")
+    """Read a small text file (such as /proc/drbd); raises OSError.
+
+    Bounded and never blocking: a FIFO, a device or a file over `limit` is refused with
+    the reason (statefile.read_bounded) instead of hanging the reader or filling memory.
+    """
+    from watchdog.statefile import read_bounded
+
+    return read_bounded(path, limit).decode("utf-8", errors="replace")
 
 
 _stuck_reads: Dict[str, threading.Thread] = {}

@@ -220,7 +220,7 @@ def test_running_basebackup_seen_on_primary_and_not_counted_as_standby(pg):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a loaded machine starts pg_basebackup slowly
         snap: PgSnapshot = probe_postgres(_cfg(pg.primary_dsn))
         while time.monotonic() < deadline and not any(
                 b.kind == WALSENDER and b.application_name == "pg_basebackup"

@@ -134,6 +134,11 @@ def test_status_as_a_reader_of_the_state_dir(pg, http_receiver):
 
 
 def _as_reader(base: Path, pg: Any, http_receiver: Any) -> None:
+    probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "--inh-caps=-all", "--", sys.executable, "-c", "pass"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:  # e.g. a pyenv Python under /root (mode 0700)
+        pytest.skip(f"user nobody cannot run {sys.executable}: {probe.stderr.strip()[:200]}")
     base.chmod(0o755)
     node = make_node(base, pg, http_receiver)
     (base / "p1").chmod(0o755)

@@ -405,8 +405,9 @@ def _children(proc_root: str, parent: int) -> List[int]:
 def parse_receiver_title(title: str) -> Optional[Tuple[Optional[str], Optional[int]]]:
     """`postgres: wal receiver process   streaming 0/3000060` -> ("streaming", 0x3000060).
 
-    None when the title is not a WAL receiver's. 9.5/9.6 say "wal receiver process", 10+
-    "walreceiver"; a cluster_name adds "NAME: " after "postgres: ".
+    None when the title is not a WAL receiver's. 9.5 says "wal receiver process", later
+    versions "walreceiver" (ClusterLabs resource-agents #1551 dates it to 11); a
+    cluster_name adds "NAME: " after "postgres: ".
     """
     match = _TITLE_RE.match(title.strip())
     if match is None:

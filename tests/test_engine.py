@@ -956,3 +956,21 @@ def test_role_change_to_secondary_names_no_standbys_grace_and_first_role_gets_no
     f = GraceDriver(GRACES, role=Role.PRIMARY)
     assert f.cycle(0, standbys=C, failure=MISSING) == []
     assert kinds(f.cycle(15, standbys=C, failure=MISSING)) == [PROBLEM]
+
+
+def test_ids_stay_unique_when_one_check_repeats_a_transition_at_the_same_time():
+    """A clock stepped back re-creates (check, kind, time): the old ids made of those alone
+    collided and the outbox dropped the second PROBLEM as a duplicate (a lost alert)."""
+    d = Driver(make_cfg(), Role.PRIMARY)
+    for t, level in [(0, C), (40, OK), (80, OK), (0, C), (40, OK), (80, OK), (0, C)]:
+        d.at(t, standbys=level)
+    assert kinds(d.sent) == ["problem", "recovery", "problem", "recovery", "problem"]
+    assert len({n.id for n in d.sent}) == 5
+    # The same cycle replayed from the same state (a crash before the state was written)
+    # produces the same ids, which is what lets the outbox drop the replay.
+    d.at(200, standbys=OK)
+    saved = json.dumps(d.engine.state.to_json())
+    first = d.at(240, standbys=OK)
+    replay = Engine(d.cfg, EngineState.from_json(json.loads(saved)))
+    again = replay.observe(T0 + 240, Role.PRIMARY, [result("standbys", OK)], {})
+    assert [n.id for n in again] == [n.id for n in first] and first

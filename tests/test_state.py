@@ -1,0 +1,98 @@
+"""watchdog.core.state: the engine's persisted schema, read from every version written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, time, timezone
+from pathlib import Path
+
+from watchdog.config import AlertsConfig, Config, DaemonConfig, DigestConfig, NodeConfig
+from watchdog.core.engine import Engine
+from watchdog.core.state import STATE_VERSION, EngineState
+from watchdog.model import CheckResult, Role, Status
+
+# Written by release f996f66 (state version 1) with tests/fixtures/state/make_engine_v1.py.
+V1 = Path(__file__).parent / "fixtures" / "state" / "engine_v1.json"
+T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()
+CFG = dataclasses.replace(
+    Config(node=NodeConfig(name="mail1")),
+    alerts=AlertsConfig(renotify=3600.0),
+    daemon=DaemonConfig(flap_changes=3, flap_window=1800.0),
+    digest=DigestConfig(at=time(7, 0), timezone="UTC"),
+)
+
+
+def v1() -> dict:
+    return json.loads(V1.read_text())
+
+
+def test_a_state_file_of_release_f996f66_loads_whole():
+    lost: list = []
+    state = EngineState.from_json(v1(), lost)
+    assert lost == []
+    assert (state.role, state.last_known_role, state.role_since) == ("primary", "primary", T0 + 700)
+    assert sorted(state.checks) == ["drbd", "postgres_role", "services", "standbys"]
+    services = state.checks["services"].incident
+    assert (services.level, services.told, services.since) == ("critical", "warning", T0 + 600)
+    assert state.checks["standbys"].incident.flap_levels == ["ok", "critical"]
+    assert state.checks["drbd"].held == {"reason": "backup window", "since": T0 + 1000}
+    assert [(h.check, h.paged) for h in state.history] == [
+        ("replay_lag", True), ("standbys", True), ("postgres_role", False)]
+    assert [(r.old, r.new) for r in state.role_changes] == [("secondary", "primary")]
+    record = state.maintenance
+    assert (record.id, record.by, record.reason) == ("m-1", "alice", "disk swap")
+    assert [e.kind for e in record.events] == ["problem", "escalation", "recovery"]
+    assert record.events[0].line == "PROBLEM CRITICAL: postgres_role on mail1 (primary)"
+    assert state.relax_memory == {"replay_lag": T0 + 1000}
+    assert (state.digest_schedule, state.seq) == ("07:00:00 UTC", 0)
+
+
+def test_a_state_loaded_from_version_1_is_written_as_the_current_version_and_round_trips():
+    state = EngineState.from_json(v1())
+    data = state.to_json()
+    assert data["version"] == STATE_VERSION == 2 and data["seq"] == 0
+    again = EngineState.from_json(json.loads(json.dumps(data)))
+    assert again.to_json() == data
+    # Everything version 1 wrote is still written, with the same values.
+    old = v1()
+    assert {k: data[k] for k in old if k != "version"} == {k: v for k, v in old.items()
+                                                           if k != "version"}
+
+
+def test_an_engine_resumed_from_version_1_state_keeps_its_incidents():
+    engine = Engine(CFG, EngineState.from_json(v1()))
+    now = T0 + 2700
+    results = [CheckResult(n, Status.OK, f"{n} ok", {}) for n in
+               ("drbd", "services", "standbys", "postgres_role")]
+    out = engine.observe(now, Role.PRIMARY, results, {}, None)
+    # The maintenance request is gone: its summary, the escalation it held back (services
+    # was paged as warning before it), and drbd's problem the backup window held. Nothing
+    # already paged pages again (standbys), and the recoveries wait for recover_for.
+    assert [(n.kind, n.check) for n in out] == [
+        ("maintenance", None), ("escalation", "services"), ("problem", "drbd")]
+    assert "MAINTENANCE OVER" in out[0].body and "disk swap" in out[0].body
+    assert "held back" in out[0].body and "standbys critical" in out[0].body
+    assert "backup window" in out[2].body
+    assert engine.state.seq == 3 and len({n.id for n in out}) == 3
+    assert {p.check for p in engine.open_problems()} == {"drbd", "services", "standbys"}
+
+
+def test_the_sequence_survives_a_round_trip_and_a_damaged_one_is_named():
+    state = EngineState.from_json(v1())
+    state.next_seq(), state.next_seq()
+    data = json.loads(json.dumps(state.to_json()))
+    assert EngineState.from_json(data).seq == 2
+    for bad in ("7", -1, True, None, 1.5):
+        lost: list = []
+        loaded = EngineState.from_json(dict(data, seq=bad), lost)
+        assert loaded.seq == 0 and lost == ["the notification sequence (restarted at 0)"]
+        assert sorted(loaded.checks) == sorted(state.checks)  # the rest is kept
+
+
+def test_unknown_versions_give_a_fresh_state_and_say_so():
+    for version in (0, 3, "2", True, None):
+        lost: list = []
+        state = EngineState.from_json(dict(v1(), version=version), lost)
+        assert state.checks == {} and state.role is None
+        assert lost and lost[0].startswith("the whole state (version")

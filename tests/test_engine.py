@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watchdog.alerts.compose import compose_all
 from watchdog.alerts.notification import (
     DEESCALATION,
     ESCALATION,
@@ -73,7 +74,7 @@ class Driver:
         if role is not None:
             self.role = role
         results = [result(name, status) for name, status in statuses.items()]
-        out = self.engine.observe(T0 + t, self.role, results, relax or {})
+        out = compose_all(self.engine.observe(T0 + t, self.role, results, relax or {}))
         self.sent.extend(out)
         return out
 
@@ -592,12 +593,12 @@ def test_property_emitted_sequence_alternates_and_restarts_change_nothing(steps)
         now += dt
         results = [CheckResult(n, statuses[n], n, {}) for n in CHECKS_BY_ROLE[role]]
         relax = {"services": Relaxation(True, "backup window", now - 10, False)} if relaxed else {}
-        out = steady.observe(now, role, results, relax)
+        out = compose_all(steady.observe(now, role, results, relax))
         # a restart before every cycle must not change a thing
         restarted = Engine(
             PROPERTY_CFG, EngineState.from_json(json.loads(json.dumps(restarted.state.to_json())))
         )
-        assert [n.to_json() for n in restarted.observe(now, role, results, relax)] == [
+        assert [n.to_json() for n in compose_all(restarted.observe(now, role, results, relax))] == [
             n.to_json() for n in out
         ]
         for n in out:
@@ -642,7 +643,9 @@ class MDriver(Driver):
         if role is not None:
             self.role = role
         results = [result(name, status) for name, status in statuses.items()]
-        out = self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
+        out = compose_all(
+            self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
+        )
         self.sent.extend(out)
         return out
 
@@ -879,7 +882,7 @@ class GraceDriver(Driver):
                                    {"streaming": 0 if failure else 1}, failure)]
         else:
             results = [result("drbd", OK), result("replay_lag", OK)]
-        out = self.engine.observe(T0 + t, self.role, results, {})
+        out = compose_all(self.engine.observe(T0 + t, self.role, results, {}))
         self.sent.extend(out)
         return out
 
@@ -972,5 +975,5 @@ def test_ids_stay_unique_when_one_check_repeats_a_transition_at_the_same_time():
     saved = json.dumps(d.engine.state.to_json())
     first = d.at(240, standbys=OK)
     replay = Engine(d.cfg, EngineState.from_json(json.loads(saved)))
-    again = replay.observe(T0 + 240, Role.PRIMARY, [result("standbys", OK)], {})
+    again = compose_all(replay.observe(T0 + 240, Role.PRIMARY, [result("standbys", OK)], {}))
     assert [n.id for n in again] == [n.id for n in first] and first

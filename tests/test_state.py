@@ -7,6 +7,7 @@ import json
 from datetime import datetime, time, timezone
 from pathlib import Path
 
+from watchdog.alerts.compose import compose_all
 from watchdog.config import AlertsConfig, Config, DaemonConfig, DigestConfig, NodeConfig
 from watchdog.core.engine import Engine
 from watchdog.core.state import STATE_VERSION, EngineState
@@ -65,7 +66,7 @@ def test_an_engine_resumed_from_version_1_state_keeps_its_incidents():
     now = T0 + 2700
     results = [CheckResult(n, Status.OK, f"{n} ok", {}) for n in
                ("drbd", "services", "standbys", "postgres_role")]
-    out = engine.observe(now, Role.PRIMARY, results, {}, None)
+    out = compose_all(engine.observe(now, Role.PRIMARY, results, {}, None))
     # The maintenance request is gone: its summary, the escalation it held back (services
     # was paged as warning before it), and drbd's problem the backup window held. Nothing
     # already paged pages again (standbys), and the recoveries wait for recover_for.

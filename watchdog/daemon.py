@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from watchdog.alerts.compose import compose_all
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.maintenance import Maintenance
 from watchdog.maintenance import RequestWatcher, read_request, request_path
@@ -158,7 +159,9 @@ class Daemon:
         relaxations = {
             c.name: self.engine.relaxation(wall_now, c.name, seen) for c in report.checks
         }
-        notes = self.engine.observe(wall_now, report.role, report.checks, relaxations, request)
+        notes = compose_all(
+            self.engine.observe(wall_now, report.role, report.checks, relaxations, request)
+        )
         active = request is not None and request.active(wall_now)
         self.maintenance = request if active else None
         due = self.engine.daily_due(wall_now)

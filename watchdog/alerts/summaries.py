@@ -10,7 +10,7 @@ Pure: no clock, no I/O; times are parameters and are printed in UTC.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from watchdog.alerts.message import format_time
 from watchdog.alerts.notification import (
@@ -24,22 +24,13 @@ from watchdog.alerts.notification import (
     make_id,
     title_for,
 )
+from watchdog.core.events import StillOpen  # noqa: F401 - its old import path
 from watchdog.units import format_duration
 
 MAINTENANCE_TITLE = "maintenance"  # "[mail1] maintenance"
 DAILY_TITLE = "daily report"  # "[mail1] daily report"
 # A daily report sent this long after it was due says so (the daemon was not running).
 LATE_AFTER = 600.0
-
-
-class StillOpen(NamedTuple):
-    """An incident open when maintenance ended (or when a report is written)."""
-
-    check: str
-    level: str
-    since: float
-    summary: str
-    paging: bool = False  # a page goes out now (it was held back during maintenance)
 
 
 def _role(role: Optional[str]) -> str:

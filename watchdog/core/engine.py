@@ -39,17 +39,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from watchdog.alerts import message, summaries
-from watchdog.alerts.message import Facts
-from watchdog.alerts.notification import (
-    DEESCALATION,
-    ESCALATION,
-    NO_LONGER_APPLIES,
-    PROBLEM,
-    RECOVERY,
-    Notification,
-    make_id,
-)
 from watchdog.config import Config
 from watchdog.core import daily
 from watchdog.core.debounce import (
@@ -64,12 +53,38 @@ from watchdog.core.debounce import (
     step,
     worse,
 )
+from watchdog.core.events import (
+    DEESCALATION,
+    ESCALATION,
+    FLAPPING,
+    NO_LONGER_APPLIES,
+    PROBLEM,
+    RECOVERY,
+    REMINDER,
+    Ceiling,
+    CheckEvent,
+    Flap,
+    HeldBack,
+    HeldByMaintenance,
+    MaintenanceChanged,
+    MaintenanceEnded,
+    MaintenanceStarted,
+    ReconnectGrace,
+    RelaxationExpired,
+    Relaxed,
+    RoleChanged,
+    RoleChangeGrace,
+    SettledAfterFlapping,
+    StillFlapping,
+    StillOpen,
+)
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.state import (  # noqa: F401 - re-exported: the state's old import path
     STATE_VERSION,
     CheckState,
     ClosedIncident,
     EngineState,
+    HeldEvent,
     Incident,
     MaintenanceEvent,
     MaintenanceRecord,
@@ -79,7 +94,6 @@ from watchdog.core.state import (  # noqa: F401 - re-exported: the state's old i
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
 from watchdog.model import CHECK_NAMES, REPLAY_LAG, CheckResult, Failure, Role, Status
-from watchdog.units import format_duration
 
 DAY = 86400.0
 # Closed incidents and role changes are kept this long (the daily message shows one day).
@@ -106,8 +120,12 @@ class OpenProblem(NamedTuple):
 # ---------------------------------------------------------------- the engine
 
 
+# What observe() returns: events for watchdog.alerts.compose to put into words.
+Event = Any  # CheckEvent, RoleChanged, MaintenanceStarted, MaintenanceChanged, MaintenanceEnded
+
+
 class Engine:
-    """Feed it one cycle at a time; it returns the notifications to send."""
+    """Feed it one cycle at a time; it returns the events to tell (core.events)."""
 
     def __init__(self, cfg: Config, state: Optional[EngineState] = None):
         self.cfg = cfg
@@ -131,10 +149,10 @@ class Engine:
                 out.append(OpenProblem(name, cs.incident.level, cs.incident.since))
         return out
 
-    def open_incidents(self) -> List[summaries.StillOpen]:
+    def open_incidents(self) -> List[StillOpen]:
         """Open incidents with their latest summary (for the maintenance and daily messages)."""
         return [
-            summaries.StillOpen(name, cs.incident.level, cs.incident.since, cs.summary)
+            StillOpen(name, cs.incident.level, cs.incident.since, cs.summary)
             for name, cs in sorted(self.state.checks.items())
             if cs.incident is not None
         ]
@@ -148,7 +166,7 @@ class Engine:
         results: Sequence[CheckResult],
         relaxations: Mapping[str, Relaxation],
         maintenance: Optional[Maintenance] = None,
-    ) -> List[Notification]:
+    ) -> List[Event]:
         """One cycle: this role's raw results (and relaxations) at `now`.
 
         `maintenance` is the current request (or None). While it is active every
@@ -178,36 +196,35 @@ class Engine:
             if name not in seen and cs.incident is None:
                 del self.state.checks[name]
 
-        produced.extend(self._reminders(now, {n.check for n in produced}))
+        produced.extend(self._reminders(now, {getattr(e, "check", None) for e in produced}))
         self._prune(now)
         if not silenced:
             for cs in self.state.checks.values():
                 if cs.incident is not None:
                     cs.incident.told = cs.incident.level
             return self._numbered(out + produced)
-        for note in produced:
-            sent = note.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(note.check)
-            self._record_event(note, bool(sent))
+        for event in produced:
+            check = getattr(event, "check", None)
+            sent = event.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(check)
+            self._record_event(event, bool(sent))
             if sent:
-                out.append(note)
+                out.append(event)
         return self._numbered(out)
 
-    def _numbered(self, notes: List[Notification]) -> List[Notification]:
-        """Each notification's id gets its number in the persisted sequence: unique even for
-        two transitions of one check in one instant, the same when a cycle is replayed from
-        the same state (after a crash before the state was written)."""
-        return [
-            dataclasses.replace(n, id=make_id(n.id, self.state.next_seq())) for n in notes
-        ]
+    def _numbered(self, events: List[Event]) -> List[Event]:
+        """Each event gets its number in the persisted sequence, which its notification id
+        includes: unique even for two transitions of one check in one instant, the same
+        when a cycle is replayed from the same state (a crash before the state was written)."""
+        return [dataclasses.replace(e, seq=self.state.next_seq()) for e in events]
 
     def deadlines(self) -> List[float]:
         """When problems held by a grace (see Failure.MISSING) fall due, as of the last cycle:
         the daemon runs a cycle then, so the grace, not the interval, sets the delay."""
         return sorted(self._due.values())
 
-    def _reminders(self, now: float, touched: Any) -> List[Notification]:
+    def _reminders(self, now: float, touched: Any) -> List[Event]:
         renotify = float(self.cfg.alerts.renotify or 0.0)
-        out: List[Notification] = []
+        out: List[Event] = []
         if renotify <= 0:
             return out
         for name, cs in sorted(self.state.checks.items()):
@@ -216,22 +233,11 @@ class Engine:
                 continue
             due = incident.last_sent + renotify
             if now >= due:
-                notes = []
-                if incident.flapping:
-                    notes.append(
-                        "Still flapping between " + message.join_and(incident.flap_levels) + "."
-                    )
-                out.append(
-                    message.reminder(
-                        self._facts(name, cs),
-                        incident.level,
-                        incident.since,
-                        now,
-                        due,
-                        message.severity_for(incident.peak),
-                        notes,
-                    )
-                )
+                reasons = (StillFlapping(tuple(incident.flap_levels)),) if incident.flapping else ()
+                out.append(self._event(
+                    REMINDER, name, cs, now, due, incident.since, incident.level,
+                    peak=incident.peak, reasons=reasons,
+                ))
                 incident.last_sent = now
         return out
 
@@ -283,25 +289,21 @@ class Engine:
 
     # -- maintenance
 
-    def _record_event(self, note: Notification, sent: bool) -> None:
+    def _record_event(self, event: Event, sent: bool) -> None:
         record = self.state.maintenance
         if record is None:
             return
         if len(record.events) >= MAX_MAINTENANCE_EVENTS:
             record.dropped += 1
             return
-        record.events.append(
-            MaintenanceEvent(
-                note.created, note.kind, note.check, note.severity, message.headline(note), sent
-            )
-        )
+        record.events.append(HeldEvent(event, sent))
 
     def _maintenance_edges(
         self, now: float, request: Optional[Maintenance], active: bool
-    ) -> List[Notification]:
+    ) -> List[Event]:
         """Start, change or end of a maintenance, as seen at this cycle."""
         st = self.state
-        out: List[Notification] = []
+        out: List[Event] = []
         record = st.maintenance
         if record is not None and not (active and request is not None and request.id == record.id):
             out.extend(self._end_maintenance(now, record, request))
@@ -312,19 +314,17 @@ class Engine:
             st.maintenance = MaintenanceRecord(
                 request.id, request.reason, request.by, request.started, request.until
             )
-            out.append(
-                summaries.maintenance_started(
-                    self.node, request, now, self.open_incidents(), self.state.role
-                )
-            )
+            out.append(MaintenanceStarted(
+                self.node, request, now, tuple(self.open_incidents()), self.state.role
+            ))
         elif (record.until, record.reason) != (request.until, request.reason):
             record.until, record.reason = request.until, request.reason
-            out.append(summaries.maintenance_changed(self.node, request, now))
+            out.append(MaintenanceChanged(self.node, request, now))
         return out
 
     def _end_maintenance(
         self, now: float, record: MaintenanceRecord, request: Optional[Maintenance]
-    ) -> List[Notification]:
+    ) -> List[Event]:
         """One summary of what happened, then the pages still-open problems need."""
         if request is not None and request.id == record.id:
             how, ended = request.how_it_ended(now), request.end_time()
@@ -333,9 +333,9 @@ class Engine:
         else:
             how, ended = "replaced by a new request", now
         ended = min(ended, now)
-        pages: List[Notification] = []
-        still_open: List[summaries.StillOpen] = []
-        note = message.maintenance_note(record.reason, record.started, ended)
+        pages: List[Event] = []
+        still_open: List[StillOpen] = []
+        note = HeldByMaintenance(record.reason, record.started, ended)
         for name, cs in sorted(self.state.checks.items()):
             incident = cs.incident
             if incident is None:
@@ -344,35 +344,34 @@ class Engine:
             if page is not None:
                 pages.append(page)
             still_open.append(
-                summaries.StillOpen(name, incident.level, incident.since, cs.summary, page is not None)
+                StillOpen(name, incident.level, incident.since, cs.summary, page is not None)
             )
         self.state.maintenance = None
-        summary = summaries.maintenance_ended(
-            self.node, record, how, ended, now, still_open, self.state.role
+        summary = MaintenanceEnded(
+            self.node, record, how, ended, now, tuple(still_open), self.state.role
         )
         return [summary] + pages
 
     def _catch_up(
-        self, name: str, cs: CheckState, incident: Incident, now: float, note: str
-    ) -> Optional[Notification]:
-        """The notification that tells the world an incident's level it was not told."""
+        self, name: str, cs: CheckState, incident: Incident, now: float, note: HeldByMaintenance
+    ) -> Optional[Event]:
+        """The event that tells the world an incident's level it was not told."""
         told, level = incident.told, incident.level
         incident.told = level
         if told == level:
             return None
-        facts = self._facts(name, cs)
         incident.last_sent = now
         if told is None:
-            return message.problem(facts, level, incident.since, now, incident.since, [note])
+            return self._event(PROBLEM, name, cs, now, incident.since, incident.since, level,
+                               reasons=(note,))
         at = cs.debounce.confirmed_since or now
-        build = message.escalation if rank(level) > rank(told) else message.deescalation
-        return build(
-            facts, told, level, incident.since, now, at, message.severity_for(incident.peak), [note]
-        )
+        kind = ESCALATION if rank(level) > rank(told) else DEESCALATION
+        return self._event(kind, name, cs, now, at, incident.since, level, old=told,
+                           peak=incident.peak, reasons=(note,))
 
     # -- roles
 
-    def _observe_role(self, now: float, role: Role, seen: Mapping[str, Any]) -> List[Notification]:
+    def _observe_role(self, now: float, role: Role, seen: Mapping[str, Any]) -> List[Event]:
         st = self.state
         value = role.value
         if st.role is None:
@@ -392,7 +391,7 @@ class Engine:
         old, at = st.role, st.role_pending_since
         st.role, st.role_since = value, at
         st.role_pending = st.role_pending_since = None
-        out: List[Notification] = []
+        out: List[Event] = []
         if not (old == Role.UNKNOWN.value and st.last_known_role is None):
             graces = []
             if role != Role.UNKNOWN:
@@ -401,7 +400,7 @@ class Engine:
                     if grace > 0:
                         graces.append((name, grace))
             out.append(
-                message.role_change(self.node, old, value, at, now, st.last_known_role, graces)
+                RoleChanged(self.node, old, value, at, now, st.last_known_role, tuple(graces))
             )
             st.role_changes.append(RoleChangeSeen(at, old, value))
         if role != Role.UNKNOWN:
@@ -413,18 +412,10 @@ class Engine:
                     continue
                 incident = cs.incident
                 self._closed(name, incident, at, "no longer applies")
-                out.append(
-                    message.no_longer_applies(
-                        self._facts(name, cs, previous_known),
-                        incident.level,
-                        incident.since,
-                        now,
-                        at,
-                        previous_known,
-                        value,
-                        message.severity_for(incident.peak),
-                    )
-                )
+                out.append(self._event(
+                    NO_LONGER_APPLIES, name, cs, now, at, incident.since, incident.level,
+                    old=incident.level, peak=incident.peak, role=previous_known, new_role=value,
+                ))
                 del st.checks[name]
         return out
 
@@ -439,14 +430,24 @@ class Engine:
                 section = None
         return Timing.of(section)
 
-    def _facts(self, name: str, cs: CheckState, role: Optional[str] = None) -> Facts:
-        return message.Facts(
-            node=self.node,
-            check=name,
+    def _event(
+        self,
+        kind: str,
+        name: str,
+        cs: CheckState,
+        now: float,
+        at: float,
+        since: float,
+        new: str,
+        role: Optional[str] = None,
+        **more: Any,
+    ) -> CheckEvent:
+        """An event about check `name`, with the latest result it saw."""
+        return CheckEvent(
+            kind=kind, node=self.node, check=name,
             role=role or self.state.role or Role.UNKNOWN.value,
-            status=cs.status,
-            summary=cs.summary,
-            details=cs.details,
+            now=now, at=at, since=since, new=new,
+            status=cs.status, summary=cs.summary, details=cs.details, **more,
         )
 
     def _quiet_for(self, timing: Timing, level: str) -> float:
@@ -474,27 +475,20 @@ class Engine:
         failure: Optional[Failure],
         at: float,
         role_changed_at: Optional[float],
-    ) -> Optional[str]:
+    ) -> Optional[Any]:
         """Why a MISSING problem paged only now: the grace it outlasted."""
         if failure != Failure.MISSING:
             return None
         steady = at + max(timing.for_, timing.reconnect_grace)
         if role_changed_at is not None and role_changed_at + timing.role_change_grace > steady:
-            return (
-                f"Still missing {format_duration(timing.role_change_grace)} after this node's "
-                f"role change at {message.format_time(role_changed_at)} "
-                f"({name}.role_change_grace)."
-            )
+            return RoleChangeGrace(name, timing.role_change_grace, role_changed_at)
         if timing.reconnect_grace > timing.for_:
-            return (
-                f"Missing for longer than {name}.reconnect_grace "
-                f"({format_duration(timing.reconnect_grace)}): not a reconnect."
-            )
+            return ReconnectGrace(name, timing.reconnect_grace)
         return None
 
     def _observe_check(
         self, now: float, role: Role, name: str, result: CheckResult, relax: Relaxation
-    ) -> List[Notification]:
+    ) -> List[Event]:
         cs = self.state.checks.get(name)
         if cs is None:
             cs = self.state.checks[name] = CheckState()
@@ -524,7 +518,6 @@ class Engine:
         target = db.confirmed
         if target is None or db.confirmed_since is None:
             return []
-        facts = self._facts(name, cs, role.value)
         incident = cs.incident
 
         after_flapping = False
@@ -535,18 +528,16 @@ class Engine:
             cs.history = []
             after_flapping = True
 
-        notes: List[str] = []
+        notes: List[Any] = []  # the reasons (core.events)
         if after_flapping:
-            notes.append(
-                f"Stable again after flapping between {message.join_and(incident.flap_levels)}."
-            )
+            notes.append(SettledAfterFlapping(tuple(incident.flap_levels)))
         if target != OK:
             if relax.active and name in SELF_RELAXING:
-                notes.append(message.relaxed_note(relax.reason, relax.since))
+                notes.append(Relaxed(relax.reason, relax.since))
             elif relax.active and target == CRITICAL:
-                notes.append(message.ceiling_note(relax.reason, relax.since))
+                notes.append(Ceiling(relax.reason, relax.since))
             elif relax.expired:
-                notes.append(message.expired_note(relax.reason))
+                notes.append(RelaxationExpired(relax.reason))
 
         holding = relax.active and name not in SELF_RELAXING and target in HOLDABLE
         if holding and incident is None:
@@ -564,10 +555,7 @@ class Engine:
         elif incident is None:
             kind = PROBLEM
             if cs.held is not None and not relax.active:
-                released = (
-                    "backup.max_duration was reached" if relax.expired else "the relaxation ended"
-                )
-                notes.insert(0, message.held_note(cs.held["reason"], cs.held["since"], released))
+                notes.insert(0, HeldBack(cs.held["reason"], cs.held["since"], relax.expired))
             cs.held = None
         elif target == incident.level:
             return []
@@ -578,31 +566,30 @@ class Engine:
         at = db.confirmed_since
         worsening = kind in (PROBLEM, ESCALATION)
         if worsening and not after_flapping and self._would_flap(cs, now):
-            return [self._start_flapping(cs, facts, now, at, old_level, target, timing)]
+            return [self._start_flapping(name, cs, role.value, now, at, old_level, target, timing)]
         cs.history.append([now, old_level, target])
 
         if kind in (PROBLEM, ESCALATION):
             grace = self._grace_note(name, timing, failure, at, role_changed_at)
             if grace is not None:
                 notes.append(grace)
+        reasons = tuple(notes)
         if kind == PROBLEM:
             cs.incident = Incident(level=target, since=at, peak=target, last_sent=now)
-            return [message.problem(facts, target, at, now, at, notes)]
+            return [self._event(PROBLEM, name, cs, now, at, at, target, role.value,
+                                reasons=reasons)]
         assert incident is not None
-        peak_severity = message.severity_for(incident.peak)
         if kind == RECOVERY:
             cs.incident = None
             self._closed(name, incident, at, "recovered")
-            return [
-                message.recovery(
-                    facts, incident.since, at, now, incident.peak, peak_severity, notes
-                )
-            ]
+            return [self._event(RECOVERY, name, cs, now, at, incident.since, OK, role.value,
+                                old=incident.level, peak=incident.peak, reasons=reasons)]
+        peak = incident.peak
         incident.level = target
         incident.peak = worse(incident.peak, target)
         incident.last_sent = now
-        build = message.escalation if kind == ESCALATION else message.deescalation
-        return [build(facts, old_level, target, incident.since, now, at, peak_severity, notes)]
+        return [self._event(kind, name, cs, now, at, incident.since, target, role.value,
+                            old=old_level, peak=peak, reasons=reasons)]
 
     # -- flapping
 
@@ -618,14 +605,15 @@ class Engine:
 
     def _start_flapping(
         self,
+        name: str,
         cs: CheckState,
-        facts: Facts,
+        role: str,
         now: float,
         at: float,
         old: str,
         new: str,
         timing: Timing,
-    ) -> Notification:
+    ) -> CheckEvent:
         levels = {old, new}
         for _, a, b in cs.history:
             levels.update((a, b))
@@ -633,7 +621,7 @@ class Engine:
         worst = ordered[-1]
         changes = len(cs.history) + 1
         incident = cs.incident
-        problem_severity = message.severity_for(incident.peak) if incident else None
+        peak = incident.peak if incident else None
         if incident is None:
             incident = cs.incident = Incident(level=worst, since=at, peak=worst, last_sent=now)
         else:
@@ -644,18 +632,10 @@ class Engine:
         incident.flap_since = now
         incident.flap_levels = ordered
         cs.held = None
-        return message.flapping(
-            facts,
-            ordered,
-            changes,
-            float(self.cfg.daemon.flap_window),
-            self._quiet_for(timing, new),
-            incident.level,
-            incident.since,
-            now,
-            at,
-            problem_severity,
-        )
+        flap = Flap(tuple(ordered), changes, float(self.cfg.daemon.flap_window),
+                    self._quiet_for(timing, new))
+        return self._event(FLAPPING, name, cs, now, at, incident.since, incident.level, role,
+                           peak=peak, flap=flap)
 
     def _flap_settled(self, db: Debounce, incident: Incident, now: float, timing: Timing) -> bool:
         if db.pending or db.level is None or db.level_since is None or incident.flap_since is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 from watchdog.core.debounce import LEVELS, OK, Debounce
+from watchdog.core.events import event_from_json
 from watchdog.model import Role
 
 STATE_VERSION = 2
@@ -188,7 +189,8 @@ class RoleChangeSeen(NamedTuple):
 
 
 class MaintenanceEvent(NamedTuple):
-    """One notification that came up during maintenance (held back unless `sent`)."""
+    """One notification that came up during maintenance (held back unless `sent`), already
+    in words: how version 1 recorded it, and what the maintenance summary lists."""
 
     at: float
     kind: str
@@ -203,6 +205,28 @@ class MaintenanceEvent(NamedTuple):
         )
 
 
+class HeldEvent(NamedTuple):
+    """One event that came up during maintenance (held back unless `sent`), as the engine
+    emitted it (a core.events CheckEvent or RoleChanged): alerts/ words it when it ends."""
+
+    event: Any
+    sent: bool
+
+
+def _maintenance_events(items: Any) -> List[Any]:
+    """Version 1 entries (MaintenanceEvent, with words) and version 2 ones (HeldEvent)."""
+    out: List[Any] = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and "event" in item:
+            try:
+                out.append(HeldEvent(event_from_json(item["event"]), item.get("sent") is True))
+            except (ValueError, TypeError):
+                continue
+        else:
+            out.extend(_records(MaintenanceEvent, [item]))
+    return out
+
+
 @dataclass
 class MaintenanceRecord:
     """A maintenance as the engine applies it: the request's facts and what happened."""
@@ -212,7 +236,7 @@ class MaintenanceRecord:
     by: str
     started: float
     until: float
-    events: List[MaintenanceEvent] = field(default_factory=list)
+    events: List[Any] = field(default_factory=list)  # MaintenanceEvent or HeldEvent
     dropped: int = 0  # events beyond MAX_MAINTENANCE_EVENTS (counted, not kept)
 
     def to_json(self) -> Dict[str, Any]:
@@ -222,7 +246,11 @@ class MaintenanceRecord:
             "by": self.by,
             "started": self.started,
             "until": self.until,
-            "events": [e._asdict() for e in self.events],
+            "events": [
+                {"event": e.event.to_json(), "sent": e.sent} if isinstance(e, HeldEvent)
+                else e._asdict()
+                for e in self.events
+            ],
             "dropped": self.dropped,
         }
 
@@ -241,7 +269,7 @@ class MaintenanceRecord:
             by=texts[2],
             started=started,
             until=until,
-            events=_records(MaintenanceEvent, data.get("events")),
+            events=_maintenance_events(data.get("events")),
             dropped=dropped if isinstance(dropped, int) and not isinstance(dropped, bool) else 0,
         )
 

@@ -97,3 +97,23 @@ def test_unknown_versions_give_a_fresh_state_and_say_so():
         state = EngineState.from_json(dict(v1(), version=version), lost)
         assert state.checks == {} and state.role is None
         assert lost and lost[0].startswith("the whole state (version")
+
+
+def test_the_daemon_starts_on_a_version_1_state_file_and_still_salvages_a_damaged_one(tmp_path):
+    from watchdog.daemon import Daemon
+
+    cfg = dataclasses.replace(CFG, daemon=DaemonConfig(
+        state_dir=str(tmp_path), flap_changes=3, flap_window=1800.0))
+    (tmp_path / "engine.json").write_text(V1.read_text())
+    daemon = Daemon(cfg)
+    assert daemon._notices == []  # an old format is not damage: nothing to report
+    assert {p.check for p in daemon.engine.open_problems()} == {"services", "standbys"}
+    # A wrong-shaped part of a version 1 file: the rest is kept, the loss is said.
+    data = v1()
+    data["checks"]["services"] = ["not", "an", "object"]
+    (tmp_path / "engine.json").write_text(json.dumps(data))
+    daemon = Daemon(cfg)
+    assert {p.check for p in daemon.engine.open_problems()} == {"standbys"}
+    ((subject, lines),) = daemon._notices
+    assert subject == "its alert state was damaged"
+    assert "Lost: the state of check 'services'." in lines

@@ -79,3 +79,16 @@ def test_maintenance_summaries_list_held_events_in_words_old_entries_as_they_wer
     assert [e["line"] for e in shown] == [
         "PROBLEM WARNING: drbd (v1)", "PROBLEM CRITICAL: replay_lag on mail2 (secondary)"]
     assert set(shown[1]) == {"at", "kind", "check", "severity", "line", "sent"}
+
+
+def test_event_kinds_are_the_public_notification_kinds():
+    from watchdog.alerts import notification as nt
+
+    assert ev.CHECK_KINDS + (ev.ROLE_CHANGE,) == (
+        nt.PROBLEM, nt.ESCALATION, nt.DEESCALATION, nt.RECOVERY, nt.REMINDER,
+        nt.NO_LONGER_APPLIES, nt.FLAPPING, nt.ROLE_CHANGE)
+    kinds = [compose.compose(dataclasses.replace(PROBLEM, kind=k, old="warning", peak="warning",
+                                                 new_role="primary", reasons=(),
+                                                 flap=ev.Flap(("ok", "critical"), 3, 60.0, 30.0)))
+             .kind for k in ev.CHECK_KINDS]
+    assert kinds == list(ev.CHECK_KINDS)

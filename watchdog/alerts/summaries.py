@@ -24,7 +24,10 @@ from watchdog.alerts.notification import (
     make_id,
     title_for,
 )
-from watchdog.core.events import StillOpen  # noqa: F401 - its old import path
+from watchdog.core.events import StillOpen
+from watchdog.core.maintenance import Maintenance
+from watchdog.core.state import ClosedIncident, MaintenanceRecord, RoleChangeSeen
+from watchdog.model import CheckResult
 from watchdog.units import format_duration
 
 MAINTENANCE_TITLE = "maintenance"  # "[mail1] maintenance"
@@ -37,7 +40,7 @@ def _role(role: Optional[str]) -> str:
     return f"the {role}" if role in ("primary", "secondary") else "of unknown role"
 
 
-def _open_line(item: Any, now: float) -> str:
+def _open_line(item: StillOpen, now: float) -> str:
     text = (
         f"- {item.check} {item.level} since {format_time(item.since)} "
         f"({format_duration(max(0.0, now - item.since))})"
@@ -62,7 +65,7 @@ def _info(node: str, kind: str, title: str, body: str, now: float, id_parts: Seq
 # ---------------------------------------------------------------- maintenance
 
 
-def maintenance_started(node: str, m: Any, now: float, open_now: Sequence[Any],
+def maintenance_started(node: str, m: Maintenance, now: float, open_now: Sequence[StillOpen],
                         role: Optional[str] = None) -> Notification:
     """One message when maintenance begins: who asked, why, until when, what is open."""
     lines = [
@@ -83,7 +86,7 @@ def maintenance_started(node: str, m: Any, now: float, open_now: Sequence[Any],
                  (MAINTENANCE_TITLE, "start", m.id))
 
 
-def maintenance_changed(node: str, m: Any, now: float) -> Notification:
+def maintenance_changed(node: str, m: Maintenance, now: float) -> Notification:
     """The running maintenance got a new end or reason (`maintenance on` again)."""
     body = (
         f"MAINTENANCE CHANGED: {node} is now in maintenance until {format_time(m.until)} "
@@ -94,7 +97,7 @@ def maintenance_changed(node: str, m: Any, now: float) -> Notification:
                  (MAINTENANCE_TITLE, "change", m.id, m.until, m.reason))
 
 
-def maintenance_ended(node: str, record: Any, how: str, ended: float, now: float,
+def maintenance_ended(node: str, record: MaintenanceRecord, how: str, ended: float, now: float,
                       still_open: Sequence[StillOpen], role: Optional[str] = None) -> Notification:
     """One message when maintenance ends: what happened meanwhile, what is still open."""
     lines = [
@@ -132,12 +135,12 @@ def daily(
     now: float,
     due: float,
     role: Optional[str],
-    checks: Sequence[Any],
-    open_now: Sequence[Any],
-    closed: Sequence[Any],
-    role_changes: Sequence[Any],
+    checks: Sequence[CheckResult],
+    open_now: Sequence[StillOpen],
+    closed: Sequence[ClosedIncident],
+    role_changes: Sequence[RoleChangeSeen],
     undelivered: Sequence[str],
-    maintenance: Optional[Any] = None,
+    maintenance: Optional[Maintenance] = None,
 ) -> Notification:
     """The daily report: silence means something only if a healthy node says so daily.
 

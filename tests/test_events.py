@@ -134,3 +134,23 @@ def test_event_json_round_trips_and_bad_input_is_refused():
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad!r}")
+
+
+def test_the_core_never_imports_alerts():
+    """Words live in watchdog.alerts only: a core module importing it is a layering bug."""
+    import ast
+    from pathlib import Path
+
+    import watchdog.core
+
+    core = Path(watchdog.core.__file__).parent
+    found = []
+    for path in sorted(core.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            found += [f"{path.name}: {n}" for n in names if n.startswith("watchdog.alerts")]
+    assert len(list(core.glob("*.py"))) >= 8 and found == []

@@ -977,3 +977,19 @@ def test_ids_stay_unique_when_one_check_repeats_a_transition_at_the_same_time():
     replay = Engine(d.cfg, EngineState.from_json(json.loads(saved)))
     again = compose_all(replay.observe(T0 + 240, Role.PRIMARY, [result("standbys", OK)], {}))
     assert [n.id for n in again] == [n.id for n in first] and first
+
+
+def test_a_replayed_cycle_with_an_extra_event_keeps_the_other_events_ids():
+    """Replayed later (a crash before the state was written), a cycle can emit one more
+    event (here a role change confirmed by then): the others keep their ids, so the outbox
+    still drops them as duplicates (numbers are per subject, not one counter)."""
+    cfg = make_cfg(services=ServicesConfig(for_=0.0, recover_for=20.0))
+    d = Driver(cfg, Role.PRIMARY)
+    assert kinds(d.at(0, services=C)) == [PROBLEM]
+    d.at(10, role=Role.SECONDARY, services=OK)  # role change pending (drbd for: 30s)
+    saved = json.dumps(d.engine.state.to_json())
+    (recovery,) = d.at(35, services=OK)
+    replay = Engine(cfg, EngineState.from_json(json.loads(saved)))
+    again = compose_all(replay.observe(T0 + 45, Role.SECONDARY, [result("services", OK)], {}))
+    assert kinds(again) == [ROLE_CHANGE, RECOVERY]
+    assert again[1].id == recovery.id and again[1].body == recovery.body.replace("35s", "45s")

@@ -50,8 +50,8 @@ def test_a_problem_its_escalation_and_its_recovery_are_check_events_with_levels_
     (ok,) = run(e, 40, services=OK)
     assert (ok.kind, ok.old, ok.new, ok.peak, ok.since, ok.at) == (
         "recovery", "warning", "ok", "critical", T0 + 10, T0 + 40)
-    # Numbered in the order emitted, as the persisted sequence says.
-    assert [x.seq for x in (problem, up, down, ok)] == [1, 2, 3, 4] and e.state.seq == 4
+    # Numbered in the order emitted, per subject, as the persisted counters say.
+    assert [x.seq for x in (problem, up, down, ok)] == [1, 2, 3, 4] and e.state.seqs == {"services": 4}
 
 
 def test_reasons_are_typed_a_held_problem_says_what_held_it():

@@ -46,13 +46,13 @@ def test_a_state_file_of_release_f996f66_loads_whole():
     assert [e.kind for e in record.events] == ["problem", "escalation", "recovery"]
     assert record.events[0].line == "PROBLEM CRITICAL: postgres_role on mail1 (primary)"
     assert state.relax_memory == {"replay_lag": T0 + 1000}
-    assert (state.digest_schedule, state.seq) == ("07:00:00 UTC", 0)
+    assert (state.digest_schedule, state.seqs) == ("07:00:00 UTC", {})
 
 
 def test_a_state_loaded_from_version_1_is_written_as_the_current_version_and_round_trips():
     state = EngineState.from_json(v1())
     data = state.to_json()
-    assert data["version"] == STATE_VERSION == 2 and data["seq"] == 0
+    assert data["version"] == STATE_VERSION == 2 and data["seqs"] == {}
     again = EngineState.from_json(json.loads(json.dumps(data)))
     assert again.to_json() == data
     # Everything version 1 wrote is still written, with the same values.
@@ -75,20 +75,23 @@ def test_an_engine_resumed_from_version_1_state_keeps_its_incidents():
     assert "MAINTENANCE OVER" in out[0].body and "disk swap" in out[0].body
     assert "held back" in out[0].body and "standbys critical" in out[0].body
     assert "backup window" in out[2].body
-    assert engine.state.seq == 3 and len({n.id for n in out}) == 3
+    assert engine.state.seqs == {":maintenance": 1, "services": 1, "drbd": 1}
+    assert len({n.id for n in out}) == 3
     assert {p.check for p in engine.open_problems()} == {"drbd", "services", "standbys"}
 
 
-def test_the_sequence_survives_a_round_trip_and_a_damaged_one_is_named():
+def test_the_numbers_survive_a_round_trip_and_damaged_ones_are_named():
     state = EngineState.from_json(v1())
-    state.next_seq(), state.next_seq()
+    assert [state.next_seq("drbd"), state.next_seq("drbd"), state.next_seq(":role")] == [1, 2, 1]
     data = json.loads(json.dumps(state.to_json()))
-    assert EngineState.from_json(data).seq == 2
-    for bad in ("7", -1, True, None, 1.5):
+    assert EngineState.from_json(data).seqs == {"drbd": 2, ":role": 1}
+    for bad in ("7", [], None, {"drbd": -1}, {"drbd": True}, {"drbd": 1.5}):
         lost: list = []
-        loaded = EngineState.from_json(dict(data, seq=bad), lost)
-        assert loaded.seq == 0 and lost == ["the notification sequence (restarted at 0)"]
+        loaded = EngineState.from_json(dict(data, seqs=bad), lost)
+        assert lost == ["some notification numbers (those subjects count from 0 again)"]
         assert sorted(loaded.checks) == sorted(state.checks)  # the rest is kept
+    loaded = EngineState.from_json(dict(data, seqs={"drbd": 3, "x": "y"}), [])
+    assert loaded.seqs == {"drbd": 3}
 
 
 def test_unknown_versions_give_a_fresh_state_and_say_so():

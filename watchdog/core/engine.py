@@ -5,9 +5,10 @@ role changes, backup holds) lives here, driven by `now` (wall-clock epoch second
 be tested with plain numbers and its whole state persisted as JSON after each cycle. After a
 SIGKILL and a restart the daemon loads the state: an open problem is not paged again and its
 recovery is still sent. It emits typed events (watchdog.core.events), never words:
-watchdog.alerts.compose writes the notifications. Each event is numbered from a sequence
-kept in the state, so notification ids are unique, and a cycle replayed after a crash (from
-the state written before it) produces the same ids (the outbox drops duplicates).
+watchdog.alerts.compose writes the notifications. Each event is numbered per subject (check,
+role, maintenance) from counters kept in the state, so notification ids are unique, and a
+cycle replayed after a crash (from the state written before it) produces the same ids (the
+outbox drops duplicates).
 The rules of one check live in incidents.py, maintenance in quiet.py, the state in state.py.
 
 Per check, an *incident* is what the outside world has been told: opened by PROBLEM (or
@@ -48,6 +49,7 @@ from watchdog.core.events import (
     NO_LONGER_APPLIES,
     RECOVERY,
     REMINDER,
+    CheckEvent,
     RoleChanged,
     StillFlapping,
     StillOpen,
@@ -176,10 +178,18 @@ class Engine(MaintenanceRules):
         return self._numbered(out)
 
     def _numbered(self, events: List[Event]) -> List[Event]:
-        """Each event gets its number in the persisted sequence, which its notification id
-        includes: unique even for two transitions of one check in one instant, the same
-        when a cycle is replayed from the same state (a crash before the state was written)."""
-        return [dataclasses.replace(e, seq=self.state.next_seq()) for e in events]
+        """Each event gets the next number of its subject (its check, the role, maintenance),
+        which its notification id includes: unique even for two transitions of one check in
+        one instant, the same when a cycle is replayed from the same state (a crash before
+        the state was written). ":" never occurs in a check name."""
+        out = []
+        for e in events:
+            if isinstance(e, CheckEvent):
+                subject = e.check
+            else:
+                subject = ":role" if isinstance(e, RoleChanged) else ":maintenance"
+            out.append(dataclasses.replace(e, seq=self.state.next_seq(subject)))
+        return out
 
     def deadlines(self) -> List[float]:
         """When problems held by a grace (see Failure.MISSING) fall due, as of the last cycle:

@@ -4,9 +4,10 @@ Why: the engine decides *that* something is told (and when, about which levels, 
 held back); watchdog.alerts.compose turns each event into the notification a person reads.
 A wording change is then never an engine change, and engine tests can assert on facts.
 
-Every emitted event carries `seq`, its number in the engine's persisted sequence: the
-notification id is made from it, so ids are unique per event and the same when a cycle is
-replayed from the same state (see watchdog.core.state).
+Every emitted event carries `seq`, its number among the events about its subject (its
+check, the role, maintenance), counted in the persisted state: the notification id is made
+from it, so ids are unique per event and the same when a cycle is replayed from the same
+state (see watchdog.core.state).
 
 Events held back by maintenance are kept (as JSON) in the maintenance record, so the
 summary sent when it ends can say what happened: hence to_json/event_from_json here.

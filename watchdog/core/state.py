@@ -3,11 +3,13 @@
 Why one module: engine.json outlives releases (an upgrade keeps the open incidents, so a
 problem is not paged again and its recovery still goes out). Everything that is written is
 defined here, with the loader that reads every version ever written:
-- version 1 (releases up to f996f66): no notification sequence; loads with `seq` 0.
-- version 2: adds `seq`, the number of notifications this engine has emitted, which makes
-  every notification id unique (two transitions of one check in one instant, or a clock
-  stepped back, no longer share an id) while a cycle replayed from the same state still
-  produces the same ids.
+- version 1 (releases up to f996f66): no notification numbers; loads with none.
+- version 2: adds `seqs`, per subject (a check, the role, maintenance) the number of
+  notifications emitted about it. A notification id includes its number, so ids are unique
+  (two transitions of one check in one instant, or a clock stepped back, no longer share an
+  id), and a cycle replayed from the same state after a crash re-creates the same ids. Per
+  subject, not one counter: an extra event in the replay (a role change confirmed by then)
+  must not renumber, and so re-send, the other checks' events.
 A damaged or wrong-shaped part is dropped and named (`lost`), never an exception.
 """
 
@@ -294,13 +296,13 @@ class EngineState:
     # The daily message: when it is next due, and the schedule that computed it.
     digest_next: Optional[float] = None
     digest_schedule: Optional[str] = None
-    # Notifications emitted so far: each one's id includes its number (see module doc).
-    seq: int = 0
+    # Per subject, notifications emitted so far: each id includes its number (module doc).
+    seqs: Dict[str, int] = field(default_factory=dict)
 
-    def next_seq(self) -> int:
-        """The number of the next notification (and count it)."""
-        self.seq += 1
-        return self.seq
+    def next_seq(self, subject: str) -> int:
+        """The number of the next notification about `subject` (and count it)."""
+        self.seqs[subject] = self.seqs.get(subject, 0) + 1
+        return self.seqs[subject]
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -317,7 +319,7 @@ class EngineState:
             "role_changes": [r._asdict() for r in self.role_changes],
             "digest_next": self.digest_next,
             "digest_schedule": self.digest_schedule,
-            "seq": self.seq,
+            "seqs": dict(sorted(self.seqs.items())),
         }
 
     @classmethod
@@ -373,13 +375,13 @@ class EngineState:
         state.digest_next = _num(data.get("digest_next"))
         schedule = data.get("digest_schedule")
         state.digest_schedule = schedule if isinstance(schedule, str) else None
-        # Version 1 had no sequence: start at 0 (its ids had no number, so none can clash).
-        seq = data.get("seq") if version >= 2 else 0
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            if version >= 2:
-                lost.append("the notification sequence (restarted at 0)")
-            seq = 0
-        state.seq = seq
+        # Version 1 had no numbers: start from none (its ids had none, so none can clash).
+        seqs = data.get("seqs") if version >= 2 else {}
+        for subject, number in seqs.items() if isinstance(seqs, dict) else ():
+            if isinstance(subject, str) and type(number) is int and number >= 0:
+                state.seqs[subject] = number
+        if not isinstance(seqs, dict) or len(state.seqs) != len(seqs):
+            lost.append("some notification numbers (those subjects count from 0 again)")
         return state
 
 

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watchdog.alerts.compose import compose_all
 from watchdog.alerts.notification import (
     DEESCALATION,
     ESCALATION,
@@ -73,7 +74,7 @@ class Driver:
         if role is not None:
             self.role = role
         results = [result(name, status) for name, status in statuses.items()]
-        out = self.engine.observe(T0 + t, self.role, results, relax or {})
+        out = compose_all(self.engine.observe(T0 + t, self.role, results, relax or {}))
         self.sent.extend(out)
         return out
 
@@ -592,12 +593,12 @@ def test_property_emitted_sequence_alternates_and_restarts_change_nothing(steps)
         now += dt
         results = [CheckResult(n, statuses[n], n, {}) for n in CHECKS_BY_ROLE[role]]
         relax = {"services": Relaxation(True, "backup window", now - 10, False)} if relaxed else {}
-        out = steady.observe(now, role, results, relax)
+        out = compose_all(steady.observe(now, role, results, relax))
         # a restart before every cycle must not change a thing
         restarted = Engine(
             PROPERTY_CFG, EngineState.from_json(json.loads(json.dumps(restarted.state.to_json())))
         )
-        assert [n.to_json() for n in restarted.observe(now, role, results, relax)] == [
+        assert [n.to_json() for n in compose_all(restarted.observe(now, role, results, relax))] == [
             n.to_json() for n in out
         ]
         for n in out:
@@ -642,7 +643,9 @@ class MDriver(Driver):
         if role is not None:
             self.role = role
         results = [result(name, status) for name, status in statuses.items()]
-        out = self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
+        out = compose_all(
+            self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
+        )
         self.sent.extend(out)
         return out
 
@@ -879,7 +882,7 @@ class GraceDriver(Driver):
                                    {"streaming": 0 if failure else 1}, failure)]
         else:
             results = [result("drbd", OK), result("replay_lag", OK)]
-        out = self.engine.observe(T0 + t, self.role, results, {})
+        out = compose_all(self.engine.observe(T0 + t, self.role, results, {}))
         self.sent.extend(out)
         return out
 
@@ -956,3 +959,37 @@ def test_role_change_to_secondary_names_no_standbys_grace_and_first_role_gets_no
     f = GraceDriver(GRACES, role=Role.PRIMARY)
     assert f.cycle(0, standbys=C, failure=MISSING) == []
     assert kinds(f.cycle(15, standbys=C, failure=MISSING)) == [PROBLEM]
+
+
+def test_ids_stay_unique_when_one_check_repeats_a_transition_at_the_same_time():
+    """A clock stepped back re-creates (check, kind, time): the old ids made of those alone
+    collided and the outbox dropped the second PROBLEM as a duplicate (a lost alert)."""
+    d = Driver(make_cfg(), Role.PRIMARY)
+    for t, level in [(0, C), (40, OK), (80, OK), (0, C), (40, OK), (80, OK), (0, C)]:
+        d.at(t, standbys=level)
+    assert kinds(d.sent) == ["problem", "recovery", "problem", "recovery", "problem"]
+    assert len({n.id for n in d.sent}) == 5
+    # The same cycle replayed from the same state (a crash before the state was written)
+    # produces the same ids, which is what lets the outbox drop the replay.
+    d.at(200, standbys=OK)
+    saved = json.dumps(d.engine.state.to_json())
+    first = d.at(240, standbys=OK)
+    replay = Engine(d.cfg, EngineState.from_json(json.loads(saved)))
+    again = compose_all(replay.observe(T0 + 240, Role.PRIMARY, [result("standbys", OK)], {}))
+    assert [n.id for n in again] == [n.id for n in first] and first
+
+
+def test_a_replayed_cycle_with_an_extra_event_keeps_the_other_events_ids():
+    """Replayed later (a crash before the state was written), a cycle can emit one more
+    event (here a role change confirmed by then): the others keep their ids, so the outbox
+    still drops them as duplicates (numbers are per subject, not one counter)."""
+    cfg = make_cfg(services=ServicesConfig(for_=0.0, recover_for=20.0))
+    d = Driver(cfg, Role.PRIMARY)
+    assert kinds(d.at(0, services=C)) == [PROBLEM]
+    d.at(10, role=Role.SECONDARY, services=OK)  # role change pending (drbd for: 30s)
+    saved = json.dumps(d.engine.state.to_json())
+    (recovery,) = d.at(35, services=OK)
+    replay = Engine(cfg, EngineState.from_json(json.loads(saved)))
+    again = compose_all(replay.observe(T0 + 45, Role.SECONDARY, [result("services", OK)], {}))
+    assert kinds(again) == [ROLE_CHANGE, RECOVERY]
+    assert again[1].id == recovery.id and again[1].body == recovery.body.replace("35s", "45s")

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from watchdog.alerts.compose import compose_all
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.maintenance import Maintenance
 from watchdog.maintenance import RequestWatcher, read_request, request_path
@@ -148,7 +149,9 @@ class Daemon:
         cycle = check_cycle(probed, self.cfg, relaxations)
         report = cycle.report
         self._log_advice(report)
-        notes = self.engine.observe(wall_now, report.role, report.checks, relaxations, request)
+        notes = compose_all(
+            self.engine.observe(wall_now, report.role, report.checks, relaxations, request)
+        )
         active = request is not None and request.active(wall_now)
         self.maintenance = request if active else None
         due = self.engine.daily_due(wall_now)

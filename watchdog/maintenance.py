@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from watchdog.alerts.compose import held_lines_json
 from watchdog.alerts.message import format_time
 from watchdog.config import Config
 from watchdog.core import maintenance as core
@@ -139,7 +140,10 @@ def daemon_view(state_dir: str) -> Tuple[Optional[Dict[str, Any]], Optional[floa
         return None, None
     mtime = st.st_mtime
     record = data.get("maintenance") if isinstance(data, dict) else None
-    return (record if isinstance(record, dict) else None), mtime
+    if not isinstance(record, dict):
+        return None, mtime
+    # The engine keeps held events as events; people and --json read them in words.
+    return dict(record, events=held_lines_json(record.get("events"))), mtime
 
 
 def _applied(state_dir: str, request: Maintenance, now: float) -> bool:

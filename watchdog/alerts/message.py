@@ -6,9 +6,10 @@ node's role and the first step that fits the failure (watchdog.alerts.advice). T
 `title` is stable per node and check (`[mail1] replay_lag`): incidents (PagerDuty's dedup
 key), digests and the outbox key on it; `subject` is what chat and email show, the stable
 title followed by what is wrong (`[mail1] replay_lag CRITICAL: replay lag 6m52s`). The
-apprise notify type carries the meaning (warning, failure, success, info). Ids are
-deterministic (node, check, kind, transition time) so a replayed cycle re-creates the same
-id. The full numbers stay in `--once --json` and the metrics, not in the alert.
+apprise notify type carries the meaning (warning, failure, success, info). The ids made
+here are (node, check, kind, transition time); watchdog.alerts.compose, which calls these
+builders for the engine's events, adds the event's sequence number. The full numbers stay
+in `--once --json` and the metrics, not in the alert.
 
 Pure: no clock, no I/O; times are parameters and are printed in UTC.
 """

@@ -10,7 +10,7 @@ Pure: no clock, no I/O; times are parameters and are printed in UTC.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from watchdog.alerts.message import format_time
 from watchdog.alerts.notification import (
@@ -24,6 +24,10 @@ from watchdog.alerts.notification import (
     make_id,
     title_for,
 )
+from watchdog.core.events import StillOpen
+from watchdog.core.maintenance import Maintenance
+from watchdog.core.state import ClosedIncident, MaintenanceRecord, RoleChangeSeen
+from watchdog.model import CheckResult
 from watchdog.units import format_duration
 
 MAINTENANCE_TITLE = "maintenance"  # "[mail1] maintenance"
@@ -32,21 +36,11 @@ DAILY_TITLE = "daily report"  # "[mail1] daily report"
 LATE_AFTER = 600.0
 
 
-class StillOpen(NamedTuple):
-    """An incident open when maintenance ended (or when a report is written)."""
-
-    check: str
-    level: str
-    since: float
-    summary: str
-    paging: bool = False  # a page goes out now (it was held back during maintenance)
-
-
 def _role(role: Optional[str]) -> str:
     return f"the {role}" if role in ("primary", "secondary") else "of unknown role"
 
 
-def _open_line(item: Any, now: float) -> str:
+def _open_line(item: StillOpen, now: float) -> str:
     text = (
         f"- {item.check} {item.level} since {format_time(item.since)} "
         f"({format_duration(max(0.0, now - item.since))})"
@@ -71,7 +65,7 @@ def _info(node: str, kind: str, title: str, body: str, now: float, id_parts: Seq
 # ---------------------------------------------------------------- maintenance
 
 
-def maintenance_started(node: str, m: Any, now: float, open_now: Sequence[Any],
+def maintenance_started(node: str, m: Maintenance, now: float, open_now: Sequence[StillOpen],
                         role: Optional[str] = None) -> Notification:
     """One message when maintenance begins: who asked, why, until when, what is open."""
     lines = [
@@ -92,7 +86,7 @@ def maintenance_started(node: str, m: Any, now: float, open_now: Sequence[Any],
                  (MAINTENANCE_TITLE, "start", m.id))
 
 
-def maintenance_changed(node: str, m: Any, now: float) -> Notification:
+def maintenance_changed(node: str, m: Maintenance, now: float) -> Notification:
     """The running maintenance got a new end or reason (`maintenance on` again)."""
     body = (
         f"MAINTENANCE CHANGED: {node} is now in maintenance until {format_time(m.until)} "
@@ -103,7 +97,7 @@ def maintenance_changed(node: str, m: Any, now: float) -> Notification:
                  (MAINTENANCE_TITLE, "change", m.id, m.until, m.reason))
 
 
-def maintenance_ended(node: str, record: Any, how: str, ended: float, now: float,
+def maintenance_ended(node: str, record: MaintenanceRecord, how: str, ended: float, now: float,
                       still_open: Sequence[StillOpen], role: Optional[str] = None) -> Notification:
     """One message when maintenance ends: what happened meanwhile, what is still open."""
     lines = [
@@ -141,12 +135,12 @@ def daily(
     now: float,
     due: float,
     role: Optional[str],
-    checks: Sequence[Any],
-    open_now: Sequence[Any],
-    closed: Sequence[Any],
-    role_changes: Sequence[Any],
+    checks: Sequence[CheckResult],
+    open_now: Sequence[StillOpen],
+    closed: Sequence[ClosedIncident],
+    role_changes: Sequence[RoleChangeSeen],
     undelivered: Sequence[str],
-    maintenance: Optional[Any] = None,
+    maintenance: Optional[Maintenance] = None,
 ) -> Notification:
     """The daily report: silence means something only if a healthy node says so daily.
 

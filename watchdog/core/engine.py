@@ -1,11 +1,15 @@
-"""The per-cycle decision: raw check results in, notifications out (incidents).
+"""The per-cycle decision: raw check results in, events out (incidents).
 
 Why a separate, pure engine: every alerting rule (debounce, escalation, flapping, reminders,
 role changes, backup holds) lives here, driven by `now` (wall-clock epoch seconds) so it can
 be tested with plain numbers and its whole state persisted as JSON after each cycle. After a
 SIGKILL and a restart the daemon loads the state: an open problem is not paged again and its
-recovery is still sent. Notification ids depend only on (node, check, kind, transition time)
-so a cycle replayed after a crash produces the same ids (the outbox drops duplicates).
+recovery is still sent. It emits typed events (watchdog.core.events), never words:
+watchdog.alerts.compose writes the notifications. Each event is numbered per subject (check,
+role, maintenance) from counters kept in the state, so notification ids are unique, and a
+cycle replayed after a crash (from the state written before it) produces the same ids (the
+outbox drops duplicates).
+The rules of one check live in incidents.py, maintenance in quiet.py, the state in state.py.
 
 Per check, an *incident* is what the outside world has been told: opened by PROBLEM (or
 FLAPPING), changed by ESCALATION / DEESCALATION, closed by RECOVERY or NO_LONGER_APPLIES.
@@ -36,55 +40,43 @@ Rules beyond plain debounce:
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field
+import dataclasses
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from watchdog.alerts import message, summaries
-from watchdog.alerts.message import Facts
-from watchdog.alerts.notification import (
-    DEESCALATION,
-    ESCALATION,
-    NO_LONGER_APPLIES,
-    PROBLEM,
-    RECOVERY,
-    Notification,
-)
 from watchdog.config import Config
 from watchdog.core import daily
-from watchdog.core.debounce import (
-    CRITICAL,
-    LEVELS,
-    OK,
-    UNKNOWN,
-    WARNING,
-    Debounce,
-    Timing,
-    confirm_at,
-    rank,
-    step,
-    worse,
+from watchdog.core.events import (
+    NO_LONGER_APPLIES,
+    RECOVERY,
+    REMINDER,
+    CheckEvent,
+    RoleChanged,
+    StillFlapping,
+    StillOpen,
 )
+from watchdog.core.incidents import HOLDABLE, SELF_RELAXING, Event  # noqa: F401 - re-exported
 from watchdog.core.maintenance import Maintenance
+from watchdog.core.quiet import MAX_MAINTENANCE_EVENTS, MaintenanceRules  # noqa: F401
+from watchdog.core.state import (  # noqa: F401 - re-exported: the state's old import path
+    STATE_VERSION,
+    CheckState,
+    ClosedIncident,
+    EngineState,
+    HeldEvent,
+    Incident,
+    MaintenanceEvent,
+    MaintenanceRecord,
+    RoleChangeSeen,
+    _jsonable,
+)
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
 from watchdog.core.windows import relaxations as _relaxations
-from watchdog.model import REPLAY_LAG, CheckResult, Failure, Role, Status
-from watchdog.units import format_duration
+from watchdog.model import CheckResult, Role
 
-STATE_VERSION = 1
 DAY = 86400.0
 # Closed incidents and role changes are kept this long (the daily message shows one day).
 HISTORY_KEEP = 2 * DAY
-# Events kept per maintenance for its end message; more are only counted.
-MAX_MAINTENANCE_EVENTS = 100
-
-# Checks that apply relaxed limits themselves when called with relaxed=True (their own hard
-# ceiling included): the engine never holds their results.
-SELF_RELAXING = frozenset({REPLAY_LAG})
-# Confirmed levels a relaxation may hold back.
-HOLDABLE = (WARNING, UNKNOWN)
 _ROLES = tuple(r.value for r in Role)
 
 
@@ -96,341 +88,11 @@ class OpenProblem(NamedTuple):
     since: float
 
 
-# ---------------------------------------------------------------- persisted state
-
-
-def _num(value: Any, default: Optional[float] = None) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    value = float(value)
-    return value if math.isfinite(value) else default
-
-
-def _level(value: Any, default: Optional[str] = None) -> Optional[str]:
-    return value if value in LEVELS else default
-
-
-def _jsonable(details: Any) -> Dict[str, Any]:
-    """Details as plain JSON (anything odd becomes its str)."""
-    if not isinstance(details, Mapping):
-        return {}
-    try:
-        return json.loads(json.dumps(dict(details), default=str))
-    except (TypeError, ValueError):
-        return {str(k): str(v) for k, v in details.items()}
-
-
-@dataclass
-class Incident:
-    """What the outside world has been told about one check's current problem."""
-
-    level: str
-    since: float  # when the problem began (its first bad sample)
-    peak: str  # worst level notified: follow-ups route to whoever got that
-    last_sent: float  # time of the last notification about it (reminders count from here)
-    flapping: bool = False
-    flap_since: Optional[float] = None
-    flap_levels: List[str] = field(default_factory=list)
-    # The level the outside world was last told (None: never paged, opened in maintenance).
-    told: Optional[str] = None
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "level": self.level,
-            "told": self.told,
-            "since": self.since,
-            "peak": self.peak,
-            "last_sent": self.last_sent,
-            "flapping": self.flapping,
-            "flap_since": self.flap_since,
-            "flap_levels": list(self.flap_levels),
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> Optional[Incident]:
-        if not isinstance(data, dict):
-            return None
-        level = _level(data.get("level"))
-        since = _num(data.get("since"))
-        if level is None or level == OK or since is None:
-            return None
-        flap_levels = data.get("flap_levels")
-        if not isinstance(flap_levels, list):
-            flap_levels = []
-        flapping = bool(data.get("flapping", False))
-        flap_since = _num(data.get("flap_since"))
-        if flapping and flap_since is None:
-            flapping = False
-        return cls(
-            level=level,
-            since=since,
-            peak=_level(data.get("peak"), level) or level,
-            last_sent=_num(data.get("last_sent"), since) or since,
-            flapping=flapping,
-            flap_since=flap_since,
-            flap_levels=[x for x in flap_levels if x in LEVELS],
-            # States written before maintenance existed: everything open had been paged.
-            told=_level(data.get("told")) if "told" in data else level,
-        )
-
-
-@dataclass
-class CheckState:
-    """One check: its debounce, the latest result it saw, its incident, a held problem and the
-    recent notified transitions (for flapping)."""
-
-    debounce: Debounce = field(default_factory=Debounce)
-    status: str = OK
-    summary: str = ""
-    details: Dict[str, Any] = field(default_factory=dict)
-    incident: Optional[Incident] = None
-    held: Optional[Dict[str, Any]] = None  # {"reason": str, "since": float}
-    history: List[List[Any]] = field(default_factory=list)  # [time, old level, new level]
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "debounce": self.debounce.to_json(),
-            "status": self.status,
-            "summary": self.summary,
-            "details": self.details,
-            "incident": self.incident.to_json() if self.incident else None,
-            "held": self.held,
-            "history": self.history,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> CheckState:
-        if not isinstance(data, dict):
-            raise ValueError("check state is not an object")
-        held = data.get("held")
-        if not (isinstance(held, dict) and isinstance(held.get("reason"), str)):
-            held = None
-        else:
-            held = {"reason": held["reason"], "since": _num(held.get("since"))}
-        history = []
-        raw_history = data.get("history")
-        for item in raw_history if isinstance(raw_history, list) else []:
-            if (
-                isinstance(item, list)
-                and len(item) == 3
-                and _num(item[0]) is not None
-                and item[1] in LEVELS
-                and item[2] in LEVELS
-            ):
-                history.append([float(item[0]), item[1], item[2]])
-        summary = data.get("summary")
-        return cls(
-            debounce=Debounce.from_json(data.get("debounce")),
-            status=_level(data.get("status"), OK) or OK,
-            summary=summary if isinstance(summary, str) else "",
-            details=_jsonable(data.get("details")),
-            incident=Incident.from_json(data.get("incident")),
-            held=held,
-            history=history,
-        )
-
-
-class ClosedIncident(NamedTuple):
-    """An incident that ended: what the daily message lists."""
-
-    check: str
-    worst: str  # the worst level it reached
-    since: float
-    until: float
-    closed: str  # "recovered" or "no longer applies" (role changed)
-    paged: bool  # False: it began and ended during maintenance
-
-    def valid(self) -> bool:
-        return (
-            isinstance(self.check, str)
-            and self.worst in LEVELS
-            and _num(self.since) is not None
-            and _num(self.until) is not None
-            and isinstance(self.closed, str)
-            and isinstance(self.paged, bool)
-        )
-
-
-class RoleChangeSeen(NamedTuple):
-    at: float
-    old: str
-    new: str
-
-    def valid(self) -> bool:
-        return _num(self.at) is not None and self.old in _ROLES and self.new in _ROLES
-
-
-class MaintenanceEvent(NamedTuple):
-    """One notification that came up during maintenance (held back unless `sent`)."""
-
-    at: float
-    kind: str
-    check: Optional[str]
-    severity: str
-    line: str  # the first line of its body
-    sent: bool
-
-    def valid(self) -> bool:
-        return _num(self.at) is not None and isinstance(self.kind, str) and isinstance(
-            self.line, str
-        )
-
-
-@dataclass
-class MaintenanceRecord:
-    """A maintenance as the engine applies it: the request's facts and what happened."""
-
-    id: str
-    reason: str
-    by: str
-    started: float
-    until: float
-    events: List[MaintenanceEvent] = field(default_factory=list)
-    dropped: int = 0  # events beyond MAX_MAINTENANCE_EVENTS (counted, not kept)
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "id": self.id,
-            "reason": self.reason,
-            "by": self.by,
-            "started": self.started,
-            "until": self.until,
-            "events": [e._asdict() for e in self.events],
-            "dropped": self.dropped,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> Optional[MaintenanceRecord]:
-        if not isinstance(data, dict):
-            return None
-        texts = [data.get(k) for k in ("id", "reason", "by")]
-        started, until = _num(data.get("started")), _num(data.get("until"))
-        if not all(isinstance(t, str) for t in texts) or started is None or until is None:
-            return None
-        dropped = data.get("dropped")
-        return cls(
-            id=texts[0],
-            reason=texts[1],
-            by=texts[2],
-            started=started,
-            until=until,
-            events=_records(MaintenanceEvent, data.get("events")),
-            dropped=dropped if isinstance(dropped, int) and not isinstance(dropped, bool) else 0,
-        )
-
-
-@dataclass
-class EngineState:
-    """Everything the engine remembers between cycles (and across restarts), as JSON."""
-
-    version: int = STATE_VERSION
-    role: Optional[str] = None
-    role_since: Optional[float] = None
-    role_pending: Optional[str] = None
-    role_pending_since: Optional[float] = None
-    last_known_role: Optional[str] = None
-    checks: Dict[str, CheckState] = field(default_factory=dict)
-    relax_memory: Dict[str, Any] = field(default_factory=dict)
-    # The maintenance in effect as this engine applies it (see MaintenanceRecord), or None.
-    maintenance: Optional[MaintenanceRecord] = None
-    # Closed incidents and role changes of the last HISTORY_KEEP seconds (daily message).
-    history: List[ClosedIncident] = field(default_factory=list)
-    role_changes: List[RoleChangeSeen] = field(default_factory=list)
-    # The daily message: when it is next due, and the schedule that computed it.
-    digest_next: Optional[float] = None
-    digest_schedule: Optional[str] = None
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "version": self.version,
-            "role": self.role,
-            "role_since": self.role_since,
-            "role_pending": self.role_pending,
-            "role_pending_since": self.role_pending_since,
-            "last_known_role": self.last_known_role,
-            "checks": {name: cs.to_json() for name, cs in sorted(self.checks.items())},
-            "relax_memory": dict(self.relax_memory),
-            "maintenance": self.maintenance.to_json() if self.maintenance else None,
-            "history": [h._asdict() for h in self.history],
-            "role_changes": [r._asdict() for r in self.role_changes],
-            "digest_next": self.digest_next,
-            "digest_schedule": self.digest_schedule,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any, lost: Optional[List[str]] = None) -> EngineState:
-        """Tolerant: a corrupt or foreign state gives a fresh state (or drops the bad parts),
-        never an exception; an unknown version gives a fresh state. What could not be kept is
-        appended to `lost` (one phrase each), so the caller can say it: a check whose state
-        is lost may page again for a problem it had already reported."""
-        lost = [] if lost is None else lost
-        if not isinstance(data, dict):
-            lost.append(f"the whole state (a JSON {type(data).__name__}, not an object)")
-            return cls()
-        if data.get("version") != STATE_VERSION:
-            version = data.get("version")
-            lost.append(f"the whole state (version {str(version)[:40]!r}, expected {STATE_VERSION})")
-            return cls()
-        state = cls()
-        role = data.get("role")
-        if role is not None and role not in _ROLES:
-            lost.append("the role")
-        if role in _ROLES:
-            state.role = role
-            state.role_since = _num(data.get("role_since"))
-            pending = data.get("role_pending")
-            pending_since = _num(data.get("role_pending_since"))
-            if pending in _ROLES and pending != role and pending_since is not None:
-                state.role_pending, state.role_pending_since = pending, pending_since
-            known = data.get("last_known_role")
-            if known in (Role.PRIMARY.value, Role.SECONDARY.value):
-                state.last_known_role = known
-        checks = data.get("checks")
-        if checks is not None and not isinstance(checks, dict):
-            lost.append("the state of every check")
-        for name, raw in checks.items() if isinstance(checks, dict) else ():
-            if not isinstance(name, str):
-                continue
-            try:
-                state.checks[name] = CheckState.from_json(raw)
-            except (TypeError, ValueError, KeyError, AttributeError):
-                lost.append(f"the state of check {name[:60]!r}")
-                continue
-            incident = raw.get("incident") if isinstance(raw, dict) else None
-            if incident is not None and state.checks[name].incident is None:
-                lost.append(f"the open incident of check {name[:60]!r}")
-        memory = data.get("relax_memory")
-        if isinstance(memory, dict):
-            state.relax_memory = {
-                k: v for k, v in memory.items() if isinstance(k, str) and _num(v) is not None
-            }
-        state.maintenance = MaintenanceRecord.from_json(data.get("maintenance"))
-        state.history = _records(ClosedIncident, data.get("history"))
-        state.role_changes = _records(RoleChangeSeen, data.get("role_changes"))
-        state.digest_next = _num(data.get("digest_next"))
-        schedule = data.get("digest_schedule")
-        state.digest_schedule = schedule if isinstance(schedule, str) else None
-        return state
-
-
-def _records(cls: Any, items: Any) -> List[Any]:
-    """NamedTuples from JSON objects: each field typed as its default says; bad items dropped."""
-    out = []
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, dict):
-            continue
-        try:
-            out.append(cls(**{k: item[k] for k in cls._fields}))
-        except (KeyError, TypeError):
-            continue
-    return [r for r in out if r.valid()]
-
-
 # ---------------------------------------------------------------- the engine
 
 
-class Engine:
-    """Feed it one cycle at a time; it returns the notifications to send."""
+class Engine(MaintenanceRules):
+    """Feed it one cycle at a time; it returns the events to tell (core.events)."""
 
     def __init__(self, cfg: Config, state: Optional[EngineState] = None):
         self.cfg = cfg
@@ -460,10 +122,10 @@ class Engine:
                 out.append(OpenProblem(name, cs.incident.level, cs.incident.since))
         return out
 
-    def open_incidents(self) -> List[summaries.StillOpen]:
+    def open_incidents(self) -> List[StillOpen]:
         """Open incidents with their latest summary (for the maintenance and daily messages)."""
         return [
-            summaries.StillOpen(name, cs.incident.level, cs.incident.since, cs.summary)
+            StillOpen(name, cs.incident.level, cs.incident.since, cs.summary)
             for name, cs in sorted(self.state.checks.items())
             if cs.incident is not None
         ]
@@ -477,7 +139,7 @@ class Engine:
         results: Sequence[CheckResult],
         relaxations: Mapping[str, Relaxation],
         maintenance: Optional[Maintenance] = None,
-    ) -> List[Notification]:
+    ) -> List[Event]:
         """One cycle: this role's raw results (and relaxations) at `now`.
 
         `maintenance` is the current request (or None). While it is active every
@@ -507,18 +169,33 @@ class Engine:
             if name not in seen and cs.incident is None:
                 del self.state.checks[name]
 
-        produced.extend(self._reminders(now, {n.check for n in produced}))
+        produced.extend(self._reminders(now, {getattr(e, "check", None) for e in produced}))
         self._prune(now)
         if not silenced:
             for cs in self.state.checks.values():
                 if cs.incident is not None:
                     cs.incident.told = cs.incident.level
-            return out + produced
-        for note in produced:
-            sent = note.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(note.check)
-            self._record_event(note, bool(sent))
+            return self._numbered(out + produced)
+        for event in produced:
+            check = getattr(event, "check", None)
+            sent = event.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(check)
+            self._record_event(event, bool(sent))
             if sent:
-                out.append(note)
+                out.append(event)
+        return self._numbered(out)
+
+    def _numbered(self, events: List[Event]) -> List[Event]:
+        """Each event gets the next number of its subject (its check, the role, maintenance),
+        which its notification id includes: unique even for two transitions of one check in
+        one instant, the same when a cycle is replayed from the same state (a crash before
+        the state was written). ":" never occurs in a check name."""
+        out = []
+        for e in events:
+            if isinstance(e, CheckEvent):
+                subject = e.check
+            else:
+                subject = ":role" if isinstance(e, RoleChanged) else ":maintenance"
+            out.append(dataclasses.replace(e, seq=self.state.next_seq(subject)))
         return out
 
     def deadlines(self) -> List[float]:
@@ -526,9 +203,9 @@ class Engine:
         the daemon runs a cycle then, so the grace, not the interval, sets the delay."""
         return sorted(self._due.values())
 
-    def _reminders(self, now: float, touched: Any) -> List[Notification]:
+    def _reminders(self, now: float, touched: Any) -> List[Event]:
         renotify = float(self.cfg.alerts.renotify or 0.0)
-        out: List[Notification] = []
+        out: List[Event] = []
         if renotify <= 0:
             return out
         for name, cs in sorted(self.state.checks.items()):
@@ -537,33 +214,15 @@ class Engine:
                 continue
             due = incident.last_sent + renotify
             if now >= due:
-                notes = []
-                if incident.flapping:
-                    notes.append(
-                        "Still flapping between " + message.join_and(incident.flap_levels) + "."
-                    )
-                out.append(
-                    message.reminder(
-                        self._facts(name, cs),
-                        incident.level,
-                        incident.since,
-                        now,
-                        due,
-                        message.severity_for(incident.peak),
-                        notes,
-                    )
-                )
+                reasons = (StillFlapping(tuple(incident.flap_levels)),) if incident.flapping else ()
+                out.append(self._event(
+                    REMINDER, name, cs, now, due, incident.since, incident.level,
+                    peak=incident.peak, reasons=reasons,
+                ))
                 incident.last_sent = now
         return out
 
     # -- history (the daily message)
-
-    def _closed(self, name: str, incident: Incident, until: float, how: str) -> None:
-        self.state.history.append(
-            ClosedIncident(
-                name, incident.peak, incident.since, until, how, incident.told is not None
-            )
-        )
 
     def _prune(self, now: float) -> None:
         st = self.state
@@ -602,98 +261,9 @@ class Engine:
         st.digest_next = daily.next_at(now, digest.at, digest.timezone)
         return due
 
-    # -- maintenance
-
-    def _record_event(self, note: Notification, sent: bool) -> None:
-        record = self.state.maintenance
-        if record is None:
-            return
-        if len(record.events) >= MAX_MAINTENANCE_EVENTS:
-            record.dropped += 1
-            return
-        record.events.append(
-            MaintenanceEvent(
-                note.created, note.kind, note.check, note.severity, message.headline(note), sent
-            )
-        )
-
-    def _maintenance_edges(
-        self, now: float, request: Optional[Maintenance], active: bool
-    ) -> List[Notification]:
-        """Start, change or end of a maintenance, as seen at this cycle."""
-        st = self.state
-        out: List[Notification] = []
-        record = st.maintenance
-        if record is not None and not (active and request is not None and request.id == record.id):
-            out.extend(self._end_maintenance(now, record, request))
-            record = None
-        if not active or request is None:
-            return out
-        if record is None:
-            st.maintenance = MaintenanceRecord(
-                request.id, request.reason, request.by, request.started, request.until
-            )
-            out.append(
-                summaries.maintenance_started(
-                    self.node, request, now, self.open_incidents(), self.state.role
-                )
-            )
-        elif (record.until, record.reason) != (request.until, request.reason):
-            record.until, record.reason = request.until, request.reason
-            out.append(summaries.maintenance_changed(self.node, request, now))
-        return out
-
-    def _end_maintenance(
-        self, now: float, record: MaintenanceRecord, request: Optional[Maintenance]
-    ) -> List[Notification]:
-        """One summary of what happened, then the pages still-open problems need."""
-        if request is not None and request.id == record.id:
-            how, ended = request.how_it_ended(now), request.end_time()
-        elif request is None:
-            how, ended = "its request was removed", now
-        else:
-            how, ended = "replaced by a new request", now
-        ended = min(ended, now)
-        pages: List[Notification] = []
-        still_open: List[summaries.StillOpen] = []
-        note = message.maintenance_note(record.reason, record.started, ended)
-        for name, cs in sorted(self.state.checks.items()):
-            incident = cs.incident
-            if incident is None:
-                continue
-            page = self._catch_up(name, cs, incident, now, note)
-            if page is not None:
-                pages.append(page)
-            still_open.append(
-                summaries.StillOpen(name, incident.level, incident.since, cs.summary, page is not None)
-            )
-        self.state.maintenance = None
-        summary = summaries.maintenance_ended(
-            self.node, record, how, ended, now, still_open, self.state.role
-        )
-        return [summary] + pages
-
-    def _catch_up(
-        self, name: str, cs: CheckState, incident: Incident, now: float, note: str
-    ) -> Optional[Notification]:
-        """The notification that tells the world an incident's level it was not told."""
-        told, level = incident.told, incident.level
-        incident.told = level
-        if told == level:
-            return None
-        facts = self._facts(name, cs)
-        incident.last_sent = now
-        if told is None:
-            return message.problem(facts, level, incident.since, now, incident.since, [note])
-        at = cs.debounce.confirmed_since or now
-        build = message.escalation if rank(level) > rank(told) else message.deescalation
-        return build(
-            facts, told, level, incident.since, now, at, message.severity_for(incident.peak), [note]
-        )
-
     # -- roles
 
-    def _observe_role(self, now: float, role: Role, seen: Mapping[str, Any]) -> List[Notification]:
+    def _observe_role(self, now: float, role: Role, seen: Mapping[str, Any]) -> List[Event]:
         st = self.state
         value = role.value
         if st.role is None:
@@ -713,7 +283,7 @@ class Engine:
         old, at = st.role, st.role_pending_since
         st.role, st.role_since = value, at
         st.role_pending = st.role_pending_since = None
-        out: List[Notification] = []
+        out: List[Event] = []
         if not (old == Role.UNKNOWN.value and st.last_known_role is None):
             graces = []
             if role != Role.UNKNOWN:
@@ -722,7 +292,7 @@ class Engine:
                     if grace > 0:
                         graces.append((name, grace))
             out.append(
-                message.role_change(self.node, old, value, at, now, st.last_known_role, graces)
+                RoleChanged(self.node, old, value, at, now, st.last_known_role, tuple(graces))
             )
             st.role_changes.append(RoleChangeSeen(at, old, value))
         if role != Role.UNKNOWN:
@@ -734,248 +304,9 @@ class Engine:
                     continue
                 incident = cs.incident
                 self._closed(name, incident, at, "no longer applies")
-                out.append(
-                    message.no_longer_applies(
-                        self._facts(name, cs, previous_known),
-                        incident.level,
-                        incident.since,
-                        now,
-                        at,
-                        previous_known,
-                        value,
-                        message.severity_for(incident.peak),
-                    )
-                )
+                out.append(self._event(
+                    NO_LONGER_APPLIES, name, cs, now, at, incident.since, incident.level,
+                    old=incident.level, peak=incident.peak, role=previous_known, new_role=value,
+                ))
                 del st.checks[name]
         return out
-
-    # -- one check
-
-    def _timing(self, name: str) -> Timing:
-        return Timing.of(self.cfg.check(name))  # None (not a check): Timing()
-
-    def _facts(self, name: str, cs: CheckState, role: Optional[str] = None) -> Facts:
-        return message.Facts(
-            node=self.node,
-            check=name,
-            role=role or self.state.role or Role.UNKNOWN.value,
-            status=cs.status,
-            summary=cs.summary,
-            details=cs.details,
-        )
-
-    def _quiet_for(self, timing: Timing, level: str) -> float:
-        daemon = self.cfg.daemon
-        floor = float(daemon.flap_window) / max(2, int(daemon.flap_changes))
-        hold = timing.recover_for if level == OK else timing.for_
-        return max(hold, floor)
-
-    def _role_changed_at(self, role: Role) -> Optional[float]:
-        """When this node's current role was first seen after a real role change (one a
-        ROLE CHANGE is or will be sent for); None in the first role ever recorded."""
-        st = self.state
-        if st.role_pending == role.value and st.role_pending_since is not None:
-            if st.role == Role.UNKNOWN.value and st.last_known_role is None:
-                return None
-            return st.role_pending_since
-        if st.role == role.value and st.role_changes and st.role_changes[-1].new == role.value:
-            return st.role_changes[-1].at
-        return None
-
-    def _grace_note(
-        self,
-        name: str,
-        timing: Timing,
-        failure: Optional[Failure],
-        at: float,
-        role_changed_at: Optional[float],
-    ) -> Optional[str]:
-        """Why a MISSING problem paged only now: the grace it outlasted."""
-        if failure != Failure.MISSING:
-            return None
-        steady = at + max(timing.for_, timing.reconnect_grace)
-        if role_changed_at is not None and role_changed_at + timing.role_change_grace > steady:
-            return (
-                f"Still missing {format_duration(timing.role_change_grace)} after this node's "
-                f"role change at {message.format_time(role_changed_at)} "
-                f"({name}.role_change_grace)."
-            )
-        if timing.reconnect_grace > timing.for_:
-            return (
-                f"Missing for longer than {name}.reconnect_grace "
-                f"({format_duration(timing.reconnect_grace)}): not a reconnect."
-            )
-        return None
-
-    def _observe_check(
-        self, now: float, role: Role, name: str, result: CheckResult, relax: Relaxation
-    ) -> List[Notification]:
-        cs = self.state.checks.get(name)
-        if cs is None:
-            cs = self.state.checks[name] = CheckState()
-        timing = self._timing(name)
-        try:
-            status = Status(result.status)
-        except ValueError:
-            status = Status.UNKNOWN
-        failure = getattr(result, "failure", None)
-        if not isinstance(failure, Failure):
-            failure = None
-        role_changed_at = self._role_changed_at(role) if failure is not None else None
-        cs.status = status.label
-        cs.summary = str(result.summary)
-        cs.details = _jsonable(result.details)
-        cs.debounce, _change = step(cs.debounce, now, status, timing, failure, role_changed_at)
-        db = cs.debounce
-        if (
-            failure == Failure.MISSING
-            and db.pending
-            and db.level not in (None, OK)
-            and db.streak_since is not None
-        ):
-            self._due[name] = confirm_at(
-                db.streak_since, str(db.level), db.unknown_only, timing, failure, role_changed_at
-            )
-        target = db.confirmed
-        if target is None or db.confirmed_since is None:
-            return []
-        facts = self._facts(name, cs, role.value)
-        incident = cs.incident
-
-        after_flapping = False
-        if incident is not None and incident.flapping:
-            if not self._flap_settled(db, incident, now, timing):
-                return []
-            incident.flapping = False
-            cs.history = []
-            after_flapping = True
-
-        notes: List[str] = []
-        if after_flapping:
-            notes.append(
-                f"Stable again after flapping between {message.join_and(incident.flap_levels)}."
-            )
-        if target != OK:
-            if relax.active and name in SELF_RELAXING:
-                notes.append(message.relaxed_note(relax.reason, relax.since))
-            elif relax.active and target == CRITICAL:
-                notes.append(message.ceiling_note(relax.reason, relax.since))
-            elif relax.expired:
-                notes.append(message.expired_note(relax.reason))
-
-        holding = relax.active and name not in SELF_RELAXING and target in HOLDABLE
-        if holding and incident is None:
-            if cs.held is None:
-                cs.held = {"reason": relax.reason, "since": relax.since if relax.since else now}
-            return []
-        if holding and incident is not None and rank(target) > rank(incident.level):
-            return []  # no escalation to a holdable level while relaxed
-
-        if target == OK:
-            cs.held = None
-            if incident is None:
-                return []
-            kind = RECOVERY
-        elif incident is None:
-            kind = PROBLEM
-            if cs.held is not None and not relax.active:
-                released = (
-                    "backup.max_duration was reached" if relax.expired else "the relaxation ended"
-                )
-                notes.insert(0, message.held_note(cs.held["reason"], cs.held["since"], released))
-            cs.held = None
-        elif target == incident.level:
-            return []
-        else:
-            kind = ESCALATION if rank(target) > rank(incident.level) else DEESCALATION
-
-        old_level = incident.level if incident is not None else OK
-        at = db.confirmed_since
-        worsening = kind in (PROBLEM, ESCALATION)
-        if worsening and not after_flapping and self._would_flap(cs, now):
-            return [self._start_flapping(cs, facts, now, at, old_level, target, timing)]
-        cs.history.append([now, old_level, target])
-
-        if kind in (PROBLEM, ESCALATION):
-            grace = self._grace_note(name, timing, failure, at, role_changed_at)
-            if grace is not None:
-                notes.append(grace)
-        if kind == PROBLEM:
-            cs.incident = Incident(level=target, since=at, peak=target, last_sent=now)
-            return [message.problem(facts, target, at, now, at, notes)]
-        assert incident is not None
-        peak_severity = message.severity_for(incident.peak)
-        if kind == RECOVERY:
-            cs.incident = None
-            self._closed(name, incident, at, "recovered")
-            return [
-                message.recovery(
-                    facts, incident.since, at, now, incident.peak, peak_severity, notes
-                )
-            ]
-        incident.level = target
-        incident.peak = worse(incident.peak, target)
-        incident.last_sent = now
-        build = message.escalation if kind == ESCALATION else message.deescalation
-        return [build(facts, old_level, target, incident.since, now, at, peak_severity, notes)]
-
-    # -- flapping
-
-    def _would_flap(self, cs: CheckState, now: float) -> bool:
-        """Would one more transition now be the flap_changes-th (or later) within flap_window?
-
-        Only a worsening (PROBLEM, ESCALATION) turns into FLAPPING: a recovery or
-        deescalation is still sent, so what people were told last is never worse than true.
-        """
-        window = float(self.cfg.daemon.flap_window)
-        cs.history = [h for h in cs.history if now - h[0] < window and h[0] <= now]
-        return len(cs.history) + 1 >= int(self.cfg.daemon.flap_changes)
-
-    def _start_flapping(
-        self,
-        cs: CheckState,
-        facts: Facts,
-        now: float,
-        at: float,
-        old: str,
-        new: str,
-        timing: Timing,
-    ) -> Notification:
-        levels = {old, new}
-        for _, a, b in cs.history:
-            levels.update((a, b))
-        ordered = sorted(levels, key=rank)
-        worst = ordered[-1]
-        changes = len(cs.history) + 1
-        incident = cs.incident
-        problem_severity = message.severity_for(incident.peak) if incident else None
-        if incident is None:
-            incident = cs.incident = Incident(level=worst, since=at, peak=worst, last_sent=now)
-        else:
-            incident.level = worse(incident.level, worst)
-            incident.peak = worse(incident.peak, worst)
-            incident.last_sent = now
-        incident.flapping = True
-        incident.flap_since = now
-        incident.flap_levels = ordered
-        cs.held = None
-        return message.flapping(
-            facts,
-            ordered,
-            changes,
-            float(self.cfg.daemon.flap_window),
-            self._quiet_for(timing, new),
-            incident.level,
-            incident.since,
-            now,
-            at,
-            problem_severity,
-        )
-
-    def _flap_settled(self, db: Debounce, incident: Incident, now: float, timing: Timing) -> bool:
-        if db.pending or db.level is None or db.level_since is None or incident.flap_since is None:
-            return False
-        if now <= incident.flap_since:
-            return False
-        base = max(db.level_since, incident.flap_since)
-        return now - base >= self._quiet_for(timing, db.level)

@@ -1,0 +1,94 @@
+"""watchdog.alerts.compose: events in, the words people read out."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+from watchdog.alerts import compose, message
+from watchdog.alerts.message import Facts
+from watchdog.alerts.notification import make_id
+from watchdog.core import events as ev
+from watchdog.core.maintenance import Maintenance
+from watchdog.core.state import HeldEvent, MaintenanceEvent, MaintenanceRecord
+
+T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()
+PROBLEM = ev.CheckEvent(
+    kind="problem", node="mail2", check="replay_lag", role="secondary", now=T0, at=T0 - 120,
+    since=T0 - 120, new="critical", status="critical", summary="replay lag 6m52s",
+    details={"lag_seconds": 412.0}, seq=5,
+)
+
+
+def test_a_problem_event_reads_as_the_problem_message_and_its_id_has_the_number():
+    note = compose.compose(PROBLEM)
+    facts = Facts("mail2", "replay_lag", "secondary", "critical", "replay lag 6m52s",
+                  {"lag_seconds": 412.0})
+    words = message.problem(facts, "critical", T0 - 120, T0, T0 - 120)
+    assert dataclasses.replace(note, id=words.id) == words
+    assert note.id == make_id("mail2", "replay_lag", "problem", T0 - 120, 5) != words.id
+    assert note.subject == "[mail2] replay_lag CRITICAL: replay lag 6m52s"
+    assert note.body.startswith("PROBLEM CRITICAL: replay_lag on mail2 (secondary)")
+    # Same event, another number: another id (the clock-stepped-back case); same number: same.
+    assert compose.compose(dataclasses.replace(PROBLEM, seq=6)).id != note.id
+    assert compose.compose(dataclasses.replace(PROBLEM)).id == note.id
+
+
+def test_every_reason_has_its_sentence():
+    texts = [compose.reason_text(r) for r in (
+        ev.Relaxed("backup window", T0),
+        ev.Ceiling("backup window", T0),
+        ev.RelaxationExpired("pg_dump running"),
+        ev.HeldBack("backup window", T0, False),
+        ev.HeldBack("pg_dump running", T0, True),
+        ev.HeldByMaintenance("disk swap", T0, T0 + 600),
+        ev.SettledAfterFlapping(("ok", "warning", "critical")),
+        ev.StillFlapping(("ok", "critical")),
+        ev.RoleChangeGrace("standbys", 300.0, T0),
+        ev.ReconnectGrace("standbys", 120.0),
+    )]
+    assert texts[0].startswith("Relaxed limits in effect (backup window, since 2024-06-03 12:00:00")
+    assert texts[2] == "Backup relaxation over: pg_dump running."
+    assert texts[3].endswith("still there when the relaxation ended, so it is sent now.")
+    assert "when backup.max_duration was reached" in texts[4]
+    assert texts[5].startswith("Held back by maintenance (disk swap) from 2024-06-03 12:00:00")
+    assert texts[6] == "Stable again after flapping between ok, warning and critical."
+    assert texts[7] == "Still flapping between ok and critical."
+    assert texts[8] == ("Still missing 5m00s after this node's role change at 2024-06-03 12:00:00 "
+                        "UTC (standbys.role_change_grace).")
+    assert texts[9] == "Missing for longer than standbys.reconnect_grace (2m00s): not a reconnect."
+    body = compose.compose(dataclasses.replace(PROBLEM, reasons=(ev.RelaxationExpired("x"),))).body
+    assert "Backup relaxation over: x." in body
+
+
+def test_maintenance_summaries_list_held_events_in_words_old_entries_as_they_were():
+    m = Maintenance("m1", "disk swap", "alice", T0, T0 + 3600, T0 + 3600)
+    old = MaintenanceEvent(T0 + 1, "problem", "drbd", "warning", "PROBLEM WARNING: drbd (v1)", False)
+    record = MaintenanceRecord("m1", "disk swap", "alice", T0, T0 + 3600,
+                               [old, HeldEvent(PROBLEM, False)])
+    note = compose.compose(ev.MaintenanceEnded("mail2", record, "expired", T0 + 3600,
+                                               T0 + 3600, (), "secondary", seq=9))
+    assert note.kind == "maintenance" and note.title == "[mail2] maintenance"
+    assert "- 2024-06-03 12:00:01 UTC: PROBLEM WARNING: drbd (v1) [held back]" in note.body
+    assert ("- 2024-06-03 12:00:00 UTC: PROBLEM CRITICAL: replay_lag on mail2 (secondary) "
+            "[held back]") in note.body
+    started = compose.compose(ev.MaintenanceStarted("mail2", m, T0, (), "secondary", seq=1))
+    assert started.body.startswith("MAINTENANCE ON: mail2 until 2024-06-03 13:00:00 UTC")
+    # `maintenance status` reads engine.json: both kinds of entry as one shape.
+    shown = compose.held_lines_json(record.to_json()["events"] + ["junk", {"event": {}}])
+    assert [e["line"] for e in shown] == [
+        "PROBLEM WARNING: drbd (v1)", "PROBLEM CRITICAL: replay_lag on mail2 (secondary)"]
+    assert set(shown[1]) == {"at", "kind", "check", "severity", "line", "sent"}
+
+
+def test_event_kinds_are_the_public_notification_kinds():
+    from watchdog.alerts import notification as nt
+
+    assert ev.CHECK_KINDS + (ev.ROLE_CHANGE,) == (
+        nt.PROBLEM, nt.ESCALATION, nt.DEESCALATION, nt.RECOVERY, nt.REMINDER,
+        nt.NO_LONGER_APPLIES, nt.FLAPPING, nt.ROLE_CHANGE)
+    kinds = [compose.compose(dataclasses.replace(PROBLEM, kind=k, old="warning", peak="warning",
+                                                 new_role="primary", reasons=(),
+                                                 flap=ev.Flap(("ok", "critical"), 3, 60.0, 30.0)))
+             .kind for k in ev.CHECK_KINDS]
+    assert kinds == list(ev.CHECK_KINDS)

@@ -74,4 +74,3 @@ DEDUP_SCHEMES = frozenset({"pagerduty"})
 
 def wants_subjects(url: str) -> bool:
     return not is_incident_url(url) or url_scheme(url) in DEDUP_SCHEMES
-

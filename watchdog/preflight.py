@@ -19,8 +19,9 @@ import logging
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
+from watchdog.alerts.sender import last_json_line
 from watchdog.config import Config, locate
 
 log = logging.getLogger("watchdog.preflight")
@@ -209,7 +210,7 @@ def url_findings(cfg: Config, text: str = "", check_syntax: bool = True,
                          timeout=URLCHECK_TIMEOUT, env=package_env(), input=request)
     log.debug("URL check child: %d URL(s), exit %s, %s", len(keyed), result.returncode,
               result.error or "answered")
-    answer = _last_json(result.stdout)
+    answer = last_json_line(result.stdout)
     results = answer.get("results") if answer else None
     if result.error is not None or not isinstance(results, list) or len(results) != len(keyed):
         from watchdog.alerts.delivery import redact
@@ -239,16 +240,6 @@ def url_findings(cfg: Config, text: str = "", check_syntax: bool = True,
         # PagerDuty without ?action=map: a config warning (config.pagerduty_warnings), the
         # same on every apprise (1.9.x through alerts.pagerduty_compat).
     return out.findings
-
-
-def _last_json(text: str) -> Optional[Dict[str, Any]]:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        return value if isinstance(value, dict) else None
-    return None
 
 
 # ---------------------------------------------------------------- --connect: the probes

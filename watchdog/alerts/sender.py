@@ -53,7 +53,7 @@ class AppriseSender:
                           env=_child_env(), input=request.encode("utf-8"))
         if result.error is not None:  # not started, or killed at the deadline
             return False, redact(f"send process: {result.error}")
-        answer = _last_json_line(result.stdout)
+        answer = last_json_line(result.stdout)
         if answer is None:
             said = first_line(result.stderr.strip().splitlines()[-1]) if result.stderr.strip() else ""
             return False, redact(f"send process exited {result.returncode} without an answer"
@@ -81,7 +81,8 @@ def _child_env() -> Dict[str, str]:
                         if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")})
 
 
-def _last_json_line(text: str) -> Optional[Dict[str, Any]]:
+def last_json_line(text: str) -> Optional[Dict[str, Any]]:
+    """The last line of a child's output that is a JSON object (its answer), if any."""
     for line in reversed(text.strip().splitlines()):
         try:
             value = json.loads(line)

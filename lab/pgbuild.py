@@ -63,8 +63,10 @@ class _Building:
         self.query("primary", f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN")
         self.query(
             "primary",
+            # No autovacuum on it: an autoanalyze after a test's writes commits, and a commit
+            # during an "idle primary" test voids its premise (the naive lag must grow).
             "CREATE TABLE lab_writes (id bigserial PRIMARY KEY, payload text,"
-            " at timestamptz NOT NULL DEFAULT now())",
+            " at timestamptz NOT NULL DEFAULT now()) WITH (autovacuum_enabled = off)",
         )
 
     def _make_standby(self, node: _Node, source: _Node) -> None:

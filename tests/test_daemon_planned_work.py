@@ -31,6 +31,7 @@ import pytest
 from lab.cluster import lab_node
 from lab.drbdstate import DrbdStateFile
 from lab.node import NodeDaemon
+from lab.receivers import is_about
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -101,8 +102,7 @@ def make_node(
 def titled(receiver: Any, title: str) -> List[Dict[str, Any]]:
     """Messages about `title` ("[p1] standbys"): chat titles carry a subject after the
     stable title ("[p1] standbys CRITICAL: ..."), which still starts them."""
-    return [m for m in receiver.messages
-            if m.get("title") == title or str(m.get("title", "")).startswith(title + " ")]
+    return [m for m in receiver.messages if is_about(m.get("title"), title)]
 
 
 def kinds(messages: List[Dict[str, Any]]) -> List[str]:

@@ -252,13 +252,14 @@ def test_the_public_names():
         "ha_watchdog_role",
         "ha_watchdog_check_status",
         "ha_watchdog_check_confirmed_status",
-        "ha_watchdog_replay_lag_seconds",
-        "ha_watchdog_replay_lag_bytes",
-        "ha_watchdog_standbys_streaming",
+        # each check's own families, in registry order (checks.registry.CHECKS)
         "ha_watchdog_drbd_resource_info",
         "ha_watchdog_drbd_connected",
         "ha_watchdog_drbd_uptodate",
         "ha_watchdog_drbd_sync_percent",
+        "ha_watchdog_standbys_streaming",
+        "ha_watchdog_replay_lag_seconds",
+        "ha_watchdog_replay_lag_bytes",
         "ha_watchdog_incidents_open",
         "ha_watchdog_outbox_length",
         "ha_watchdog_outbox_oldest_age_seconds",
@@ -270,3 +271,20 @@ def test_the_public_names():
         "ha_watchdog_maintenance_active",
         "ha_watchdog_maintenance_end_timestamp_seconds",
     ]
+
+
+def test_a_registered_check_brings_its_own_families(monkeypatch):
+    """The exporter takes per-check families from the registry: a new entry needs nothing
+    in metrics.py (the next checks land this way)."""
+    from watchdog.checks import registry
+    from watchdog.families import gauge
+
+    def extra(result):
+        value = [] if result is None else [((), result.details["n"])]
+        return [gauge("extra_things", "Things the extra check counted.", (), value)]
+
+    entry = registry.Check("extra", registry.ALL_ROLES, (), object, "look", None, extra)
+    monkeypatch.setattr(registry, "CHECKS", registry.CHECKS + (entry,))
+    fams = families(view(checks=[CheckResult("extra", Status.OK, "x", {"n": 3})]))
+    assert value(fams, "ha_watchdog_extra_things") == 3.0
+    assert "ha_watchdog_extra_things" not in by_name(families(view()))  # did not run: left out

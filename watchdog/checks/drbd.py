@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from watchdog.families import Family, Sample, gauge, number
 from watchdog.model import DRBD, CheckResult, Role, Status, worst
 from watchdog.probes.drbd import DrbdConnection, DrbdResource, DrbdSnapshot
 from watchdog.units import format_duration
@@ -342,3 +343,64 @@ def check_drbd(snapshot: DrbdSnapshot) -> CheckResult:
 
 
 __all__ = ["assess_resource", "check_drbd", "contradictions", "describe_resource", "detect_role", "role_and_reason"]
+
+
+# ---------------------------------------------------------------- metrics
+
+# Every DRBD format's parser reports a live link as cstate "Connected" (8.4's `cs:` word and
+# DRBD 9's connection-state alike); "Established" is a replication state, never a cstate.
+_CONNECTED = "Connected"
+_UPTODATE = "UpToDate"
+# drbd_resource_info label -> key of a details["resources"] entry (describe_resource)
+_DRBD_INFO = {"connection": "cstate", "role": "role", "peer_role": "peer_role", "disk": "disk",
+              "peer_disk": "peer_disk"}
+
+
+def metric_families(result: Optional[CheckResult]) -> List[Family]:
+    """The `ha_watchdog_drbd_*` families from this cycle's result (README "Metrics")."""
+    entries = result.details.get("resources") if result is not None else None
+    info: List[Sample] = []
+    connected: List[Sample] = []
+    uptodate: List[Sample] = []
+    synced: List[Sample] = []
+    seen = set()
+    for entry in entries if isinstance(entries, (list, tuple)) else ():
+        fields = _drbd_fields(entry)
+        if fields is None or fields["name"] in seen:
+            continue
+        name = fields["name"]
+        seen.add(name)
+        info.append(((name, *(fields[label] for label in _DRBD_INFO)), 1))
+        connected.append(((name,), fields["connection"] == _CONNECTED))
+        both = fields["disk"] == _UPTODATE and fields["peer_disk"] == _UPTODATE
+        uptodate.append(((name,), both))
+        percent = number(entry.get("sync_percent"))
+        if percent is not None and 0 <= percent <= 100:
+            synced.append(((name,), percent))
+        elif both:
+            synced.append(((name,), 100))
+    return [
+        gauge("drbd_resource_info", "DRBD resource state as words (value 1).",
+              ("resource", *_DRBD_INFO), info),
+        gauge("drbd_connected", "1 when the DRBD resource is connected to its peer.",
+              ("resource",), connected),
+        gauge("drbd_uptodate", "1 when both disks of the DRBD resource are UpToDate.",
+              ("resource",), uptodate),
+        gauge("drbd_sync_percent", "DRBD resync progress (100: in sync).", ("resource",), synced),
+    ]
+
+
+def _drbd_fields(entry: Any) -> Optional[Dict[str, str]]:
+    """The label values of one details["resources"] entry; None when it is malformed."""
+    if not isinstance(entry, dict):
+        return None
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    fields = {"name": name}
+    for label, key in _DRBD_INFO.items():
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            return None
+        fields[label] = value or ""
+    return fields

@@ -22,14 +22,16 @@ Adding a check (the next issue's disk/WAL, archiving and backup checks land this
 2. Add one `Check(...)` line to `CHECKS` below: name (a public interface: never renamed),
    the roles it runs for, the snapshots it needs (keys of `watchdog.runner.SNAPSHOTS`: a
    check needing a new kind of snapshot also needs its probe there), its section class, its
-   first-look runbook line (the command a person runs first; alerts print it).
+   first-look runbook line (the command a person runs first; alerts print it), and its
+   metrics: a function `(result or None) -> [Family]` (`watchdog.families`; the names are
+   a public interface, listed in README "Metrics"), usually `metric_families` in its module.
 3. Document the check and its keys in README.md and config.example.toml; test the check
    function (tests/test_<name>.py) and, if it does something new, a cycle through it.
 
 Nothing else changes: the runner runs it for its roles, a missing snapshot becomes UNKNOWN
 with the probe's reason, a raising check becomes UNKNOWN, the config loader accepts its
 section, `backup.checks` and windows accept its name, the engine debounces it with its
-section's timing, and alerts name its first look.
+section's timing, alerts name its first look, and the exporter shows its families.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class CheckContext:
 
 
 Evaluate = Callable[[Mapping[str, Any], Any, CheckContext], CheckResult]
+#: This cycle's result of the check (None when it did not run) -> its metric families
+#: (`watchdog.families`); a family without samples is left out of the exposition.
+Metrics = Callable[[Optional[CheckResult]], Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Check:
     section: type
     first_look: str
     evaluate: Evaluate
+    metrics: Optional[Metrics] = None
 
     def runs_for(self, role: Role) -> bool:
         return role in self.roles
@@ -129,6 +135,24 @@ def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Ch
                             canary=ctx.cfg.canary.enabled)
 
 
+def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.drbd import metric_families
+
+    return metric_families(result)
+
+
+def _standbys_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.standbys import metric_families
+
+    return metric_families(result)
+
+
+def _replay_lag_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.replay_lag import metric_families
+
+    return metric_families(result)
+
+
 # ---------------------------------------------------------------- runbook lines
 
 _DRBD_LOOK = (
@@ -148,7 +172,7 @@ SECONDARY = frozenset({Role.SECONDARY})
 
 #: Every check, in display order (a role's checks are shown in this order).
 CHECKS: Tuple[Check, ...] = (
-    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd),
+    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd, _drbd_metrics),
     Check(POSTGRES_ROLE, ALL_ROLES, ("postgres",), PostgresRoleConfig,
           'psql -c "SELECT pg_is_in_recovery()" (t on the secondary, f on the primary) and the '
           "PostgreSQL log (GreenArrow: /var/hvmail/log/postgres/)", _postgres_role),
@@ -158,12 +182,12 @@ CHECKS: Tuple[Check, ...] = (
     Check(STANDBYS, PRIMARY, ("postgres",), StandbysConfig,
           'on the primary: psql -x -c "SELECT application_name, client_addr, state, sent_lsn, '
           'flush_lsn, replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per '
-          'standby)', _standbys),
+          'standby)', _standbys, _standbys_metrics),
     Check(REPLAY_LAG, SECONDARY, ("postgres",), ReplayLagConfig,
           'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
-          _replay_lag),
+          _replay_lag, _replay_lag_metrics),
 )
 
 

@@ -50,6 +50,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.config import ReplayLagConfig
+from watchdog.families import Family, detail, gauge
 from watchdog.model import REPLAY_LAG, CheckResult, Status, worst
 from watchdog.probes.postgres import PgSnapshot, format_lsn, snapshot_details
 from watchdog.units import format_bytes, format_duration
@@ -359,3 +360,13 @@ def _process_details(snapshot: PgSnapshot) -> Optional[Dict[str, Any]]:
         return None
     return {"found": process.found, "pid": process.pid, "status": process.status,
             "state": process.state, "lsn": format_lsn(process.lsn), "error": process.error}
+
+
+def metric_families(result: Optional[CheckResult]) -> List[Family]:
+    """`ha_watchdog_replay_lag_seconds` and `_bytes` from this cycle's result."""
+    return [
+        gauge("replay_lag_seconds", "Replay lag of this standby in time (secondary).", (),
+              detail(result, "lag_seconds")),
+        gauge("replay_lag_bytes", "WAL received but not replayed yet (secondary).", (),
+              detail(result, "lag_bytes")),
+    ]

@@ -36,6 +36,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
 from watchdog.config import StandbysConfig
+from watchdog.families import Family, detail, gauge
 from watchdog.model import STANDBYS, CheckResult, Failure, Status
 from watchdog.probes.postgres import PgSnapshot, WalSender, format_lsn, snapshot_details, track
 from watchdog.units import format_bytes, format_duration
@@ -310,3 +311,9 @@ def _check_standbys(snapshot: PgSnapshot, cfg: StandbysConfig,
     return CheckResult(
         STANDBYS, Status.OK,
         f"{len(counted)} {noun} streaming (min {cfg.min_streaming}): {listing}{tail}", details)
+
+
+def metric_families(result: Optional[CheckResult]) -> List[Family]:
+    """`ha_watchdog_standbys_streaming` from this cycle's result."""
+    return [gauge("standbys_streaming", "Standbys streaming with a fresh reply (primary).", (),
+                  detail(result, "streaming"))]

@@ -435,8 +435,9 @@ def test_canary_defaults_and_limits():
 
 def test_canary_with_max_receive_age_not_above_the_interval_warns():
     cfg = parse_config('[daemon]\ninterval = "60s"\n')
-    assert any("max_receive_age (45s) is not longer than [daemon] interval (60s)" in w
-               for w in cfg.warnings), cfg.warnings
+    # located like an error; the key is not in the file, so no line
+    assert any(w.startswith("<string>: [replay_lag.max_receive_age] 45s is not longer than "
+                            "[daemon] interval (60s)") for w in cfg.warnings), cfg.warnings
     quiet = parse_config('[daemon]\ninterval = "60s"\n[canary]\nenabled = false\n')
     assert not any("max_receive_age" in w for w in quiet.warnings)
 
@@ -449,3 +450,12 @@ def test_deep_nesting_is_located_past_strings_comments_and_headers():
     assert "nested more than 32 levels" in problem.message
     shallow = problems('[drbd]\nresources = [["r0"]]\n')
     assert shallow[0].key == "drbd.resources" and "nested" not in shallow[0].message
+
+
+def test_warnings_name_the_file_the_key_and_the_line():
+    text = '[node]\nname = "a"\n\n[daemon]\ninterval = "5m"\n\n[digest]\nat = "08:00"\n'
+    warnings = parse_config(text, "/etc/x.toml").warnings
+    assert any(w.startswith("/etc/x.toml:8: [digest.at] is set but no [[alerts.targets]]")
+               for w in warnings), warnings
+    assert any(w.startswith("/etc/x.toml:5: [daemon.interval] 5m00s plus the probes'")
+               for w in warnings), warnings

@@ -99,6 +99,7 @@ def test_check_config_warns_for_a_plain_pagerduty_url_on_this_python(tmp_path):
     result = subprocess.run([str(script), "--check-config", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "warning: target 'plain' is PagerDuty without ?action=map" in result.stderr
+    assert (f"warning: {config}:3: [alerts.targets[0].url] target 'plain' is PagerDuty "
+            "without ?action=map") in result.stderr
     assert "'mapped'" not in result.stderr
     assert "Secret" not in result.stderr + result.stdout

@@ -329,7 +329,8 @@ def test_a_pagerduty_url_that_would_never_resolve_is_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr  # a warning, not an error
     # One warning, the same on every apprise (1.9.x resolves through pagerduty_compat).
     assert result.stderr.count("PagerDuty") == 1, result.stderr
-    assert "warning: target 'pd' is PagerDuty without ?action=map" in result.stderr
+    assert "[alerts.targets[0].url_file] target 'pd' is PagerDuty without ?action=map" in (
+        result.stderr)
     assert "add ?action=map to its URL" in result.stderr
     assert "apikey12345" not in result.stderr + result.stdout
     url_file.write_text("pagerduty://integrationkey1@apikey12345?action=map\n")

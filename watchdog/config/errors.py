@@ -177,8 +177,12 @@ class _Collector:
         self._index: Optional[_KeyIndex] = None
 
     def add(self, key: str, message: str) -> None:
+        self.problems.append(self.problem(key, message))
+
+    def problem(self, key: str, message: str) -> ConfigProblem:
+        """`message` about `key`, located (file, line) like an error; warnings use it too."""
         if self._index is None:
             self._index = _KeyIndex(self.text)
-        self.problems.append(ConfigProblem(self.path, key, message, self._index.locate(key)))
+        return ConfigProblem(self.path, key, message, self._index.locate(key) if key else None)
 
 

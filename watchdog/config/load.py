@@ -160,60 +160,65 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _permission_warnings(cfg: Config) -> Tuple[str, ...]:
+# A warning before it is located: (key path, or "" for the whole file; message).
+Warning = Tuple[str, str]
+
+
+def _permission_warnings(cfg: Config) -> List[Warning]:
     """Secrets must not be readable by group or others."""
     found = []
-    paths = [("config file", cfg.source)] + [
-        (f"url_file of target {t.name!r}", t.url_file) for t in cfg.alerts.targets if t.url_file
+    paths = [("", "config file", cfg.source)] + [
+        (f"alerts.targets[{i}].url_file", f"url_file of target {t.name!r}", t.url_file)
+        for i, t in enumerate(cfg.alerts.targets) if t.url_file
     ]
-    for what, path in paths:
+    for key, what, path in paths:
         try:
             mode = os.stat(path).st_mode
         except OSError:
             continue
         if mode & (stat.S_IRGRP | stat.S_IROTH):
-            found.append(
+            found.append((key,
                 f"{what} {path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
                 "it may hold alert secrets: chmod 600 it"
-            )
-    return tuple(found)
+            ))
+    return found
 
 
-def _usage_warnings(cfg: Config) -> Tuple[str, ...]:
+def _usage_warnings(cfg: Config) -> List[Warning]:
     """Valid settings that will not do what their author probably wants."""
     found = []
     if cfg.digest.at is not None and not any("info" in t.severities for t in cfg.alerts.targets):
-        found.append(
-            "[digest] at is set but no [[alerts.targets]] receives \"info\": "
+        found.append(("digest.at",
+            "is set but no [[alerts.targets]] receives \"info\": "
             "the daily message will go nowhere"
-        )
+        ))
     # The shipped unit (WatchdogSec=120) needs a completed cycle in every 60 s slot.
     cycle = cfg.drbd.timeout + max(
         cfg.services.timeout, cfg.postgres.connect_timeout + cfg.postgres.query_timeout
     )
     gap = cfg.daemon.interval + cycle
     if gap > _UNIT_WATCHDOG_SLOT:
-        found.append(
-            f"[daemon] interval ({format_duration(cfg.daemon.interval)}) plus the probes' "
+        found.append(("daemon.interval",
+            f"{format_duration(cfg.daemon.interval)} plus the probes' "
             f"deadlines ({format_duration(cycle)}) let cycles complete up to "
             f"{format_duration(gap)} apart: the shipped systemd unit (WatchdogSec=120) kills "
             f"a daemon without a completed cycle for 60s; raise WatchdogSec in a drop-in to "
             f"at least {int(math.ceil(2 * (gap + 15)))}"
-        )
+        ))
     if cfg.canary.enabled and cfg.replay_lag.max_receive_age <= cfg.daemon.interval:
-        found.append(
-            f"[replay_lag] max_receive_age ({cfg.replay_lag.max_receive_age:g}s) is not longer "
+        found.append(("replay_lag.max_receive_age",
+            f"{cfg.replay_lag.max_receive_age:g}s is not longer "
             f"than [daemon] interval ({cfg.daemon.interval:g}s): the primary writes its canary "
             "once per interval, so on an idle pair the standby's canary ages past the limit "
             "between two writes; make max_receive_age longer than the interval"
-        )
+        ))
     textfile = cfg.metrics.textfile
     if textfile and not os.path.isdir(os.path.dirname(os.path.abspath(textfile))):
-        found.append(
-            f"[metrics] textfile: directory {os.path.dirname(os.path.abspath(textfile))} "
+        found.append(("metrics.textfile",
+            f"directory {os.path.dirname(os.path.abspath(textfile))} "
             "does not exist (yet); the file is written once it does"
-        )
-    return tuple(found)
+        ))
+    return found
 
 
 def _target_url(target: AlertTarget) -> str:
@@ -237,6 +242,12 @@ def _target_url(target: AlertTarget) -> str:
 
 
 def pagerduty_warnings(cfg: Config) -> Tuple[str, ...]:
+    """PagerDuty targets whose incidents would never resolve (see `_pagerduty_warnings`),
+    as text (preflight and tools call it without a config text to locate keys in)."""
+    return tuple(message for _, message in _pagerduty_warnings(cfg))
+
+
+def _pagerduty_warnings(cfg: Config) -> List[Warning]:
     """PagerDuty targets whose incidents would never resolve.
 
     Only `?action=map` makes a RECOVERY resolve the incident its PROBLEM opened: without
@@ -246,22 +257,23 @@ def pagerduty_warnings(cfg: Config) -> Tuple[str, ...]:
     from watchdog.alerts.pagerduty_compat import url_options
 
     found = []
-    for target in cfg.alerts.targets:
+    for index, target in enumerate(cfg.alerts.targets):
+        key = f"alerts.targets[{index}].{'url_file' if target.url_file else 'url'}"
         url = _target_url(target)
         if url.split("://", 1)[0].lower() != "pagerduty" or "://" not in url:
             continue
         try:
             action = url_options(url)["action"]
         except ValueError as exc:
-            found.append(f"target {target.name!r}: {exc}: every send to it will fail")
+            found.append((key, f"target {target.name!r}: {exc}: every send to it will fail"))
             continue
         if action in (None, "trigger"):
-            found.append(
+            found.append((key,
                 f"target {target.name!r} is PagerDuty without ?action=map: each message, "
                 "RECOVERY included, raises a new trigger and no incident ever resolves; "
                 "add ?action=map to its URL (pagerduty://IntegrationKey@ApiKey?action=map)"
-            )
-    return tuple(found)
+            ))
+    return found
 
 
 # ---------------------------------------------------------------- entry points
@@ -326,7 +338,9 @@ def _from_dict(data: Dict[str, Any], path: str, out: _Collector) -> Config:
     _cross_checks(cfg, out)
     if out.problems:
         raise ConfigError(out.problems)
-    warnings = _permission_warnings(cfg) + _usage_warnings(cfg) + pagerduty_warnings(cfg)
+    # Located like errors ("file:line: [key] message"), so a person finds what to change.
+    found = _permission_warnings(cfg) + _usage_warnings(cfg) + _pagerduty_warnings(cfg)
+    warnings = tuple(str(out.problem(key, message)) for key, message in found)
     return dataclasses.replace(cfg, warnings=warnings)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
+from watchdog.checks.backup_log import BackupLogConfig
 from watchdog.config import (
     Config,
     DrbdConfig,
@@ -49,6 +50,7 @@ from watchdog.config import (
 )
 from watchdog.core.windows import NOT_RELAXED, Relaxation
 from watchdog.model import (
+    BACKUP_LOG,
     DRBD,
     POSTGRES_ROLE,
     REPLAY_LAG,
@@ -135,6 +137,12 @@ def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Ch
                             canary=ctx.cfg.canary.enabled)
 
 
+def _backup_log(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.backup_log import check_backup_log
+
+    return check_backup_log(snaps["backup_log"], section)
+
+
 def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.drbd import metric_families
 
@@ -149,6 +157,12 @@ def _standbys_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
 
 def _replay_lag_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.replay_lag import metric_families
+
+    return metric_families(result)
+
+
+def _backup_log_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.backup_log import metric_families
 
     return metric_families(result)
 
@@ -188,6 +202,10 @@ CHECKS: Tuple[Check, ...] = (
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
+    Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
+          "tail -n 40 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
+          'with "The backup is finished. No errors were detected.") and ls -l --time-style='
+          "full-iso on it (when the newest run ended)", _backup_log, _backup_log_metrics),
 )
 
 

@@ -22,7 +22,8 @@ from watchdog.checks.backup_log import (
     newest_run,
 )
 from watchdog.config import ConfigError, parse_config
-from watchdog.model import Status
+from watchdog.model import Report, Role, Status
+from watchdog.nagios import render_nagios
 from watchdog.probes.backup_log import DEFAULT_PATH, BackupLogSnapshot
 
 NOW = 1_800_000_000.0
@@ -311,3 +312,11 @@ def test_alert_numbers_and_first_step_fit_the_failure():
     assert "[backup_log] path" in first_step("backup_log", missing, "mail1", "warning", "x")
     # Odd details (from a damaged state file) cost words, never the alert.
     assert key_numbers("backup_log", {"outcome": 5, "error_lines": "x"}) == []
+
+
+def test_nagios_perfdata_has_the_backup_age_against_max_age():
+    result = check_backup_log(snap(GOOD, age=HOUR), CFG)
+    line = render_nagios(Report("mail1", Role.PRIMARY, [result]))
+    assert line.startswith("HA-WATCHDOG OK") and line.endswith("| backup_age=3600s;93600;;0")
+    missing = check_backup_log(BackupLogSnapshot(DEFAULT_PATH, False, NOW), CFG)
+    assert "|" not in render_nagios(Report("mail1", Role.PRIMARY, [missing]))

@@ -220,8 +220,8 @@ def check_backup_log(snap: BackupLogSnapshot, cfg: BackupLogConfig) -> CheckResu
         if not snap.configured:
             return CheckResult(
                 BACKUP_LOG, Status.OK,
-                f"not configured here: {path} does not exist (GreenArrow's backup has not "
-                "run on this node; set [backup_log] path if it logs elsewhere)", details)
+                f"not configured here: no {path} (set [backup_log] path if the backup "
+                "logs elsewhere)", details)
         return CheckResult(
             BACKUP_LOG, Status.WARNING,
             f"{path} does not exist: no backup has written it (a wrong [backup_log] path, "

@@ -12,7 +12,9 @@ Adding a check (the next issue's disk/WAL, archiving and backup checks land this
      decorator adds the shared debounce keys (`for`, `recover_for`, `unknown_as`,
      `unknown_for`, see `watchdog.config.CheckTiming`) with this check's defaults; declare
      its own keys with the field helpers of `watchdog.config.schema` (`_f`, `_dur`, ...), so
-     the TOML table `[<name>]` is validated (file, key path, line) like every other;
+     the TOML table `[<name>]` is validated (file, key path, line) like every other; values
+     that parse but cannot work together: a method `problems() -> [(key, reason)]` on the
+     section (the loader reports each, located);
    - a pure function `evaluate(snapshots, section, context) -> CheckResult`: `snapshots` maps
      the snapshot names the entry `needs` (all present when it is called) to the probes'
      snapshots; `context` is a `CheckContext` (role, relaxation, previous snapshots, the

@@ -223,3 +223,20 @@ def test_once_shows_it_in_the_table_and_json_with_the_exit_code(tmp_path):
     entry = checks["backup_log"]
     assert entry["status"] == "critical" and entry["details"]["outcome"] == "failure"
     assert entry["details"]["path"] == str(log)
+
+
+def test_the_configs_secrets_never_leave_through_quoted_log_lines(tmp_path):
+    password, token = "Sup3rS3cretPw", "T0kenAbcdef123456"
+    log = write(tmp_path / "b.log", (
+        f"pg_dump: error: connection to 'host=/tmp password={password}' failed\n"
+        f"curl: (22) https://hooks.example.net/services/{token} returned 500\n"
+        f"{FAILURE_LINE}\n"), age=HOUR)
+    cfg = _config(PRIMARY, f'[postgres]\ndsn = "host=/tmp password={password}"\n'
+                           f'[backup_log]\npath = "{log}"\n'
+                           '[[alerts.targets]]\nname = "chat"\n'
+                           f'url = "json://hooks.example.net/services/{token}"\n')
+    report = run_cycle(cfg, Probes(postgres=_unreachable, services=_unreachable)).report
+    (result,) = [c for c in report.checks if c.name == "backup_log"]
+    text = json.dumps(result.to_json())
+    assert result.status == Status.CRITICAL and "pg_dump: error" in text
+    assert password not in text and token not in text and "***" in text

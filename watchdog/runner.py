@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from watchdog.checks import registry
@@ -53,11 +53,20 @@ def _default_probe_postgres(cfg: Config, canary: bool = False) -> Any:
 
 
 def _default_probe_backup_log(cfg: Config) -> Any:
+    """The backup log's tail, without this config's secrets: its lines are quoted in
+    alerts, JSON and the state file, and a backup may print a connection string."""
+    from watchdog.alerts.secrets import redact
     from watchdog.checks.backup_log import BackupLogConfig
     from watchdog.probes.backup_log import probe_backup_log
+    from watchdog.redaction import dsn_secrets, scrub, url_secrets
 
     section = cfg.check("backup_log", default=BackupLogConfig)
-    return probe_backup_log(section.log_path, configured=section.path is not None)
+    snap = probe_backup_log(section.log_path, configured=section.path is not None)
+    secrets = set(dsn_secrets(cfg.postgres.dsn))
+    for url in [t.url for t in cfg.alerts.targets] + [cfg.heartbeat.url]:
+        if url:
+            secrets |= url_secrets(url)
+    return replace(snap, tail=redact(scrub(snap.tail, secrets)))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from watchdog.checks.backup_log import FAILURE_LINE, SUCCESS_LINE, BackupLogConf
 from watchdog.config import parse_config
 from watchdog.metrics import MetricsView, families
 from watchdog.model import Role, Status
-from watchdog.probes.backup_log import TAIL_BYTES, probe_backup_log
+from watchdog.probes.backup_log import DEFAULT_PATH, TAIL_BYTES, probe_backup_log
 from watchdog.runner import Probes, run_cycle
 
 HOUR = 3600.0
@@ -240,3 +240,22 @@ def test_the_configs_secrets_never_leave_through_quoted_log_lines(tmp_path):
     text = json.dumps(result.to_json())
     assert result.status == Status.CRITICAL and "pg_dump: error" in text
     assert password not in text and token not in text and "***" in text
+
+
+def test_check_config_connect_reads_the_log_once(tmp_path):
+    from watchdog.preflight import ERROR, OK, WARNING, _backup_log, _Out
+
+    def findings(extra: str):
+        out = _Out("")
+        _backup_log(_config(PRIMARY, extra), out, None)
+        return [(f.level, f.key, f.message) for f in out.findings]
+
+    if not os.path.exists(DEFAULT_PATH):  # a GreenArrow host running the suite has one
+        (absent,) = findings('[backup_log]\nenabled = true\n')
+        assert absent[0] == OK and "not configured here" in absent[2]
+    (missing,) = findings(f'[backup_log]\npath = "{tmp_path}/none.log"\n')
+    assert missing[:2] == (ERROR, "backup_log.path") and "does not exist" in missing[2]
+    failed = write(tmp_path / "b.log", FAILED_RUN, age=HOUR)
+    (seen,) = findings(f'[backup_log]\npath = "{failed}"\n')
+    assert seen[0] == WARNING and "CRITICAL: the newest backup failed" in seen[2]
+    assert findings('[backup_log]\nenabled = false\n') == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -206,13 +208,34 @@ def test_a_hung_probe_is_unknown_within_its_deadline(monkeypatch):
     assert result.summary == "backup log probe failed: TimeoutError: no answer within 0.3s"
 
 
-def test_once_shows_it_in_the_table_and_json_with_the_exit_code(tmp_path):
-    log = write(tmp_path / "b.log", FAILED_RUN, age=HOUR)
+def _once_config(tmp_path: Path, log: Path) -> Path:
     config = tmp_path / "config.toml"
     config.write_text(f'[node]\nname = "test1"\n[drbd]\nformat = "proc"\npath = "{SECONDARY}"\n'
                       f'[postgres]\ndsn = "host=/nonexistent connect_timeout=1"\n'
                       f'[backup_log]\npath = "{log}"\n')
     config.chmod(0o600)
+    return config
+
+
+def test_a_log_it_may_not_read_is_unknown_with_the_reason(tmp_path):
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root reads any file and setpriv is missing to drop privileges")
+    log = write(tmp_path / "b.log", GOOD_RUN)
+    log.chmod(0)
+    argv = [sys.executable, "-m", "watchdog", "--config", str(_once_config(tmp_path, log)),
+            "--once", "--json"]
+    if os.geteuid() == 0:  # root without the capabilities that let it read any file
+        no_dac = "-dac_override,-dac_read_search"
+        argv = ["setpriv", f"--bounding-set={no_dac}", f"--inh-caps={no_dac}", "--", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    entry = {c["name"]: c for c in json.loads(done.stdout)["checks"]}["backup_log"]
+    assert entry["status"] == "unknown", entry
+    assert entry["summary"] == f"cannot read the backup log {log}: Permission denied"
+
+
+def test_once_shows_it_in_the_table_and_json_with_the_exit_code(tmp_path):
+    log = write(tmp_path / "b.log", FAILED_RUN, age=HOUR)
+    config = _once_config(tmp_path, log)
     argv = [sys.executable, "-m", "watchdog", "--config", str(config), "--once"]
     table = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     rows = [line for line in table.stdout.splitlines() if line.startswith("backup_log ")]

@@ -88,7 +88,10 @@ def test_a_failed_run_is_critical_and_quotes_the_first_error():
         "Dumping database greenarrow",
         'pg_dump: error: connection to server on socket "/tmp/.s.PGSQL.5432" failed',
         "There was an error running backups. Please review the above output for"]
-    assert "pg_dump: error: connection" in result.summary
+    # The title's first clause names the failing line, not the banner or the context.
+    assert result.details["first_error"] == result.details["error_lines"][1]
+    assert result.summary.startswith(
+        'the newest backup failed 1h00m ago: "pg_dump: error: connection to server on socket')
     assert FAILURE_LINE in result.summary and PATH in result.summary
 
 
@@ -96,6 +99,7 @@ def test_a_failure_without_markers_quotes_the_runs_last_lines():
     result = check_backup_log(snap(["step 1", "tar: /data: Cannot open", FAILURE_LINE]), CFG)
     assert result.status == Status.CRITICAL
     assert result.details["error_lines"] == ["step 1", "tar: /data: Cannot open"]
+    assert result.details["first_error"] == "tar: /data: Cannot open"
 
 
 def test_a_run_still_writing_is_ok_until_max_run_then_critical():
@@ -105,7 +109,9 @@ def test_a_run_still_writing_is_ok_until_max_run_then_critical():
     assert "a backup is running" in running.summary
     dead = check_backup_log(snap(lines, age=9 * HOUR), CFG)
     assert dead.status == Status.CRITICAL and dead.details["outcome"] == "unfinished"
-    assert "did not finish" in dead.summary and '"Dumping database greenarrow"' in dead.summary
+    assert dead.summary.startswith("the newest backup did not finish: its log has been silent "
+                                   "for 9h00m (limit 8h00m")
+    assert '"Dumping database greenarrow"' in dead.summary
 
 
 def test_a_running_backup_that_reported_an_error_is_a_warning():

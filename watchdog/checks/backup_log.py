@@ -107,12 +107,15 @@ class BackupLogConfig(CheckTiming):
 class Run:
     """The newest run as its lines show it. outcome: SUCCESS, FAILURE or None (no outcome
     line at the end: still writing, or died). last_line: the last non-empty line.
-    error_lines: the first error's lines (quoted in alerts). errors_reported: how many
+    error_lines: the first error's lines (quoted in alerts); first_error: the one of them
+    that most likely says what failed (the line just above the first marker, where
+    GreenArrow's script printed the failing command's message). errors_reported: how many
     error markers the run printed. lines: the run's non-empty lines seen in the tail."""
 
     outcome: Optional[str]
     last_line: Optional[str]
     error_lines: Tuple[str, ...] = ()
+    first_error: Optional[str] = None
     errors_reported: int = 0
     lines: int = 0
 
@@ -173,12 +176,16 @@ def newest_run(tail: str, cut: bool, success: Sequence[str], failure: Sequence[s
     run = lines[start:end]
     marked = [i for i, line in enumerate(run) if markers and _matches(line, markers)]
     quoted: List[str] = []
+    key: Optional[str] = None
     if marked:
         first = marked[0]
-        quoted = _above(run, first, context) + [run[first]]
+        above = _above(run, first, context)
+        quoted = above + [run[first]]
+        key = above[-1] if above else run[first]
     elif outcome == FAILURE:
         quoted = _above(run, len(run), max(context, 1))
-    return Run(outcome, last, tuple(quoted[-MAX_QUOTED:]), len(marked), len(run))
+        key = quoted[-1] if quoted else None
+    return Run(outcome, last, tuple(quoted[-MAX_QUOTED:]), key, len(marked), len(run))
 
 
 def _above(run: Sequence[str], index: int, count: int) -> List[str]:
@@ -243,18 +250,20 @@ def check_backup_log(snap: BackupLogSnapshot, cfg: BackupLogConfig) -> CheckResu
     details.update({
         "outcome": outcome, "age_seconds": None if age is None else round(age, 3),
         "written_at": snap.mtime, "size_bytes": snap.size, "last_line": run.last_line,
-        "error_lines": list(run.error_lines), "errors_reported": run.errors_reported,
+        "error_lines": list(run.error_lines), "first_error": run.first_error,
+        "errors_reported": run.errors_reported,
         "max_age": cfg.max_age, "max_run": cfg.max_run,
     })
     if snap.nul_bytes:
         details["nul_bytes"] = True
-    first_error = f"; first error: {_quote(run.error_lines)}" if run.error_lines else ""
+    # The first clause is what an alert's title shows: the failing line comes first.
+    first_error = f": {_quote([run.first_error])}" if run.first_error else ""
 
     if outcome == FAILURE:
         return CheckResult(
             BACKUP_LOG, Status.CRITICAL,
-            f"the newest backup failed (finished {written}, {ago}): {path} ends with "
-            f"{_quote([run.last_line or ''])}{first_error}", details)
+            f"the newest backup failed {ago}{first_error}; {path} ends with "
+            f"{_quote([run.last_line or ''])} (written {written})", details)
     if outcome == SUCCESS:
         if age is not None and age > cfg.max_age:
             return CheckResult(
@@ -267,20 +276,22 @@ def check_backup_log(snap: BackupLogSnapshot, cfg: BackupLogConfig) -> CheckResu
         if run.errors_reported:
             return CheckResult(
                 BACKUP_LOG, Status.WARNING,
-                f"a backup is running (log written {ago}) and has reported "
-                f"{run.errors_reported} error(s) so far{first_error} ({path})", details)
+                f"a backup is running and has reported {run.errors_reported} error(s) so "
+                f"far{first_error}; log written {ago} ({path})", details)
         return CheckResult(BACKUP_LOG, Status.OK,
                            f"a backup is running (log written {ago}, {path})", details)
     if run.last_line is None:
         ending = "is empty"
     else:
         ending = f"ends with {_quote([run.last_line])}, not an outcome line"
-    crash = " (it ends in NUL bytes: cut short by a crash?)" if snap.nul_bytes else ""
+    crash = ", ending in NUL bytes: cut short by a crash?" if snap.nul_bytes else ""
+    reported = f"; it reported an error{first_error}" if run.errors_reported else ""
     return CheckResult(
         BACKUP_LOG, Status.CRITICAL,
-        f"the newest backup did not finish: {path} {ending}{crash} and was last written "
-        f"{written} ({ago}, limit {format_duration(cfg.max_run)} for a running backup): "
-        f"killed, rebooted or out of disk?{first_error}", details)
+        f"the newest backup did not finish: its log has been silent for "
+        f"{format_duration(age) if age is not None else 'an unknown time'} (limit {format_duration(cfg.max_run)} for a running "
+        f"backup: killed, rebooted or out of disk?){crash}; {path} {ending} (written "
+        f"{written}){reported}", details)
 
 
 def metric_families(result: Optional[CheckResult]) -> List[Family]:

@@ -205,7 +205,7 @@ CHECKS: Tuple[Check, ...] = (
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
     Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
-          "tail -n 40 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
+          "tail -n 60 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
           'with "The backup is finished. No errors were detected.") and ls -l --time-style='
           "full-iso on it (when the newest run ended)", _backup_log, _backup_log_metrics),
 )

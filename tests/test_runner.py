@@ -9,7 +9,7 @@ from watchdog.config import parse_config
 from watchdog.core.windows import Relaxation
 from watchdog.model import Role, Status
 from watchdog.probes.postgres import PgSnapshot, WalReceiver, parse_lsn
-from watchdog.runner import Probes, check_cycle, once_cycle, probe_cycle
+from watchdog.runner import ROLE_CHECKS, Probes, check_cycle, once_cycle, probe_cycle
 
 SECONDARY = Path(__file__).parent / "fixtures/drbd/proc-drbd-8.4-standalone-secondary-peer-outdated.txt"
 NOW = datetime(2024, 6, 3, 1, 0, tzinfo=timezone.utc).timestamp()  # a Monday, 01:00 UTC
@@ -59,7 +59,7 @@ def test_once_applies_a_backup_window_to_the_checks_it_lists():
 def test_probe_then_check_takes_the_relaxation_decided_in_between():
     probed = probe_cycle(config(), probes())
     assert probed.role == Role.SECONDARY
-    assert probed.names == ("drbd", "postgres_role", "replay_lag")
+    assert probed.names == ROLE_CHECKS[Role.SECONDARY]  # the role table: test_registry
     assert "services" not in probed.snapshots  # only what the role's checks need
     cycle = check_cycle(probed, config(), {"replay_lag": Relaxation(True, "test", NOW)})
     assert replay_lag(cycle).details["relaxed"] is True

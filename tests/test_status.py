@@ -18,6 +18,8 @@ import pytest
 
 from lab.cluster import lab_node
 from lab.node import NodeDaemon
+from watchdog.model import Role
+from watchdog.runner import ROLE_CHECKS
 
 HEALTHY_SERVICES = ["sh", "-c", "echo '/service/hvmail-httpd: up (pid 100) 1000 seconds'"]
 
@@ -63,7 +65,7 @@ def test_status_shows_role_checks_incidents_outbox_and_history(tmp_path, pg, htt
         assert info["node"] == "p1" and info["role"] == "primary"
         assert info["daemon"]["stale"] is False and info["daemon"]["number"] >= 1
         checks = _by_name(info["checks"])
-        assert set(checks) == {"drbd", "postgres_role", "services", "standbys"}
+        assert set(checks) == set(ROLE_CHECKS[Role.PRIMARY])
         assert checks["standbys"]["confirmed"] == "ok" and checks["standbys"]["since"]
         assert info["incidents"] == [] and info["outbox"] == []
 

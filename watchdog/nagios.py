@@ -14,7 +14,16 @@ import math
 import re
 from typing import Any, List, Mapping, Optional, Sequence
 
-from watchdog.model import DRBD, REPLAY_LAG, SERVICES, STANDBYS, CheckResult, Report, Status
+from watchdog.model import (
+    BACKUP_LOG,
+    DRBD,
+    REPLAY_LAG,
+    SERVICES,
+    STANDBYS,
+    CheckResult,
+    Report,
+    Status,
+)
 
 PREFIX = "HA-WATCHDOG"
 # Nagios plugins should keep the first line short (NRPE's buffer is 1 KiB by default).
@@ -102,7 +111,16 @@ def _drbd(check: CheckResult) -> List[str]:
     return out
 
 
-_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd}
+def _backup_log(check: CheckResult) -> List[str]:
+    """The newest backup run's age (absent where there is no log to judge)."""
+    age = _num(check.details.get("age_seconds"))
+    if age is None:
+        return []
+    return [perf("backup_age", age, "s", _fmt(_num(check.details.get("max_age"))))]
+
+
+_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd,
+         BACKUP_LOG: _backup_log}
 
 
 def render_nagios(report: Report, notes: Sequence[str] = ()) -> str:

@@ -335,12 +335,14 @@ def _in_thread(fn: Callable[[], Any], deadline: float, what: str = "probe"
 def connect_findings(cfg: Config, text: str = "",
                      probe_drbd: Optional[Callable[[], Any]] = None,
                      probe_services: Optional[Callable[[], Any]] = None,
-                     probe_postgres: Optional[Callable[[], Any]] = None) -> List[Finding]:
+                     probe_postgres: Optional[Callable[[], Any]] = None,
+                     probe_backup_log: Optional[Callable[[], Any]] = None) -> List[Finding]:
     """Each probe once, bounded by its own deadline (and ours around it)."""
     out = _Out(text)
     _drbd(cfg, out, probe_drbd)
     _services(cfg, out, probe_services)
     _postgres(cfg, out, probe_postgres)
+    _backup_log(cfg, out, probe_backup_log)
     return out.findings
 
 
@@ -399,6 +401,37 @@ def _services(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> Non
         return
     out.add(OK, "services.command",
             f"services: `{command}` ran; {result.status.label.upper()}: {result.summary}")
+
+
+def _backup_log(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> None:
+    """The backup log read once, as the check will: a path that cannot work shows now."""
+    from watchdog.checks.backup_log import BackupLogConfig, check_backup_log
+
+    section = cfg.check("backup_log", default=BackupLogConfig)
+    if not section.enabled:
+        return
+    if probe is None:
+        from watchdog.runner import _default_probe_backup_log
+
+        def probe() -> Any:
+            return _default_probe_backup_log(cfg)
+
+    snap, error = _in_thread(probe, 5.0, "backup log probe")
+    fix = ("set [backup_log] path to the log the backup writes (or enabled = false where "
+           "no backup runs)")
+    if error is not None:
+        out.add(ERROR, "backup_log.path", f"backup log: {section.log_path}: {error}", fix)
+        return
+    result = check_backup_log(snap, section)
+    if not snap.exists and not snap.configured:
+        out.add(OK, "backup_log.path", f"backup log: {result.summary}")
+    elif not snap.exists or snap.error is not None:
+        out.add(ERROR, "backup_log.path", f"backup log: {result.summary}", fix)
+    else:
+        level = OK if result.status.label == "ok" else WARNING
+        out.add(level, "backup_log.path", f"backup log: read {snap.path}; "
+                f"{result.status.label.upper()}: {result.summary}",
+                "" if level == OK else "the log is readable; the backup_log check reports this")
 
 
 def _postgres(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> None:

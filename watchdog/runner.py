@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from watchdog.checks import registry
@@ -52,6 +52,23 @@ def _default_probe_postgres(cfg: Config, canary: bool = False) -> Any:
     return probe_postgres(cfg.postgres, cfg.backup, canary=cfg.canary if canary else None)
 
 
+def _default_probe_backup_log(cfg: Config) -> Any:
+    """The backup log's tail, without this config's secrets: its lines are quoted in
+    alerts, JSON and the state file, and a backup may print a connection string."""
+    from watchdog.alerts.secrets import redact
+    from watchdog.checks.backup_log import BackupLogConfig
+    from watchdog.probes.backup_log import probe_backup_log
+    from watchdog.redaction import dsn_secrets, scrub, url_secrets
+
+    section = cfg.check("backup_log", default=BackupLogConfig)
+    snap = probe_backup_log(section.log_path, configured=section.path is not None)
+    secrets = set(dsn_secrets(cfg.postgres.dsn))
+    for url in [t.url for t in cfg.alerts.targets] + [cfg.heartbeat.url]:
+        if url:
+            secrets |= url_secrets(url)
+    return replace(snap, tail=redact(scrub(snap.tail, secrets)))
+
+
 @dataclass(frozen=True)
 class Probes:
     """The outside world, injectable: each takes the Config and returns a snapshot."""
@@ -59,6 +76,7 @@ class Probes:
     drbd: Callable[[Config], Any] = _default_probe_drbd
     services: Callable[[Config], Any] = _default_probe_services
     postgres: Callable[[Config], Any] = _default_probe_postgres
+    backup_log: Callable[[Config], Any] = _default_probe_backup_log
 
 
 def _postgres_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
@@ -74,11 +92,17 @@ def _services_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[],
     return (lambda: probes.services(cfg)), cfg.services.timeout + 2.0
 
 
+def _backup_log_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
+    # A stat and a read of at most 64 KiB: seconds only if the file system hangs (NFS).
+    return (lambda: probes.backup_log(cfg)), 5.0
+
+
 # The snapshots checks may need (registry `needs`), other than "drbd" (probed first, always):
 # name -> (what a failure calls the probe, the job: a call and its deadline).
 SNAPSHOTS: Dict[str, Tuple[str, Callable[[Config, Probes, Role], Tuple[Callable[[], Any], float]]]] = {
     "postgres": ("PostgreSQL probe", _postgres_job),
     "services": ("services probe", _services_job),
+    "backup_log": ("backup log probe", _backup_log_job),
 }
 _PROBE_LABELS = {"drbd": "DRBD probe", **{k: v[0] for k, v in SNAPSHOTS.items()}}
 

@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from watchdog.model import DRBD, POSTGRES_ROLE, REPLAY_LAG, SERVICES, STANDBYS
+from watchdog.model import BACKUP_LOG, DRBD, POSTGRES_ROLE, REPLAY_LAG, SERVICES, STANDBYS
 from watchdog.units import format_bytes, format_duration
 
 MAX_NUMBERS = 5
@@ -213,12 +213,33 @@ def _postgres_numbers(d: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def _backup_log_numbers(d: Mapping[str, Any]) -> List[str]:
+    out = []
+    outcome = _text(d.get("outcome"))
+    age = _dur(d.get("age_seconds"))
+    if outcome:
+        out.append(f"newest run: {outcome}" + (f", log last written {age} ago" if age else ""))
+    lines = d.get("error_lines")
+    if isinstance(lines, (list, tuple)):
+        quoted = [t for t in (_text(v) for v in lines) if t]
+        if quoted:
+            out.append("first error: " + " / ".join(quoted[-3:]))
+    last = _text(d.get("last_line"))
+    if last and outcome != "failure":
+        out.append(f"last line: {last}")
+    path = _text(d.get("path"))
+    if path:
+        out.append(f"log: {path}")
+    return out
+
+
 _NUMBERS: Dict[str, Callable[[Mapping[str, Any]], List[str]]] = {
     REPLAY_LAG: _replay_lag_numbers,
     STANDBYS: _standbys_numbers,
     DRBD: _drbd_numbers,
     SERVICES: _services_numbers,
     POSTGRES_ROLE: _postgres_numbers,
+    BACKUP_LOG: _backup_log_numbers,
 }
 
 
@@ -368,12 +389,43 @@ def _services_step(d: Mapping[str, Any], node: str) -> Optional[str]:
     return None
 
 
+_RERUN = ("then re-run the backup by hand, as its cron entry does (crontab -l, "
+          "ls /etc/cron.d /etc/cron.daily show the command), and watch its log end with "
+          "its success line")
+
+
+def _backup_log_step(d: Mapping[str, Any], node: str) -> Optional[str]:
+    path = _text(d.get("path")) or "the backup log"
+    outcome = d.get("outcome")
+    if d.get("exists") is False:
+        return (f"{path} does not exist on {node}: where does the backup write its log "
+                "(its cron entry: crontab -l, ls /etc/cron.d)? Fix [backup_log] path, or "
+                "set enabled = false where no backup runs")
+    if outcome == "failure":
+        return (f"read what failed: tail -n 60 {path} (the lines just above the first error "
+                "banner); a full disk: df -h on the backup directory, delete old backups "
+                "there; PostgreSQL down: see postgres_role; " + _RERUN)
+    if outcome == "unfinished":
+        return (f"the run died: is it still there, hung (ps -ef | grep -i backup)? Out of "
+                f"disk (df -h on the directory of {path})? A reboot (last -x reboot)? "
+                + _RERUN)
+    if outcome == "success":
+        return ("no backup ran since the last good one: is its cron entry still there "
+                "(crontab -l, ls /etc/cron.d) and cron running (systemctl status crond, or "
+                "cron on Debian)? " + _RERUN)
+    if outcome == "running":
+        return (f"a running backup reported errors: tail -f {path}; once it ends, fix what "
+                "it reported; " + _RERUN)
+    return None
+
+
 _STEPS: Dict[str, Callable[[Mapping[str, Any], str], Optional[str]]] = {
     DRBD: _drbd_step,
     POSTGRES_ROLE: _postgres_step,
     STANDBYS: _standbys_step,
     REPLAY_LAG: _replay_step,
     SERVICES: _services_step,
+    BACKUP_LOG: _backup_log_step,
 }
 
 

@@ -12,7 +12,9 @@ Adding a check (the next issue's disk/WAL, archiving and backup checks land this
      decorator adds the shared debounce keys (`for`, `recover_for`, `unknown_as`,
      `unknown_for`, see `watchdog.config.CheckTiming`) with this check's defaults; declare
      its own keys with the field helpers of `watchdog.config.schema` (`_f`, `_dur`, ...), so
-     the TOML table `[<name>]` is validated (file, key path, line) like every other;
+     the TOML table `[<name>]` is validated (file, key path, line) like every other; values
+     that parse but cannot work together: a method `problems() -> [(key, reason)]` on the
+     section (the loader reports each, located);
    - a pure function `evaluate(snapshots, section, context) -> CheckResult`: `snapshots` maps
      the snapshot names the entry `needs` (all present when it is called) to the probes'
      snapshots; `context` is a `CheckContext` (role, relaxation, previous snapshots, the
@@ -39,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
+from watchdog.checks.backup_log import BackupLogConfig
 from watchdog.config import (
     Config,
     DrbdConfig,
@@ -49,6 +52,7 @@ from watchdog.config import (
 )
 from watchdog.core.windows import NOT_RELAXED, Relaxation
 from watchdog.model import (
+    BACKUP_LOG,
     DRBD,
     POSTGRES_ROLE,
     REPLAY_LAG,
@@ -135,6 +139,12 @@ def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Ch
                             canary=ctx.cfg.canary.enabled)
 
 
+def _backup_log(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.backup_log import check_backup_log
+
+    return check_backup_log(snaps["backup_log"], section)
+
+
 def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.drbd import metric_families
 
@@ -149,6 +159,12 @@ def _standbys_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
 
 def _replay_lag_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.replay_lag import metric_families
+
+    return metric_families(result)
+
+
+def _backup_log_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.backup_log import metric_families
 
     return metric_families(result)
 
@@ -188,6 +204,10 @@ CHECKS: Tuple[Check, ...] = (
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
+    Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
+          "tail -n 60 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
+          'with "The backup is finished. No errors were detected.") and ls -l --time-style='
+          "full-iso on it (when the newest run ended)", _backup_log, _backup_log_metrics),
 )
 
 

@@ -67,7 +67,14 @@ def _build(cls: type, data: Any, key: str, out: _Collector) -> Any:
             out.add(key, f"missing required key {name!r}")
     if missing:
         return None
-    return cls(**values)
+    built = cls(**values)
+    # A section may say which of its values parse but cannot work together (a check's
+    # own rules, declared next to its keys): `problems()` -> [(key, reason)].
+    problems = getattr(built, "problems", None)
+    if callable(problems):
+        for name, reason in problems():
+            out.add(f"{key}.{name}" if key else name, reason)
+    return built
 
 
 def _shorten(value: Any, limit: int = 40) -> str:

@@ -208,7 +208,7 @@ def test_once_critical_when_nothing_answers(tmp_path):
     assert result.returncode == 2
     assert report["role"] == "secondary" and report["status"] == "critical"
     by_name = {c["name"]: c for c in report["checks"]}
-    assert list(by_name) == ["drbd", "postgres_role", "replay_lag"]
+    assert list(by_name) == ["drbd", "postgres_role", "replay_lag", "storage"]
     assert by_name["drbd"]["status"] == "ok"
     assert by_name["postgres_role"]["status"] == "critical"
 
@@ -237,7 +237,7 @@ def test_once_primary_ok_table_and_json(tmp_path, pg, service_tree):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("test1  role=primary  status=OK")
     rows = [line.split()[0] for line in lines[2:] if line and not line.startswith(" ")]
-    assert rows == ["drbd", "postgres_role", "services", "standbys"]
+    assert rows == ["drbd", "postgres_role", "services", "standbys", "storage"]
     assert "\033[" not in result.stdout  # no colour when not a terminal
 
     result = run("--config", str(path), "--once", "--json")
@@ -257,7 +257,8 @@ def test_once_secondary_ok(tmp_path, pg):
     result = run("--config", str(path), "--once", "--json")
     report = json.loads(result.stdout)
     assert result.returncode == 0, report
-    assert [c["name"] for c in report["checks"]] == ["drbd", "postgres_role", "replay_lag"]
+    assert [c["name"] for c in report["checks"]] == ["drbd", "postgres_role", "replay_lag",
+                                                     "storage"]
 
 
 @pytest.mark.postgres

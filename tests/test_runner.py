@@ -59,7 +59,7 @@ def test_once_applies_a_backup_window_to_the_checks_it_lists():
 def test_probe_then_check_takes_the_relaxation_decided_in_between():
     probed = probe_cycle(config(), probes())
     assert probed.role == Role.SECONDARY
-    assert probed.names == ("drbd", "postgres_role", "replay_lag")
+    assert probed.names == ("drbd", "postgres_role", "replay_lag", "storage")
     assert "services" not in probed.snapshots  # only what the role's checks need
     cycle = check_cycle(probed, config(), {"replay_lag": Relaxation(True, "test", NOW)})
     assert replay_lag(cycle).details["relaxed"] is True

@@ -52,6 +52,13 @@ def _default_probe_postgres(cfg: Config, canary: bool = False) -> Any:
     return probe_postgres(cfg.postgres, cfg.backup, canary=cfg.canary if canary else None)
 
 
+def _default_probe_storage(cfg: Config) -> Any:
+    from watchdog.model import STORAGE
+    from watchdog.probes.storage import probe_storage
+
+    return probe_storage(cfg.check(STORAGE), cfg.daemon.state_dir)
+
+
 @dataclass(frozen=True)
 class Probes:
     """The outside world, injectable: each takes the Config and returns a snapshot."""
@@ -59,6 +66,7 @@ class Probes:
     drbd: Callable[[Config], Any] = _default_probe_drbd
     services: Callable[[Config], Any] = _default_probe_services
     postgres: Callable[[Config], Any] = _default_probe_postgres
+    storage: Callable[[Config], Any] = _default_probe_storage
 
 
 def _postgres_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
@@ -74,11 +82,19 @@ def _services_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[],
     return (lambda: probes.services(cfg)), cfg.services.timeout + 2.0
 
 
+def _storage_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
+    from watchdog.model import STORAGE
+
+    # The stats run concurrently, each bounded by [storage] timeout; then the history write.
+    return (lambda: probes.storage(cfg)), cfg.check(STORAGE).timeout + 5.0
+
+
 # The snapshots checks may need (registry `needs`), other than "drbd" (probed first, always):
 # name -> (what a failure calls the probe, the job: a call and its deadline).
 SNAPSHOTS: Dict[str, Tuple[str, Callable[[Config, Probes, Role], Tuple[Callable[[], Any], float]]]] = {
     "postgres": ("PostgreSQL probe", _postgres_job),
     "services": ("services probe", _services_job),
+    "storage": ("storage probe", _storage_job),
 }
 _PROBE_LABELS = {"drbd": "DRBD probe", **{k: v[0] for k, v in SNAPSHOTS.items()}}
 

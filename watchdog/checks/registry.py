@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
+from watchdog.checks.storage import StorageConfig
 from watchdog.config import (
     Config,
     DrbdConfig,
@@ -54,6 +55,7 @@ from watchdog.model import (
     REPLAY_LAG,
     SERVICES,
     STANDBYS,
+    STORAGE,
     CheckResult,
     Role,
 )
@@ -135,6 +137,18 @@ def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Ch
                             canary=ctx.cfg.canary.enabled)
 
 
+def _storage(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.storage import check_storage
+
+    return check_storage(snaps["storage"], section, relaxed=ctx.relaxation.active)
+
+
+def _storage_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.storage import metric_families
+
+    return metric_families(result)
+
+
 def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.drbd import metric_families
 
@@ -188,6 +202,10 @@ CHECKS: Tuple[Check, ...] = (
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
+    Check(STORAGE, ALL_ROLES, ("storage",), StorageConfig,
+          "df -h <path> and df -i <path> (bytes and inodes); du -xsh <path>/* | sort -h | "
+          "tail shows what grew (GreenArrow: the qmail queue, /var/hvmail/log, PostgreSQL's "
+          "pg_wal/pg_xlog kept by an inactive replication slot)", _storage, _storage_metrics),
 )
 
 

@@ -250,7 +250,8 @@ class History:
     def update(self, readings: Sequence[Tuple[str, int, int, int]], now: float,
                keep: float) -> Tuple[Dict[str, Tuple[Sample, ...]], Optional[str]]:
         """Add this cycle's (path, size, free bytes, free inodes) readings taken at `now`;
-        keep `keep` seconds of samples. Returns each path's samples and the problem."""
+        keep `keep` seconds of samples. Returns the samples of each path read and the
+        problem."""
         problems = []
         if self._data is None:
             problem = self._load()
@@ -262,7 +263,9 @@ class History:
             entry = data.get(path)
             if entry is None or entry.get("size") != size:
                 entry = {"size": size, "samples": []}  # new, or another filesystem now
-            samples = [s for s in entry["samples"] if now - keep <= s[0] <= now]
+            samples = entry["samples"]
+            if samples and (samples[0][0] < now - keep or samples[-1][0] > now):
+                samples = [s for s in samples if now - keep <= s[0] <= now]
             if not samples or now - samples[-1][0] >= spacing:
                 samples.append([now, free, free_inodes])
             else:  # too soon for a new sample: the newest reading replaces the last one
@@ -284,8 +287,8 @@ class History:
             except OSError as exc:
                 problems.append(f"could not save the forecast's samples to {self.path}: "
                                 f"{exc.strerror or exc} (kept in memory until a restart)")
-        out = {p: tuple((float(t), int(b), int(i)) for t, b, i in e["samples"])
-               for p, e in data.items()}
+        out = {p: tuple((float(t), int(b), int(i)) for t, b, i in data[p]["samples"])
+               for p, _, _, _ in readings if p in data}
         return out, "; ".join(problems) or None
 
 

@@ -14,7 +14,16 @@ import math
 import re
 from typing import Any, List, Mapping, Optional, Sequence
 
-from watchdog.model import DRBD, REPLAY_LAG, SERVICES, STANDBYS, CheckResult, Report, Status
+from watchdog.model import (
+    DRBD,
+    REPLAY_LAG,
+    SERVICES,
+    STANDBYS,
+    STORAGE,
+    CheckResult,
+    Report,
+    Status,
+)
 
 PREFIX = "HA-WATCHDOG"
 # Nagios plugins should keep the first line short (NRPE's buffer is 1 KiB by default).
@@ -102,7 +111,26 @@ def _drbd(check: CheckResult) -> List[str]:
     return out
 
 
-_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd}
+def _storage(check: CheckResult) -> List[str]:
+    """Free bytes and free inodes of each watched filesystem (min 0, max its size)."""
+    out = []
+    for entry in check.details.get("filesystems") or ():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+            continue
+        if entry.get("error") is not None:
+            continue
+        path = entry["path"]
+        out.append(perf(f"{path} free", _num(entry.get("free_bytes")), "B", "", "", 0,
+                        _num(entry.get("size_bytes"))))
+        inodes = _num(entry.get("inodes"))
+        if inodes:
+            out.append(perf(f"{path} free inodes", _num(entry.get("free_inodes")), "", "", "",
+                            0, inodes))
+    return out
+
+
+_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd,
+         STORAGE: _storage}
 
 
 def render_nagios(report: Report, notes: Sequence[str] = ()) -> str:

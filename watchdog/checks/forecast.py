@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
+from watchdog.units import format_duration
+
 Sample = Tuple[float, float]  # (Unix time, free amount: bytes or inodes)
 
 
@@ -62,9 +64,10 @@ def time_to_full(samples: Sequence[Sample], now: float, free_now: float, window:
                   if now - window <= t <= now and math.isfinite(t) and math.isfinite(v))
     span = used[-1][0] - used[0][0] if used else 0.0
     if len(used) < min_count or span < min_span:
+        count = f"{len(used)} sample{'' if len(used) == 1 else 's'}"
         return Forecast(None, None, span, len(used),
-                        f"not enough history yet ({len(used)} samples over {span:.0f}s; "
-                        f"a forecast needs {min_span:.0f}s)")
+                        f"not enough history yet ({count} over {format_duration(span)}; "
+                        f"the forecast needs {format_duration(min_span)})")
     rate = slope(used)
     if rate is None:
         return Forecast(None, None, span, len(used), "samples at one instant")

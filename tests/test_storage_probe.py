@@ -416,3 +416,20 @@ def test_a_cycle_runs_storage_for_every_role_with_its_config(small_fs, tmp_path)
     (result,) = [c for c in cycle.report.checks if c.name == STORAGE]
     assert result.status == Status.CRITICAL and str(mnt) in result.summary
     assert cycle.snapshots["storage"].filesystems[0].path == str(mnt)
+
+
+def test_the_file_is_written_when_a_sample_is_added_not_every_cycle(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    clock = Clock()
+    history = History(str(state / probe.HISTORY_FILE), clock)
+    file = state / probe.HISTORY_FILE
+    history.update([("/a", 100, 50, 5)], T0, 3600)  # spacing: 3600 / MAX_SAMPLES = 7.5 s
+    first = file.stat().st_mtime_ns
+    os.utime(file, ns=(first - 10**9, first - 10**9))
+    kept, _ = history.update([("/a", 100, 40, 5)], T0 + 1, 3600)  # replaces the newest
+    assert kept["/a"] == ((T0, 40, 5),)
+    assert file.stat().st_mtime_ns == first - 10**9  # not rewritten
+    history.update([("/a", 100, 30, 5)], T0 + 8, 3600)  # a new sample: written
+    saved = json.loads(file.read_text())
+    assert saved["filesystems"]["/a"]["samples"] == [[T0, 40, 5], [T0 + 8, 30, 5]]

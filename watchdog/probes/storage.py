@@ -227,6 +227,7 @@ class History:
         self.path = path
         self._clock = clock
         self._data: Optional[Dict[str, Dict[str, Any]]] = None
+        self._dirty = False  # memory holds samples the file does not (yet)
 
     def _load(self) -> Optional[str]:
         self._data = {}
@@ -263,11 +264,13 @@ class History:
             entry = data.get(path)
             if entry is None or entry.get("size") != size:
                 entry = {"size": size, "samples": []}  # new, or another filesystem now
+                self._dirty = True
             samples = entry["samples"]
             if samples and (samples[0][0] < now - keep or samples[-1][0] > now):
                 samples = [s for s in samples if now - keep <= s[0] <= now]
             if not samples or now - samples[-1][0] >= spacing:
                 samples.append([now, free, free_inodes])
+                self._dirty = True
             else:  # too soon for a new sample: the newest reading replaces the last one
                 samples[-1] = [samples[-1][0], free, free_inodes]
             entry["samples"] = samples[-MAX_SAMPLES:]
@@ -276,14 +279,20 @@ class History:
         # Paths not watched for longer than the window are forgotten; at most MAX_FILESYSTEMS.
         for path in [p for p, e in data.items() if now - e.get("seen", 0) > keep]:
             del data[path]
+            self._dirty = True
         if len(data) > MAX_FILESYSTEMS:
             newest = sorted(data, key=lambda p: data[p].get("seen", 0), reverse=True)
             for path in newest[MAX_FILESYSTEMS:]:
                 del data[path]
         self._data = data
-        if self.path is not None and os.path.isdir(os.path.dirname(self.path) or "."):
+        # Written when a sample was added (at most every window / MAX_SAMPLES, 15 s by
+        # default), not every cycle: a reading that only replaces the newest sample is kept
+        # in memory. A failed write is tried again at the next update.
+        if (self._dirty and self.path is not None
+                and os.path.isdir(os.path.dirname(self.path) or ".")):
             try:
                 write_json(self.path, {"version": HISTORY_VERSION, "filesystems": data})
+                self._dirty = False
             except OSError as exc:
                 problems.append(f"could not save the forecast's samples to {self.path}: "
                                 f"{exc.strerror or exc} (kept in memory until a restart)")

@@ -238,7 +238,9 @@ def test_storage_section_from_toml():
     ('warning_free = "lots"', 'or a percent of the filesystem like "10%"'),
     ("critical_free_inodes = -1", "a count of inodes like 50000"),
     ('critical_free_inodes = "1GiB"', "a count of inodes like 50000"),
-    ('forecast_window = "1m"', "minutes of samples are mostly noise"),
+    ('forecast_window = "30s"', "a window needs several samples"),
+    ('forecast_min = "2h"', "must be shorter than storage.forecast_window"),
+    ('critical_full_in = "1d"', "must not be longer than storage.warning_full_in"),
     ('warning_full_in = "90d"', "a month ahead is no forecast"),
 ])
 def test_bad_storage_values_are_refused_with_file_key_and_line(line, words):
@@ -248,6 +250,12 @@ def test_bad_storage_values_are_refused_with_file_key_and_line(line, words):
     assert problem.path == "/etc/ha-watchdog/config.toml" and problem.line == 3
     assert problem.key == "storage." + line.split(" =")[0]
     assert words in problem.message
+
+
+def test_a_lone_critical_forecast_is_fine():
+    section = parse_config('[storage]\nwarning_full_in = "0s"\ncritical_full_in = "1d"\n'
+                           'forecast_window = "1m"\nforecast_min = "5s"\n').check(STORAGE)
+    assert (section.warning_full_in, section.critical_full_in) == (0.0, 86400.0)
 
 
 def test_storage_is_a_backup_check_name():

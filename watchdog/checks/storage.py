@@ -115,13 +115,24 @@ class StorageConfig(CheckTiming):
                                         parse=parse_free_inodes)
     critical_free_inodes: FreeLimit = _f("custom", FreeLimit(percent=5.0),
                                          parse=parse_free_inodes)
-    forecast_window: float = _dur("2h", "10m", "7d",
-                                  why_low="minutes of samples are mostly noise",
+    # Short values work (the demo forecasts over a minute) but are noisy on a real disk.
+    forecast_window: float = _dur("2h", "1m", "7d", why_low="a window needs several samples",
                                   why_high="a week-old rate says nothing about today")
-    forecast_min: float = _dur("20m", "1m", "7d", why_low="a minute of samples is noise")
+    forecast_min: float = _dur("20m", "1s", "7d", why_low="one sample is no rate")
     warning_full_in: float = _dur("12h", "0s", "30d", why_high=_FULL_IN_WHY)  # 0s: off
     critical_full_in: float = _dur("3h", "0s", "30d", why_high=_FULL_IN_WHY)
     timeout: float = _timeout("5s", "a hung mount would block the cycle that long")
+
+    def problems(self) -> List[Tuple[str, str]]:
+        """Values that cannot work together (the config loader reports them located)."""
+        out = []
+        if self.forecast_min >= self.forecast_window:
+            out.append(("forecast_min", "must be shorter than storage.forecast_window: the "
+                        "samples never span it, so there would never be a forecast"))
+        if 0 < self.warning_full_in < self.critical_full_in:
+            out.append(("critical_full_in", "must not be longer than storage.warning_full_in "
+                        '(set warning_full_in = "0s" to have no warning)'))
+        return out
 
 
 # ---------------------------------------------------------------- judging

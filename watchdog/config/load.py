@@ -126,6 +126,11 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
         out.add("canary.timeout",
                 f"must not be longer than [postgres] query_timeout "
                 f"({cfg.postgres.query_timeout:g}s): the canary is the short one")
+    # A check's section may name its own cross-key problems (`problems()`: (key, why) pairs).
+    for name in known:
+        own = getattr(cfg.check(name), "problems", None)
+        for key, why in own() if callable(own) else ():
+            out.add(f"{name}.{key}", why)
     for name in cfg.backup.checks:
         if name not in known:
             out.add("backup.checks", f"unknown check {name!r}; use {', '.join(known)}")

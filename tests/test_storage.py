@@ -342,3 +342,10 @@ def test_nagios_perfdata_per_filesystem():
         f"'/media/drbd1 free'={30 * GiB}B;;;0;{100 * GiB}",
         "'/media/drbd1 free inodes'=500;;;0;1000",
         f"'/srv/btrfs free'={50 * GiB}B;;;0;{100 * GiB}"])  # no inode count, nothing for /gone
+
+
+def test_notes_follow_the_numbers_when_all_is_well():
+    result = check_storage(snap(fs(), notes=("no DRBD device mounted here (normal on the "
+                                             "secondary)",)), StorageConfig())
+    assert result.summary == ("/media/drbd1 50.0 GiB free (50%); no DRBD device mounted here "
+                              "(normal on the secondary)")

@@ -433,3 +433,39 @@ def test_the_file_is_written_when_a_sample_is_added_not_every_cycle(tmp_path):
     history.update([("/a", 100, 30, 5)], T0 + 8, 3600)  # a new sample: written
     saved = json.loads(file.read_text())
     assert saved["filesystems"]["/a"]["samples"] == [[T0, 40, 5], [T0 + 8, 30, 5]]
+
+
+@pytest.fixture
+def open_dir():
+    """A directory any user may traverse (pytest's tmp_path is under a root-only one)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ha-watchdog-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_as_another_user_a_closed_data_directory_is_said_not_skipped(open_dir):
+    """The data directory is 0700 (PostgreSQL's user): a monitoring user may statvfs it
+    but cannot look for pg_wal inside; that is a note, never a silent gap."""
+    data = open_dir / "data"
+    (data / "pg_wal").mkdir(parents=True)
+    data.chmod(0o700)
+    program = textwrap.dedent(f"""
+        import json
+        from watchdog.checks.storage import StorageConfig
+        from watchdog.probes.storage import probe_storage
+        snap = probe_storage(StorageConfig(drbd_mounts=False, postgres_data={str(data)!r}), None)
+        print(json.dumps([[r.path, r.error] for r in snap.filesystems] + [list(snap.notes)]))
+    """)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the probe as another user (nobody)")
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    *readings, notes = json.loads(done.stdout)
+    assert readings == [[str(data), None]]  # statvfs of the directory itself works
+    assert notes == [f"cannot look in {data} for pg_wal/pg_xlog (Permission denied); run as "
+                     "root (or PostgreSQL's user) to watch the WAL's filesystem"]

@@ -230,7 +230,7 @@ def check_storage(snap: StorageSnapshot, section: StorageConfig,
     if status == Status.OK:
         parts = [f"{e['path']} {format_bytes(e['free_bytes'])} free ({e['free_percent']:g}%)"
                  for _, _, e in judged if e.get("free_percent") is not None]
-        return CheckResult(STORAGE, Status.OK, "; ".join(parts), details)
+        return CheckResult(STORAGE, Status.OK, "; ".join(parts + list(snap.notes)), details)
     bad = sorted((j for j in judged if j[0] != Status.OK), key=lambda j: -j[0].rank)
     summary = "; ".join(f"{e['path']}: {', '.join(r)}" for _, r, e in bad)
     return CheckResult(STORAGE, status, summary, details)

@@ -135,25 +135,37 @@ def targets(section: Any, mounts_file: str = MOUNTS) -> Tuple[List[Target], List
                 notes.append("no DRBD device mounted here (normal on the secondary)")
     data = section.postgres_data
     if data:
-        if os.path.lexists(data):
+        try:
+            os.lstat(data)
+        except FileNotFoundError:
+            notes.append(f"no PostgreSQL data directory at {data} (postgres_data) on this node")
+        except OSError:
+            found.append(Target(data, SRC_PGDATA))  # its reading says why it cannot be read
+        else:
             found.append(Target(data, SRC_PGDATA))
             for name in ("pg_wal", "pg_xlog"):  # 10+ / 9.x
                 wal = os.path.join(data, name)
-                if _other_filesystem(wal, data):
+                other, why = _other_filesystem(wal, data)
+                if other:
                     found.append(Target(wal, SRC_PGWAL))
-        else:
-            notes.append(f"no PostgreSQL data directory at {data} (postgres_data) on this node")
+                elif why:
+                    notes.append(f"cannot look in {data} for pg_wal/pg_xlog ({why}); run as "
+                                 "root (or PostgreSQL's user) to watch the WAL's filesystem")
+                    break
     found.extend(Target(path, SRC_CONFIG) for path in section.paths)
     return found, notes
 
 
-def _other_filesystem(path: str, than: str) -> bool:
+def _other_filesystem(path: str, than: str) -> Tuple[bool, str]:
     """Is `path` (pg_wal, often a symlink to another disk) on another filesystem than
-    `than`? False when either cannot be stat'ed: the data directory's reading says why."""
+    `than`? (False, "") when it does not exist (pg_wal before 10, pg_xlog since), (False,
+    why) when it cannot be looked at (the data directory is 0700: not as another user)."""
     try:
-        return os.stat(path).st_dev != os.stat(than).st_dev
-    except OSError:
-        return False
+        return os.stat(path).st_dev != os.stat(than).st_dev, ""
+    except FileNotFoundError:
+        return False, ""
+    except OSError as exc:
+        return False, exc.strerror or str(exc)
 
 
 # ---------------------------------------------------------------- reading

@@ -469,3 +469,20 @@ def test_as_another_user_a_closed_data_directory_is_said_not_skipped(open_dir):
     assert readings == [[str(data), None]]  # statvfs of the directory itself works
     assert notes == [f"cannot look in {data} for pg_wal/pg_xlog (Permission denied); run as "
                      "root (or PostgreSQL's user) to watch the WAL's filesystem"]
+
+
+def test_check_config_connect_reads_each_watched_path_once(tmp_path):
+    from watchdog.preflight import ERROR, OK, connect_findings
+
+    text = (f'[storage]\npaths = ["{tmp_path}", "{tmp_path / "gone"}"]\npostgres_data = ""\n'
+            "drbd_mounts = false\n")
+    cfg = parse_config(text, "/etc/ha-watchdog/config.toml")
+    findings = [f for f in connect_findings(cfg, text) if f.key.startswith("storage")]
+    assert [(f.level, f.key) for f in findings] == [(ERROR, "storage.paths")]
+    assert findings[0].message == (f"storage: cannot read {tmp_path / 'gone'}: No such file "
+                                   "or directory")
+    assert findings[0].line == 2
+
+    cfg = parse_config(f'[storage]\npaths = ["{tmp_path}"]\npostgres_data = ""\n')
+    (found,) = [f for f in connect_findings(cfg, "") if f.key.startswith("storage")]
+    assert found.level == OK and found.message.startswith("storage: 1 filesystem(s) read; OK: ")

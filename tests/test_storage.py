@@ -349,3 +349,37 @@ def test_notes_follow_the_numbers_when_all_is_well():
                                              "secondary)",)), StorageConfig())
     assert result.summary == ("/media/drbd1 50.0 GiB free (50%); no DRBD device mounted here "
                               "(normal on the secondary)")
+
+
+# ---------------------------------------------------------------- through the runner
+
+
+def test_a_backup_window_listing_storage_relaxes_its_forecast_in_a_cycle():
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from watchdog.runner import Probes, once_cycle
+
+    drbd = (Path(__file__).parent
+            / "fixtures/drbd/proc-drbd-8.4-standalone-secondary-peer-outdated.txt")
+    now = datetime(2024, 6, 3, 1, 0, tzinfo=timezone.utc).timestamp()  # Monday 01:00 UTC
+    slower = snap(fs(free=30 * GiB, history=filling(30 * GiB, 3 * GiB)))  # full in 10h
+
+    def probes():
+        def pg(cfg):
+            raise ConnectionError("not in this test")
+
+        return Probes(postgres=pg, storage=lambda cfg: slower)
+
+    def storage(extra):
+        cfg = parse_config(f'[drbd]\nformat = "proc"\npath = "{drbd}"\n' + extra)
+        cycle = once_cycle(cfg, probes(), wall=lambda: now)
+        (result,) = [c for c in cycle.report.checks if c.name == STORAGE]
+        return result
+
+    window = '[[backup_windows]]\nstart = "00:00"\nend = "06:00"\nchecks = ["storage"]\n'
+    assert storage("").status == Status.WARNING
+    relaxed = storage(window)
+    assert relaxed.status == Status.OK and relaxed.details["relaxed"] is True
+    other = window.replace('["storage"]', '["replay_lag"]')
+    assert storage(other).status == Status.WARNING  # only the checks a window lists

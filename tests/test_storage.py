@@ -6,6 +6,8 @@ The real filesystems (tmpfs made small on purpose) are in tests/test_storage_pro
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watchdog.checks.forecast import slope, time_to_full
 from watchdog.checks.storage import (
@@ -18,7 +20,7 @@ from watchdog.checks.storage import (
 )
 from watchdog.config import ConfigError, parse_config
 from watchdog.model import STORAGE, Status
-from watchdog.probes.storage import SRC_CONFIG, SRC_DRBD, FsReading, StorageSnapshot
+from watchdog.probes.storage import SRC_CONFIG, SRC_DRBD, FsReading, History, StorageSnapshot
 
 GiB = 1024**3
 NOW = 1_800_000_000.0
@@ -383,3 +385,39 @@ def test_a_backup_window_listing_storage_relaxes_its_forecast_in_a_cycle():
     assert relaxed.status == Status.OK and relaxed.details["relaxed"] is True
     other = window.replace('["storage"]', '["replay_lag"]')
     assert storage(other).status == Status.WARNING  # only the checks a window lists
+
+
+# ---------------------------------------------------------------- odd input (Hypothesis)
+
+_floats = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_floats, _floats), max_size=30), _floats, _floats)
+def test_the_forecast_never_raises_and_never_says_a_negative_time(samples, now, free):
+    fc = time_to_full(samples, now, free, 7200.0, 60.0)
+    assert fc.seconds is None or fc.seconds >= 0
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_json, st.fixed_dictionaries({"version": st.just(1), "filesystems": _json}),
+                 st.fixed_dictionaries({"version": st.just(1), "filesystems": st.dictionaries(
+                     st.text(max_size=5), st.fixed_dictionaries(
+                         {"size": _json, "samples": st.lists(st.lists(_json, max_size=4),
+                                                             max_size=3)}), max_size=3)})))
+def test_any_history_document_is_taken_whole_or_refused_with_a_reason(doc):
+    from watchdog.probes.storage import _parse_history
+
+    data, why = _parse_history(doc)
+    assert (data == {}) if why is not None else isinstance(data, dict)
+    history = History(None)
+    history._data = data  # what _load keeps: then updates go on from it
+    kept, problem = history.update([("/x", 100, 50, 5)], NOW, 3600)
+    assert problem is None and kept["/x"][-1] == (NOW, 50, 5)

@@ -486,3 +486,24 @@ def test_check_config_connect_reads_each_watched_path_once(tmp_path):
     cfg = parse_config(f'[storage]\npaths = ["{tmp_path}"]\npostgres_data = ""\n')
     (found,) = [f for f in connect_findings(cfg, "") if f.key.startswith("storage")]
     assert found.level == OK and found.message.startswith("storage: 1 filesystem(s) read; OK: ")
+
+
+def test_a_data_directory_that_hangs_is_reported_not_waited_for(monkeypatch, tmp_path):
+    release = threading.Event()
+    real_lstat = os.lstat
+
+    def lstat(path, *args, **kwargs):
+        if str(path) == "/hung/data":
+            release.wait(10)
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(probe.os, "lstat", lstat)
+    cfg = section(tmp_path, postgres_data="/hung/data", timeout=0.3)
+    try:
+        snap = probe_storage(cfg, None)
+    finally:
+        release.set()
+    by_path = {r.path: r for r in snap.filesystems}
+    assert by_path["/hung/data"].error == ("cannot read /hung/data: no answer within 0.3s "
+                                           "(a hung mount?)")
+    assert by_path[str(tmp_path)].error is None

@@ -85,8 +85,9 @@ def _services_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[],
 def _storage_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
     from watchdog.model import STORAGE
 
-    # The stats run concurrently, each bounded by [storage] timeout; then the history write.
-    return (lambda: probes.storage(cfg)), cfg.check(STORAGE).timeout + 5.0
+    # Two rounds of stats (finding PostgreSQL's directories, then every filesystem), each
+    # bounded by [storage] timeout; then the history write.
+    return (lambda: probes.storage(cfg)), 2 * cfg.check(STORAGE).timeout + 5.0
 
 
 # The snapshots checks may need (registry `needs`), other than "drbd" (probed first, always):

@@ -135,25 +135,36 @@ def targets(section: Any, mounts_file: str = MOUNTS) -> Tuple[List[Target], List
                 notes.append("no DRBD device mounted here (normal on the secondary)")
     data = section.postgres_data
     if data:
-        try:
-            os.lstat(data)
-        except FileNotFoundError:
-            notes.append(f"no PostgreSQL data directory at {data} (postgres_data) on this node")
-        except OSError:
-            found.append(Target(data, SRC_PGDATA))  # its reading says why it cannot be read
+        # Its stats run in a thread with the deadline too: the data directory may sit on
+        # the hung mount.
+        value, error = _read_all([data], section.timeout, _postgres_targets)[data]
+        if error is not None or value is None:
+            found.append(Target(data, SRC_PGDATA, error=f"cannot read {data}: {error}"))
         else:
-            found.append(Target(data, SRC_PGDATA))
-            for name in ("pg_wal", "pg_xlog"):  # 10+ / 9.x
-                wal = os.path.join(data, name)
-                other, why = _other_filesystem(wal, data)
-                if other:
-                    found.append(Target(wal, SRC_PGWAL))
-                elif why:
-                    notes.append(f"cannot look in {data} for pg_wal/pg_xlog ({why}); run as "
-                                 "root (or PostgreSQL's user) to watch the WAL's filesystem")
-                    break
+            found.extend(value[0])
+            notes.extend(value[1])
     found.extend(Target(path, SRC_CONFIG) for path in section.paths)
     return found, notes
+
+
+def _postgres_targets(data: str) -> Tuple[List[Target], List[str]]:
+    """The data directory and, when on another filesystem, its pg_wal/pg_xlog."""
+    try:
+        os.lstat(data)
+    except FileNotFoundError:
+        return [], [f"no PostgreSQL data directory at {data} (postgres_data) on this node"]
+    except OSError:
+        return [Target(data, SRC_PGDATA)], []  # its reading says why it cannot be read
+    found = [Target(data, SRC_PGDATA)]
+    for name in ("pg_wal", "pg_xlog"):  # 10+ / 9.x
+        wal = os.path.join(data, name)
+        other, why = _other_filesystem(wal, data)
+        if other:
+            found.append(Target(wal, SRC_PGWAL))
+        elif why:
+            return found, [f"cannot look in {data} for pg_wal/pg_xlog ({why}); run as root "
+                           "(or PostgreSQL's user) to watch the WAL's filesystem"]
+    return found, []
 
 
 def _other_filesystem(path: str, than: str) -> Tuple[bool, str]:

@@ -59,11 +59,12 @@ def test_login_plus_pg_monitor_is_enough_on_both_nodes(monitor_role, tmp_path):
     primary = once(tmp_path, pg, "primary")
     assert {n: c["status"] for n, c in primary.items()} == {
         "drbd": "ok", "postgres_role": "ok", "services": "ok", "standbys": "ok",
+        "storage": "ok",
     }, primary
     assert "1 standby streaming" in primary["standbys"]["summary"]
     standby = once(tmp_path, pg, "standby")
     assert {n: c["status"] for n, c in standby.items()} == {
-        "drbd": "ok", "postgres_role": "ok", "replay_lag": "ok",
+        "drbd": "ok", "postgres_role": "ok", "replay_lag": "ok", "storage": "ok",
     }, standby
     assert "streaming from" in standby["replay_lag"]["summary"]
 

@@ -251,6 +251,9 @@ class History:
         self._clock = clock
         self._data: Optional[Dict[str, Dict[str, Any]]] = None
         self._dirty = False  # memory holds samples the file does not (yet)
+        # A probe left behind by its deadline (a hung write) must not update the samples
+        # at the same time as the next cycle's.
+        self._lock = threading.Lock()
 
     def _load(self) -> Optional[str]:
         self._data = {}
@@ -276,6 +279,11 @@ class History:
         """Add this cycle's (path, size, free bytes, free inodes) readings taken at `now`;
         keep `keep` seconds of samples. Returns the samples of each path read and the
         problem."""
+        with self._lock:
+            return self._update(readings, now, keep)
+
+    def _update(self, readings: Sequence[Tuple[str, int, int, int]], now: float,
+                keep: float) -> Tuple[Dict[str, Tuple[Sample, ...]], Optional[str]]:
         problems = []
         if self._data is None:
             problem = self._load()

@@ -333,6 +333,9 @@ def test_a_damaged_history_starts_over_and_says_so(tmp_path, content, words):
     assert len(snap.filesystems[0].history) == 1
     saved = json.loads((state / probe.HISTORY_FILE).read_text())  # rewritten, usable again
     assert saved["version"] == 1
+    (aside,) = state.glob(probe.HISTORY_FILE + ".corrupt-*")  # the damaged one, kept to look at
+    assert aside.read_bytes() == content
+    assert str(aside) in result.details["history"]
 
 
 def test_a_full_state_disk_keeps_the_samples_in_memory_and_says_so(small_fs):

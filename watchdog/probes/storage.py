@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from watchdog.statefile import load_json, read_bounded, write_json
+from watchdog.statefile import load_json, move_aside, read_bounded, write_json
 
 MOUNTS = "/proc/mounts"
 HISTORY_FILE = "storage-history.json"
@@ -269,8 +269,8 @@ class History:
         if loaded.data is None:
             return None
         data, why = _parse_history(loaded.data)
-        if why is not None:
-            return f"state file {self.path} {why}; the forecast's samples start over"
+        if why is not None:  # kept aside for a look, like a file that is not JSON at all
+            return f"{move_aside(self.path, why, self._clock)}; the forecast's samples start over"
         self._data = data
         return None
 

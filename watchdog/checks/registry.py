@@ -203,9 +203,10 @@ CHECKS: Tuple[Check, ...] = (
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
     Check(STORAGE, ALL_ROLES, ("storage",), StorageConfig,
-          "df -h <path> and df -i <path> (bytes and inodes); du -xsh <path>/* | sort -h | "
-          "tail shows what grew (GreenArrow: the qmail queue, /var/hvmail/log, PostgreSQL's "
-          "pg_wal/pg_xlog kept by an inactive replication slot)", _storage, _storage_metrics),
+          "df -h <path> and df -i <path> (bytes and inodes); du -xh --max-depth=2 <path> | "
+          "sort -h | tail shows what grew (GreenArrow: greenarrow disk_usage --details; "
+          "PostgreSQL's pg_wal/pg_xlog kept by an inactive replication slot)", _storage,
+          _storage_metrics),
 )
 
 

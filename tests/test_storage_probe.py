@@ -515,3 +515,53 @@ def test_a_data_directory_that_hangs_is_reported_not_waited_for(monkeypatch, tmp
     assert by_path["/hung/data"].error == ("cannot read /hung/data: no answer within 0.3s "
                                            "(a hung mount?)")
     assert by_path[str(tmp_path)].error is None
+
+
+# ---------------------------------------------------------------- a real daemon
+
+
+def _saved_samples(path: Path, key: str) -> list:
+    try:
+        return json.loads(path.read_text())["filesystems"][key]["samples"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _wait_for(predicate, timeout: float, node) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert node.running(), "\n".join(node.log()[-20:])
+        assert time.monotonic() < deadline, "\n".join(node.log()[-20:])
+        time.sleep(0.1)
+
+
+def test_a_real_daemon_keeps_its_samples_across_a_restart(small_fs, tmp_path, http_receiver):
+    """The daemon process writes the history in its state_dir; a restarted one goes on
+    from it (the forecast does not start over), and reports the forecast's samples."""
+    from lab.cluster import lab_node
+    from lab.node import NodeDaemon
+
+    mnt = small_fs("8m")
+    overrides = {"daemon": {"interval": "0.2s"},
+                 "storage": {"paths": [str(mnt)], "drbd_mounts": False, "postgres_data": "",
+                             "forecast_window": "1m", "forecast_min": "1s"}}
+    node, _ = lab_node(str(tmp_path / "p1"), "p1", "primary", "host=127.0.0.1 port=1",
+                       services_command=["true"],
+                       targets=[{"name": "hook", "url": http_receiver.url}],
+                       overrides=overrides)
+    saved = tmp_path / "p1" / "state" / probe.HISTORY_FILE
+    with node:
+        fill(mnt, MiB)
+        _wait_for(lambda: len(_saved_samples(saved, str(mnt))) >= 3, 30, node)
+    before = _saved_samples(saved, str(mnt))
+    restarted = NodeDaemon(node.name, node.workdir, node.sections)
+    with restarted:
+        _wait_for(lambda: len(_saved_samples(saved, str(mnt))) >= len(before) + 2, 30,
+                  restarted)
+    after = _saved_samples(saved, str(mnt))
+    assert after[:len(before)] == before  # the first run's samples, kept
+    assert after[-1][1] == 7 * MiB and after[-1][0] > before[-1][0]
+    assert not [line for line in node.log() + restarted.log() if "storage" in line
+                and "ERROR" in line]

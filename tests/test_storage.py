@@ -243,6 +243,9 @@ def test_storage_section_from_toml():
     ('forecast_window = "30s"', "a window needs several samples"),
     ('forecast_min = "2h"', "must be shorter than storage.forecast_window"),
     ('critical_full_in = "1d"', "must not be longer than storage.warning_full_in"),
+    ('paths = ["/var/hvmail", "queue"]', "must be absolute paths (the daemon runs in /), got "
+                                         "'queue'"),
+    ('postgres_data = "data"', 'must be an absolute path, or "" to not watch it'),
     ('warning_full_in = "90d"', "a month ahead is no forecast"),
 ])
 def test_bad_storage_values_are_refused_with_file_key_and_line(line, words):

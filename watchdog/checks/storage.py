@@ -126,6 +126,12 @@ class StorageConfig(CheckTiming):
     def problems(self) -> List[Tuple[str, str]]:
         """Values that cannot work together (the config loader reports them located)."""
         out = []
+        relative = [p for p in self.paths if not p.startswith("/")]
+        if relative:
+            out.append(("paths", f"must be absolute paths (the daemon runs in /), got "
+                        f"{', '.join(repr(p) for p in relative[:3])}"))
+        if self.postgres_data and not self.postgres_data.startswith("/"):
+            out.append(("postgres_data", "must be an absolute path, or \"\" to not watch it"))
         if self.forecast_min >= self.forecast_window:
             out.append(("forecast_min", "must be shorter than storage.forecast_window: the "
                         "samples never span it, so there would never be a forecast"))

@@ -424,3 +424,10 @@ def test_any_history_document_is_taken_whole_or_refused_with_a_reason(doc):
     history._data = data  # what _load keeps: then updates go on from it
     kept, problem = history.update([("/x", 100, 50, 5)], NOW, 3600)
     assert problem is None and kept["/x"][-1] == (NOW, 50, 5)
+
+
+def test_a_path_on_a_filesystem_without_space_is_unknown_not_ok():
+    result = check_storage(snap(fs("/proc", size=0, free=0, inodes=0, free_inodes=0)),
+                           StorageConfig())
+    assert result.status == Status.UNKNOWN
+    assert result.summary == "/proc: /proc reports no space at all (not a disk: /proc, sysfs?)"

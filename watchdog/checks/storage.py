@@ -160,6 +160,9 @@ def _judge(fs: FsReading, section: StorageConfig, at: float,
     entry: Dict[str, Any] = {"path": fs.path, "sources": list(fs.sources)}
     if fs.device:
         entry["device"] = fs.device
+    if fs.error is None and fs.usable_bytes <= 0:  # /proc, sysfs: no limit could fire
+        fs = FsReading(fs.path, fs.sources, fs.device,
+                       error=f"{fs.path} reports no space at all (not a disk: /proc, sysfs?)")
     if fs.error is not None:
         entry.update(status=Status.UNKNOWN.label, error=fs.error)
         return Status.UNKNOWN, [fs.error], entry

@@ -267,3 +267,19 @@ def test_an_id_that_is_a_list_is_set_aside_not_a_crash(tmp_path, make_notificati
     box = outbox_in(tmp_path)
     assert box.pending("hook") == [good]
     assert "1 damaged entry set aside" in box.take_damage()[0]
+
+
+def test_a_target_with_nothing_pending_is_no_damage_after_a_restart(tmp_path, make_notification):
+    """Bug: `"pending": []` (everything delivered) was read as `()`, "pending is not a list",
+    so every restart or reload after a delivery set it aside and sent a NOTICE that the
+    outbox was damaged (seen in the demo's reloads)."""
+    box = outbox_in(tmp_path)
+    n = make_notification()
+    box.add("slack", n)
+    box.remove("slack", [n.id])
+    assert json.loads((tmp_path / "outbox.json").read_text())["targets"]["slack"]["pending"] == []
+
+    again = outbox_in(tmp_path)
+    assert again.take_damage() == []
+    assert again.was_delivered("slack", n.id)
+    assert not list(tmp_path.glob("outbox.json.rejected-*"))

@@ -12,7 +12,7 @@ from typing import List
 import pytest
 
 from watchdog.metrics import MetricsView, families
-from watchdog.model import BACKUP_LOG, DRBD, REPLAY_LAG, STANDBYS, CheckResult, Status
+from watchdog.model import BACKUP_LOG, DRBD, REPLAY_LAG, STANDBYS, STORAGE, CheckResult, Status
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -120,6 +120,9 @@ def test_metric_table_lists_exactly_what_the_code_exports():
     checks = [CheckResult(DRBD, Status.OK, "x", drbd),
               CheckResult(STANDBYS, Status.OK, "x", {"streaming": 1}),
               CheckResult(REPLAY_LAG, Status.OK, "x", {"lag_seconds": 0.0, "lag_bytes": 0}),
+              CheckResult(STORAGE, Status.OK, "x", {"filesystems": [
+                  {"path": "/", "size_bytes": 9, "free_bytes": 5, "inodes": 9, "free_inodes": 5,
+                   "full_in_seconds": 60.0, "inodes_full_in_seconds": 90.0}]}),
               CheckResult(BACKUP_LOG, Status.OK, "x", {"age_seconds": 60.0, "outcome": "success"})]
     everything = MetricsView(node="n", version="v", role="primary", checks=checks,
                              confirmed={"drbd": "ok"}, deliveries={("t", "delivered"): 1},

@@ -63,6 +63,7 @@ POSTGRES_ROLE = "postgres_role"
 SERVICES = "services"
 STANDBYS = "standbys"
 REPLAY_LAG = "replay_lag"
+STORAGE = "storage"
 BACKUP_LOG = "backup_log"
 
 

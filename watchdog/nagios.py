@@ -20,6 +20,7 @@ from watchdog.model import (
     REPLAY_LAG,
     SERVICES,
     STANDBYS,
+    STORAGE,
     CheckResult,
     Report,
     Status,
@@ -111,6 +112,24 @@ def _drbd(check: CheckResult) -> List[str]:
     return out
 
 
+def _storage(check: CheckResult) -> List[str]:
+    """Free bytes and free inodes of each watched filesystem (min 0, max its size)."""
+    out = []
+    for entry in check.details.get("filesystems") or ():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+            continue
+        if entry.get("error") is not None:
+            continue
+        path = entry["path"]
+        out.append(perf(f"{path} free", _num(entry.get("free_bytes")), "B", "", "", 0,
+                        _num(entry.get("size_bytes"))))
+        inodes = _num(entry.get("inodes"))
+        if inodes:
+            out.append(perf(f"{path} free inodes", _num(entry.get("free_inodes")), "", "", "",
+                            0, inodes))
+    return out
+
+
 def _backup_log(check: CheckResult) -> List[str]:
     """The newest backup run's age (absent where there is no log to judge)."""
     age = _num(check.details.get("age_seconds"))
@@ -120,7 +139,7 @@ def _backup_log(check: CheckResult) -> List[str]:
 
 
 _PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd,
-         BACKUP_LOG: _backup_log}
+         STORAGE: _storage, BACKUP_LOG: _backup_log}
 
 
 def render_nagios(report: Report, notes: Sequence[str] = ()) -> str:

@@ -336,14 +336,45 @@ def connect_findings(cfg: Config, text: str = "",
                      probe_drbd: Optional[Callable[[], Any]] = None,
                      probe_services: Optional[Callable[[], Any]] = None,
                      probe_postgres: Optional[Callable[[], Any]] = None,
+                     probe_storage: Optional[Callable[[], Any]] = None,
                      probe_backup_log: Optional[Callable[[], Any]] = None) -> List[Finding]:
     """Each probe once, bounded by its own deadline (and ours around it)."""
     out = _Out(text)
     _drbd(cfg, out, probe_drbd)
     _services(cfg, out, probe_services)
     _postgres(cfg, out, probe_postgres)
+    _storage(cfg, out, probe_storage)
     _backup_log(cfg, out, probe_backup_log)
     return out.findings
+
+
+def _storage(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> None:
+    """Every watched filesystem read once (no sample history kept): an unreadable
+    configured path is an error here rather than an UNKNOWN in production."""
+    from watchdog.checks.storage import check_storage
+    from watchdog.model import STORAGE
+
+    section = cfg.check(STORAGE)
+    if probe is None:
+        from watchdog.probes.storage import probe_storage
+
+        def probe() -> Any:
+            return probe_storage(section, None)
+
+    snap, error = _in_thread(probe, section.timeout + 2.0, "storage probe")
+    if error is not None:
+        out.add(ERROR, "storage.paths", f"storage: the probe failed: {error}")
+        return
+    bad = [fs for fs in snap.filesystems if fs.error is not None]
+    for fs in bad:
+        key = "storage.paths" if fs.path in section.paths else "storage"
+        out.add(ERROR, key, f"storage: {fs.error}",
+                "fix or remove the path in [storage] paths (a mount point that only the DRBD "
+                "primary has is found by itself: leave it out)")
+    if not bad:
+        result = check_storage(snap, section)
+        out.add(OK, "storage", f"storage: {len(snap.filesystems)} filesystem(s) read; "
+                f"{result.status.label.upper()}: {result.summary}")
 
 
 def _drbd(cfg: Config, out: _Out, probe: Optional[Callable[[], Any]]) -> None:

@@ -52,6 +52,11 @@ def _default_probe_postgres(cfg: Config, canary: bool = False) -> Any:
     return probe_postgres(cfg.postgres, cfg.backup, canary=cfg.canary if canary else None)
 
 
+def _default_probe_storage(cfg: Config) -> Any:
+    from watchdog.model import STORAGE
+    from watchdog.probes.storage import probe_storage
+
+    return probe_storage(cfg.check(STORAGE), cfg.daemon.state_dir)
 def _default_probe_backup_log(cfg: Config) -> Any:
     """The backup log's tail, without this config's secrets: its lines are quoted in
     alerts, JSON and the state file, and a backup may print a connection string."""
@@ -76,6 +81,7 @@ class Probes:
     drbd: Callable[[Config], Any] = _default_probe_drbd
     services: Callable[[Config], Any] = _default_probe_services
     postgres: Callable[[Config], Any] = _default_probe_postgres
+    storage: Callable[[Config], Any] = _default_probe_storage
     backup_log: Callable[[Config], Any] = _default_probe_backup_log
 
 
@@ -92,6 +98,12 @@ def _services_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[],
     return (lambda: probes.services(cfg)), cfg.services.timeout + 2.0
 
 
+def _storage_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
+    from watchdog.model import STORAGE
+
+    # Two rounds of stats (finding PostgreSQL's directories, then every filesystem), each
+    # bounded by [storage] timeout; then the history write.
+    return (lambda: probes.storage(cfg)), 2 * cfg.check(STORAGE).timeout + 5.0
 def _backup_log_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[], Any], float]:
     # A stat and a read of at most 64 KiB: seconds only if the file system hangs (NFS).
     return (lambda: probes.backup_log(cfg)), 5.0
@@ -102,6 +114,7 @@ def _backup_log_job(cfg: Config, probes: Probes, role: Role) -> Tuple[Callable[[
 SNAPSHOTS: Dict[str, Tuple[str, Callable[[Config, Probes, Role], Tuple[Callable[[], Any], float]]]] = {
     "postgres": ("PostgreSQL probe", _postgres_job),
     "services": ("services probe", _services_job),
+    "storage": ("storage probe", _storage_job),
     "backup_log": ("backup log probe", _backup_log_job),
 }
 _PROBE_LABELS = {"drbd": "DRBD probe", **{k: v[0] for k, v in SNAPSHOTS.items()}}

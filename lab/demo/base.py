@@ -54,6 +54,7 @@ class DemoBase:
         self.history: List[Tuple[float, NodeView]] = []  # each change of a node's view
         self.cycles: Dict[str, int] = {name: 0 for name in NODES}
         self.metrics_url: Optional[str] = None  # mail1's /metrics, when published
+        self.mounts: List[str] = []  # tmpfs mounted by a scenario, unmounted in cleanup
 
     # ------------------------------------------------------------ callbacks (other threads)
 
@@ -346,9 +347,28 @@ class DemoBase:
                     + (f" ({expectation.detail})" if expectation.detail else ""), force=True)
         return EXIT_OK if not failed and self.expectations else EXIT_FAILED
 
+    def mount_tmpfs(self, name: str, mib: int) -> Tuple[Optional[str], str]:
+        """A tmpfs of `mib` MiB under the lab directory: (its path, "") or (None, why not).
+        Unmounted in cleanup, before the lab directory is removed."""
+        if os.geteuid() != 0:
+            return None, "mounting a small filesystem needs root"
+        path = os.path.join(self.base or "", name)
+        os.makedirs(path, exist_ok=True)
+        result = _run(["mount", "-t", "tmpfs", "-o", f"size={mib}m,mode=0755",
+                       "ha-watchdog-demo", path], timeout=20, env=os.environ)
+        if not result.ok:
+            return None, f"mount failed: {result.error or result.stderr.strip()}"
+        self.mounts.append(path)
+        return path, ""
+
+    def unmount_all(self) -> None:
+        while self.mounts:
+            _run(["umount", "-l", self.mounts.pop()], timeout=20, env=os.environ)
+
     def cleanup(self) -> None:
         """Stop and remove everything; each part on its own so one failure stops nothing."""
         self.console.muted = True
+        self.unmount_all()  # before the lab directory goes: rmtree cannot remove a mount point
         if self.cluster is not None:
             self.cluster.close()
         self.console.write(f"cleaned up: daemons, PostgreSQL, svscan and {self.base or 'nothing'}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Callable, List
 
@@ -10,6 +12,9 @@ from lab.demo.reading import backup_window_around
 from lab.demo.settings import (
     BACKUP_PAUSE_SECONDS,
     CRASH_SERVICE,
+    DISK_MIB,
+    DISK_MIB_PER_S,
+    DISK_STORAGE,
     MAINTENANCE_FOR,
     MAINTENANCE_REASON,
     METRICS_SHOWN,
@@ -102,6 +107,62 @@ class Demo(DemoBase):
         self.step(f"{CRASH_SERVICE}: healthy run script again")
         self.tree.make_healthy(CRASH_SERVICE)
         self.expect_alert(since, "mail1", "services", "RECOVERY", 25, started)
+        self.wait_view("mail1", lambda v: v.all_ok("primary"), 15)
+
+    def filling_disk(self, number: int) -> None:
+        self.heading(number, "A filling disk, forecast", f"""
+            mail1 gets a {DISK_MIB} MiB filesystem (a tmpfs) in its [storage] paths, and
+            something writes {DISK_MIB_PER_S:g} MiB/s to it. No free-space limit is near,
+            but storage's forecast (a least-squares line through the samples of the last
+            minute here; 2 hours by default) says "full in ~30s": CRITICAL while most of
+            the disk is still free. The file is deleted, the disk stops filling: RECOVERY.""")
+        path, why = self.mount_tmpfs("mail1-disk", DISK_MIB)
+        if path is None:
+            self.console.write(f"   skipped: {why} (run the demo as root to see it)")
+            return
+        mail1 = self.daemons["mail1"]
+        watched = dict(self.base_sections["mail1"])
+        watched["storage"] = dict(DISK_STORAGE, paths=[path])
+        if not self._reload(mail1, watched, f"with [storage] paths = [{path!r}]"):
+            return
+        self.wait_view("mail1", lambda v: v.checks.get("storage") == "ok", 10)
+        since, started = self.mark(), self.console.elapsed()
+        blob = os.path.join(path, "queue.blob")
+        stop = threading.Event()
+
+        def writer() -> None:
+            chunk = b"\xa5" * (256 * 1024)
+            with open(blob, "ab") as out:
+                while not stop.wait(256 / 1024 / DISK_MIB_PER_S):
+                    try:
+                        out.write(chunk)
+                        out.flush()
+                    except OSError:
+                        return  # full: the demo failed to stop it in time; the check says so
+
+        self.step(f"writing {DISK_MIB_PER_S:g} MiB/s to {blob}")
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        try:
+            alert = self.expect_alert(since, "mail1", "storage", "PROBLEM", 25, started,
+                                      contains="full in ~",
+                                      what="mail1 sends PROBLEM CRITICAL for storage: full in ~")
+            vfs = os.statvfs(path)
+            free = 100.0 * vfs.f_bavail / vfs.f_blocks if vfs.f_blocks else 0.0
+        finally:
+            stop.set()
+            thread.join(5)
+        if alert is not None:
+            self.expect("it paged while the disk was still more than half free",
+                        free > 50, f"{free:.0f}% free when it arrived")
+            self.expect("the alert says what to look at first (du ... | sort -h)",
+                        "du -xh --max-depth=2" in alert.body, "")
+        restarted = self.console.elapsed()
+        self.step(f"rm {blob}: the disk stops filling")
+        os.unlink(blob)
+        self.expect_alert(since, "mail1", "storage", "RECOVERY", 25, restarted)
+        self._reload(mail1, self.base_sections["mail1"], "without the filesystem")
+        self.unmount_all()
         self.wait_view("mail1", lambda v: v.all_ok("primary"), 15)
 
     def backup_window(self, number: int) -> None:
@@ -268,7 +329,7 @@ class Demo(DemoBase):
         scenarios: List[Callable[[int], None]] = [self.start_ok]
         if not self.quick:
             scenarios.append(self.lag_spike)
-        scenarios += [self.standby_stops, self.crash_loop]
+        scenarios += [self.standby_stops, self.crash_loop, self.filling_disk]
         if not self.quick:
             scenarios.append(self.backup_window)
         scenarios += [self.maintenance, self.failover]

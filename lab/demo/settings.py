@@ -39,6 +39,15 @@ BACKUP_PAUSE_SECONDS = 9.0  # past critical (6 s) and for (5 s): would page outs
 # margin, short enough to watch it end on its own.
 MAINTENANCE_FOR = "15s"
 MAINTENANCE_REASON = "planned standby restart"
+# The filling disk: a tmpfs of DISK_MIB on mail1, written at DISK_MIB_PER_S. The forecast
+# over a minute of samples pages CRITICAL once it says "full within 2 minutes", while the
+# disk is still mostly free (the shipped forecast looks at 2 hours and pages within 3 h).
+DISK_MIB = 64
+DISK_MIB_PER_S = 2.0
+DISK_STORAGE: Dict[str, Any] = {
+    "drbd_mounts": False, "postgres_data": "", "forecast_window": "1m", "forecast_min": "3s",
+    "warning_full_in": "0s", "critical_full_in": "2m", "for": "2s", "recover_for": "2s",
+}
 # mail1 publishes metrics; what the demo prints of a scrape, per metric name.
 METRICS_SHOWN = ("ha_watchdog_role", "ha_watchdog_check_status")
 

@@ -17,7 +17,15 @@ import math
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from watchdog.model import BACKUP_LOG, DRBD, POSTGRES_ROLE, REPLAY_LAG, SERVICES, STANDBYS
+from watchdog.model import (
+    BACKUP_LOG,
+    DRBD,
+    POSTGRES_ROLE,
+    REPLAY_LAG,
+    SERVICES,
+    STANDBYS,
+    STORAGE,
+)
 from watchdog.units import format_bytes, format_duration
 
 MAX_NUMBERS = 5
@@ -213,6 +221,43 @@ def _postgres_numbers(d: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def _filesystems(d: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The storage check's filesystem entries, the worst first (unknown, critical, ...)."""
+    entries = d.get("filesystems")
+    found = [e for e in entries if isinstance(e, Mapping) and _text(e.get("path"))] \
+        if isinstance(entries, (list, tuple)) else []
+    order = {"unknown": 0, "critical": 1, "warning": 2}
+    return sorted(found, key=lambda e: order.get(str(e.get("status")), 3))
+
+
+def _storage_numbers(d: Mapping[str, Any]) -> List[str]:
+    out = []
+    for entry in _filesystems(d):
+        path = _text(entry.get("path"))
+        if entry.get("status") == "ok":
+            continue
+        error = _text(entry.get("error"))
+        if error:
+            out.append(error)
+            continue
+        free, size = _bytes(entry.get("free_bytes")), _bytes(entry.get("size_bytes"))
+        line = f"{path}: {free} free of {size}" if free and size else f"{path}:"
+        percent = _num(entry.get("free_percent"))
+        if percent is not None:
+            line += f" ({percent:g}%)"
+        inodes = _num(entry.get("free_inodes"))
+        if inodes is not None and _num(entry.get("inodes")):
+            line += f", {inodes:.0f} inodes free"
+        forecast = _text(entry.get("forecast"))
+        if forecast and forecast.startswith("full in"):
+            line += f"; {forecast}"
+        out.append(line)
+    history = _text(d.get("history"))
+    if history:
+        out.append(f"forecast history: {history}")
+    return out
+
+
 def _backup_log_numbers(d: Mapping[str, Any]) -> List[str]:
     out = []
     outcome = _text(d.get("outcome"))
@@ -234,6 +279,7 @@ def _backup_log_numbers(d: Mapping[str, Any]) -> List[str]:
 
 
 _NUMBERS: Dict[str, Callable[[Mapping[str, Any]], List[str]]] = {
+    STORAGE: _storage_numbers,
     REPLAY_LAG: _replay_lag_numbers,
     STANDBYS: _standbys_numbers,
     DRBD: _drbd_numbers,
@@ -389,6 +435,32 @@ def _services_step(d: Mapping[str, Any], node: str) -> Optional[str]:
     return None
 
 
+def _storage_step(d: Mapping[str, Any], node: str) -> Optional[str]:
+    bad = [e for e in _filesystems(d) if e.get("status") not in ("ok", None)]
+    if not bad:
+        return None
+    entry = bad[0]
+    path = _text(entry.get("path")) or "the filesystem"
+    if entry.get("error") is not None:
+        return (f"{path} could not be read on {node}: is it mounted (findmnt {path})? A stat "
+                "that hangs is a dead mount or a failing disk (dmesg | tail)")
+    sources = entry.get("sources") if isinstance(entry.get("sources"), (list, tuple)) else []
+    problems = " ".join(str(p) for p in entry.get("problems") or () if isinstance(p, str))
+    if "PostgreSQL WAL" in sources or ("PostgreSQL data" in sources and "inodes" not in problems):
+        return (f"PostgreSQL's WAL fills {path} when a replication slot is inactive or "
+                "archiving fails: psql -c 'SELECT slot_name, active, restart_lsn FROM "
+                "pg_replication_slots' (drop a slot nobody uses: SELECT "
+                "pg_drop_replication_slot('name')) and psql -x -c 'SELECT * FROM "
+                "pg_stat_archiver'; never delete files in pg_wal/pg_xlog by hand")
+    if "inodes" in problems:
+        return (f"{path} runs out of inodes (many small files): du --inodes -x {path} | sort -n "
+                "| tail shows where; GreenArrow: greenarrow disk_usage --details (delete "
+                "GreenArrow's data only by its documented procedures)")
+    return (f"what grew on {path}: du -xh --max-depth=2 {path} | sort -h | tail; GreenArrow: "
+            "greenarrow disk_usage --details (delete GreenArrow's data only by its documented "
+            "procedures); old backups, dumps and rotated logs are the usual things to delete")
+
+
 _RERUN = ("then re-run the backup by hand, as its cron entry does (crontab -l, "
           "ls /etc/cron.d /etc/cron.daily show the command), and watch its log end with "
           "its success line")
@@ -420,6 +492,7 @@ def _backup_log_step(d: Mapping[str, Any], node: str) -> Optional[str]:
 
 
 _STEPS: Dict[str, Callable[[Mapping[str, Any], str], Optional[str]]] = {
+    STORAGE: _storage_step,
     DRBD: _drbd_step,
     POSTGRES_ROLE: _postgres_step,
     STANDBYS: _standbys_step,

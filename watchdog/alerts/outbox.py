@@ -104,7 +104,7 @@ class Outbox:
                 if not isinstance(entry, dict):
                     rejected.append({"target": target, "entry": entry, "why": "not an object"})
                     continue
-                pending = entry.get("pending") or ()
+                pending = entry.get("pending", [])  # [] (all delivered) is no damage
                 if not isinstance(pending, list):
                     rejected.append({"target": target, "entry": pending,
                                      "why": "pending is not a list"})

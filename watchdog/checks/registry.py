@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 from watchdog.checks.backup_log import BackupLogConfig
+from watchdog.checks.storage import StorageConfig
 from watchdog.config import (
     Config,
     DrbdConfig,
@@ -58,6 +59,7 @@ from watchdog.model import (
     REPLAY_LAG,
     SERVICES,
     STANDBYS,
+    STORAGE,
     CheckResult,
     Role,
 )
@@ -139,6 +141,16 @@ def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Ch
                             canary=ctx.cfg.canary.enabled)
 
 
+def _storage(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.storage import check_storage
+
+    return check_storage(snaps["storage"], section, relaxed=ctx.relaxation.active)
+
+
+def _storage_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.storage import metric_families
+
+    return metric_families(result)
 def _backup_log(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
     from watchdog.checks.backup_log import check_backup_log
 
@@ -204,6 +216,11 @@ CHECKS: Tuple[Check, ...] = (
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
+    Check(STORAGE, ALL_ROLES, ("storage",), StorageConfig,
+          "df -h <path> and df -i <path> (bytes and inodes); du -xh --max-depth=2 <path> | "
+          "sort -h | tail shows what grew (GreenArrow: greenarrow disk_usage --details; "
+          "PostgreSQL's pg_wal/pg_xlog kept by an inactive replication slot)", _storage,
+          _storage_metrics),
     Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
           "tail -n 60 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
           'with "The backup is finished. No errors were detected.") and ls -l --time-style='

@@ -191,6 +191,10 @@ def _convert(kind: str, value: Any, meta: Dict[str, Any]) -> Any:
         raise ValueError(f'expected a time of day like "01:30", got {value!r}{hint}')
     if kind == "listen":
         return parse_listen(value)
+    if kind == "custom":
+        # A check's own value type: the field's `parse` turns the TOML value into it
+        # (ValueError with the reason, located like every other key).
+        return meta["parse"](value)
     if kind == "timezone":
         if not isinstance(value, str):
             raise ValueError(f"expected a time zone name, got {_type_name(value)}")

@@ -120,3 +120,40 @@ def test_the_daemon_starts_on_a_version_1_state_file_and_still_salvages_a_damage
     ((subject, lines),) = daemon._notices
     assert subject == "its alert state was damaged"
     assert "Lost: the state of check 'services'." in lines
+
+
+# Written by release b8590ad (state version 2; the core still used strings for levels) with
+# tests/fixtures/state/make_engine_v2.py.
+V2 = Path(__file__).parent / "fixtures" / "state" / "engine_v2.json"
+
+
+def test_a_state_file_of_release_b8590ad_loads_whole_and_is_written_back_byte_for_byte():
+    data = json.loads(V2.read_text())
+    lost: list = []
+    state = EngineState.from_json(data, lost)
+    assert lost == []
+    services = state.checks["services"].incident
+    assert (services.level, services.told, services.since) == ("critical", "warning", T0 + 600)
+    assert state.checks["standbys"].incident.flap_levels == ["ok", "critical"]
+    held = state.maintenance.events
+    assert [(e.event.kind, e.event.check, e.event.new) for e in held] == [
+        ("problem", "postgres_role", "critical"), ("escalation", "services", "critical"),
+        ("recovery", "postgres_role", "ok")]
+    # The same file comes out: today's format on disk is kept exactly.
+    written = json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n"
+    assert written == V2.read_text()
+
+
+def test_an_engine_resumed_from_version_2_state_tells_what_it_held_back():
+    engine = Engine(CFG, EngineState.from_json(json.loads(V2.read_text())))
+    now = T0 + 2700
+    results = [CheckResult(n, Status.OK, f"{n} ok", {}) for n in
+               ("drbd", "services", "standbys", "postgres_role")]
+    events = engine.observe(now, Role.PRIMARY, results, {}, None)
+    assert [type(e).__name__ for e in events] == ["MaintenanceEnded", "CheckEvent", "CheckEvent"]
+    assert [(e.kind, e.check, e.old, e.new) for e in events[1:]] == [
+        ("escalation", "services", "warning", "critical"), ("problem", "drbd", None, "warning")]
+    record = events[0].record
+    assert [(h.event.kind, h.sent) for h in record.events] == [
+        ("problem", False), ("escalation", False), ("recovery", False)]
+    assert engine.state.seqs[":maintenance"] == 2 and engine.state.seqs["services"] == 2

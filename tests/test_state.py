@@ -109,7 +109,7 @@ def test_the_daemon_starts_on_a_version_1_state_file_and_still_salvages_a_damage
         state_dir=str(tmp_path), flap_changes=3, flap_window=1800.0))
     (tmp_path / "engine.json").write_text(V1.read_text())
     daemon = Daemon(cfg)
-    assert daemon._notices == []  # an old format is not damage: nothing to report
+    assert daemon.state_file.notices == []  # an old format is not damage: nothing to report
     assert {p.check for p in daemon.engine.open_problems()} == {"services", "standbys"}
     # A wrong-shaped part of a version 1 file: the rest is kept, the loss is said.
     data = v1()
@@ -117,7 +117,7 @@ def test_the_daemon_starts_on_a_version_1_state_file_and_still_salvages_a_damage
     (tmp_path / "engine.json").write_text(json.dumps(data))
     daemon = Daemon(cfg)
     assert {p.check for p in daemon.engine.open_problems()} == {"standbys"}
-    ((subject, lines),) = daemon._notices
+    ((subject, lines),) = daemon.state_file.notices
     assert subject == "its alert state was damaged"
     assert "Lost: the state of check 'services'." in lines
 

@@ -11,20 +11,21 @@ from watchdog.alerts.notification import make_id
 from watchdog.core import events as ev
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.state import HeldEvent, MaintenanceEvent, MaintenanceRecord
+from watchdog.model import Status
 
 T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()
 PROBLEM = ev.CheckEvent(
     kind="problem", node="mail2", check="replay_lag", role="secondary", now=T0, at=T0 - 120,
-    since=T0 - 120, new="critical", status="critical", summary="replay lag 6m52s",
+    since=T0 - 120, new=Status.CRITICAL, status=Status.CRITICAL, summary="replay lag 6m52s",
     details={"lag_seconds": 412.0}, seq=5,
 )
 
 
 def test_a_problem_event_reads_as_the_problem_message_and_its_id_has_the_number():
     note = compose.compose(PROBLEM)
-    facts = Facts("mail2", "replay_lag", "secondary", "critical", "replay lag 6m52s",
+    facts = Facts("mail2", "replay_lag", "secondary", Status.CRITICAL, "replay lag 6m52s",
                   {"lag_seconds": 412.0})
-    words = message.problem(facts, "critical", T0 - 120, T0, T0 - 120)
+    words = message.problem(facts, Status.CRITICAL, T0 - 120, T0, T0 - 120)
     assert dataclasses.replace(note, id=words.id) == words
     assert note.id == make_id("mail2", "replay_lag", "problem", T0 - 120, 5) != words.id
     assert note.subject == "[mail2] replay_lag CRITICAL: replay lag 6m52s"
@@ -42,8 +43,8 @@ def test_every_reason_has_its_sentence():
         ev.HeldBack("backup window", T0, False),
         ev.HeldBack("pg_dump running", T0, True),
         ev.HeldByMaintenance("disk swap", T0, T0 + 600),
-        ev.SettledAfterFlapping(("ok", "warning", "critical")),
-        ev.StillFlapping(("ok", "critical")),
+        ev.SettledAfterFlapping((Status.OK, Status.WARNING, Status.CRITICAL)),
+        ev.StillFlapping((Status.OK, Status.CRITICAL)),
         ev.RoleChangeGrace("standbys", 300.0, T0),
         ev.ReconnectGrace("standbys", 120.0),
     )]
@@ -87,8 +88,8 @@ def test_event_kinds_are_the_public_notification_kinds():
     assert ev.CHECK_KINDS + (ev.ROLE_CHANGE,) == (
         nt.PROBLEM, nt.ESCALATION, nt.DEESCALATION, nt.RECOVERY, nt.REMINDER,
         nt.NO_LONGER_APPLIES, nt.FLAPPING, nt.ROLE_CHANGE)
-    kinds = [compose.compose(dataclasses.replace(PROBLEM, kind=k, old="warning", peak="warning",
+    kinds = [compose.compose(dataclasses.replace(PROBLEM, kind=k, old=Status.WARNING, peak=Status.WARNING,
                                                  new_role="primary", reasons=(),
-                                                 flap=ev.Flap(("ok", "critical"), 3, 60.0, 30.0)))
+                                                 flap=ev.Flap((Status.OK, Status.CRITICAL), 3, 60.0, 30.0)))
              .kind for k in ev.CHECK_KINDS]
     assert kinds == list(ev.CHECK_KINDS)

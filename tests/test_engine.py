@@ -112,7 +112,7 @@ def test_first_cycle_ok_is_silent_and_problem_needs_for():
     assert "replay_lag says warning" in p.body and "2024-06-03 12:00:30 UTC" in p.body
     assert "  - replay lag 6m52s" in p.body  # issue 14: human units, not the raw key
     assert "secondary" in p.body and "pg_last_xact_replay_timestamp" in p.body
-    assert d.engine.open_problems() == [OpenProblem("replay_lag", "warning", T0 + 30)]
+    assert d.engine.open_problems() == [OpenProblem("replay_lag", W, T0 + 30)]
 
 
 def test_problem_present_from_the_start_still_needs_for():
@@ -222,7 +222,7 @@ def test_unknown_as_ok_ignores_unknowns():
     # unknowns neither recover nor re-alert an open problem
     for t in range(3780, 7200, 60):
         assert d.at(t, replay_lag=U) == []
-    assert d.engine.open_problems()[0].severity == "critical"
+    assert d.engine.open_problems()[0].severity == C
 
 
 # ---------------------------------------------------------------- flapping
@@ -250,7 +250,7 @@ def test_flapping_is_reported_once_then_quiet_until_stable():
     # stable OK: quiet for max(recover_for, flap_window / flap_changes) = 7m30s, then RECOVERY
     last = 60 * (len(statuses) - 1)  # an OK sample
     assert d.at(last + 60, standbys=OK) == []
-    assert d.engine.open_problems()[0].severity == "warning"
+    assert d.engine.open_problems()[0].severity == W
     assert d.at(last + 449, standbys=OK) == []
     rec = d.at(last + 450, standbys=OK)
     assert (
@@ -664,7 +664,7 @@ def test_maintenance_holds_a_problem_that_begins_and_ends_inside_it():
     assert "until 2024-06-03 14:00:10 UTC" in body and "alice" in body
     assert "failover test" in body and "ha-watchdog maintenance off" in body
     assert d.at(20, standbys=C) == []  # would page: held back
-    assert d.engine.open_problems() == [OpenProblem("standbys", "critical", T0 + 20)]
+    assert d.engine.open_problems() == [OpenProblem("standbys", C, T0 + 20)]
     assert d.at(30, standbys=OK) == [] and d.at(60, standbys=OK) == []  # recovery held too
     assert d.engine.open_problems() == []
     assert d.at(HOUR, standbys=OK) == []  # nothing else while it lasts
@@ -678,7 +678,7 @@ def test_maintenance_holds_a_problem_that_begins_and_ends_inside_it():
     assert d.at(2 * HOUR + 20, standbys=OK) == []
     # The day's history knows it happened without a page.
     (closed,), _ = d.engine.recent(T0 + 2 * HOUR + 20)
-    assert (closed.check, closed.worst, closed.paged) == ("standbys", "critical", False)
+    assert (closed.check, closed.worst, closed.paged) == ("standbys", C, False)
     assert closed.until - closed.since == 10
 
 
@@ -853,7 +853,7 @@ def test_history_keeps_two_days_and_recent_shows_one():
     d.at(20, standbys=OK)
     d.at(50, standbys=OK)
     (closed,), roles = d.engine.recent(T0 + 100)
-    assert closed == ("standbys", "critical", T0 + 10, T0 + 20, "recovered", True) and roles == []
+    assert closed == ("standbys", C, T0 + 10, T0 + 20, "recovered", True) and roles == []
     d.restart()
     assert len(d.engine.state.history) == 1
     assert d.engine.recent(T0 + 86400 + 30) == ([], [])  # older than a day: not shown

@@ -13,6 +13,8 @@ from watchdog.core.engine import Engine
 from watchdog.core.state import STATE_VERSION, EngineState
 from watchdog.model import CheckResult, Role, Status
 
+OK, W, C = Status.OK, Status.WARNING, Status.CRITICAL
+
 # Written by release f996f66 (state version 1) with tests/fixtures/state/make_engine_v1.py.
 V1 = Path(__file__).parent / "fixtures" / "state" / "engine_v1.json"
 T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -35,8 +37,8 @@ def test_a_state_file_of_release_f996f66_loads_whole():
     assert (state.role, state.last_known_role, state.role_since) == ("primary", "primary", T0 + 700)
     assert sorted(state.checks) == ["drbd", "postgres_role", "services", "standbys"]
     services = state.checks["services"].incident
-    assert (services.level, services.told, services.since) == ("critical", "warning", T0 + 600)
-    assert state.checks["standbys"].incident.flap_levels == ["ok", "critical"]
+    assert (services.level, services.told, services.since) == (C, W, T0 + 600)
+    assert state.checks["standbys"].incident.flap_levels == [OK, C]
     assert state.checks["drbd"].held == {"reason": "backup window", "since": T0 + 1000}
     assert [(h.check, h.paged) for h in state.history] == [
         ("replay_lag", True), ("standbys", True), ("postgres_role", False)]
@@ -133,12 +135,12 @@ def test_a_state_file_of_release_b8590ad_loads_whole_and_is_written_back_byte_fo
     state = EngineState.from_json(data, lost)
     assert lost == []
     services = state.checks["services"].incident
-    assert (services.level, services.told, services.since) == ("critical", "warning", T0 + 600)
-    assert state.checks["standbys"].incident.flap_levels == ["ok", "critical"]
+    assert (services.level, services.told, services.since) == (C, W, T0 + 600)
+    assert state.checks["standbys"].incident.flap_levels == [OK, C]
     held = state.maintenance.events
     assert [(e.event.kind, e.event.check, e.event.new) for e in held] == [
-        ("problem", "postgres_role", "critical"), ("escalation", "services", "critical"),
-        ("recovery", "postgres_role", "ok")]
+        ("problem", "postgres_role", C), ("escalation", "services", C),
+        ("recovery", "postgres_role", OK)]
     # The same file comes out: today's format on disk is kept exactly.
     written = json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n"
     assert written == V2.read_text()
@@ -152,7 +154,7 @@ def test_an_engine_resumed_from_version_2_state_tells_what_it_held_back():
     events = engine.observe(now, Role.PRIMARY, results, {}, None)
     assert [type(e).__name__ for e in events] == ["MaintenanceEnded", "CheckEvent", "CheckEvent"]
     assert [(e.kind, e.check, e.old, e.new) for e in events[1:]] == [
-        ("escalation", "services", "warning", "critical"), ("problem", "drbd", None, "warning")]
+        ("escalation", "services", W, C), ("problem", "drbd", None, W)]
     record = events[0].record
     assert [(h.event.kind, h.sent) for h in record.events] == [
         ("problem", False), ("escalation", False), ("recovery", False)]

@@ -208,10 +208,10 @@ class Daemon:
             deliveries = self.deliverer.deliveries()
             length, oldest = self.deliverer.outbox.count(), self.deliverer.outbox.oldest_queued()
         states = self.engine.state.checks
-        confirmed = {
-            c.name: states[c.name].debounce.confirmed
+        confirmed = {  # as labels: the metrics view is the edge
+            c.name: states[c.name].debounce.confirmed.label
             for c in report.checks
-            if c.name in states and states[c.name].debounce.confirmed
+            if c.name in states and states[c.name].debounce.confirmed is not None
         }
         view = MetricsView(
             node=self.cfg.node_name,

@@ -19,6 +19,7 @@ from watchdog.alerts.message import Facts
 from watchdog.alerts.notification import ROLE_CHANGE, Notification, make_id
 from watchdog.core import events as ev
 from watchdog.core.state import HeldEvent, MaintenanceEvent
+from watchdog.model import Status
 from watchdog.units import format_duration
 
 
@@ -36,9 +37,9 @@ def reason_text(reason: Any) -> str:
     if isinstance(reason, ev.HeldByMaintenance):
         return message.maintenance_note(reason.reason, reason.started, reason.ended)
     if isinstance(reason, ev.SettledAfterFlapping):
-        return f"Stable again after flapping between {message.join_and(reason.levels)}."
+        return f"Stable again after flapping between {_levels(reason.levels)}."
     if isinstance(reason, ev.StillFlapping):
-        return "Still flapping between " + message.join_and(reason.levels) + "."
+        return "Still flapping between " + _levels(reason.levels) + "."
     if isinstance(reason, ev.RoleChangeGrace):
         return (
             f"Still missing {format_duration(reason.grace)} after this node's role change at "
@@ -52,6 +53,11 @@ def reason_text(reason: Any) -> str:
     raise TypeError(f"not a reason: {reason!r}")
 
 
+def _levels(levels: Any) -> str:
+    """`ok and critical`: levels in words."""
+    return message.join_and([level.label for level in levels])
+
+
 def _check(e: ev.CheckEvent) -> Notification:
     facts = Facts(e.node, e.check, e.role, e.status, e.summary, e.details)
     notes = [reason_text(r) for r in e.reasons]
@@ -59,13 +65,13 @@ def _check(e: ev.CheckEvent) -> Notification:
     if e.kind == ev.PROBLEM:
         return message.problem(facts, e.new, e.since, e.now, e.at, notes)
     if e.kind == ev.ESCALATION:
-        return message.escalation(facts, e.old or "ok", e.new, e.since, e.now, e.at,
+        return message.escalation(facts, e.old or Status.OK, e.new, e.since, e.now, e.at,
                                   peak or "warning", notes)
     if e.kind == ev.DEESCALATION:
-        return message.deescalation(facts, e.old or "ok", e.new, e.since, e.now, e.at,
+        return message.deescalation(facts, e.old or Status.OK, e.new, e.since, e.now, e.at,
                                     peak or "warning", notes)
     if e.kind == ev.RECOVERY:
-        return message.recovery(facts, e.since, e.at, e.now, e.peak or e.old or "warning",
+        return message.recovery(facts, e.since, e.at, e.now, e.peak or e.old or Status.WARNING,
                                 peak or "warning", notes)
     if e.kind == ev.REMINDER:
         return message.reminder(facts, e.new, e.since, e.now, e.at, peak or "warning", notes)

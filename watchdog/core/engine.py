@@ -72,7 +72,7 @@ from watchdog.core.state import (  # noqa: F401 - re-exported: the state's old i
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
 from watchdog.core.windows import relaxations as _relaxations
-from watchdog.model import CheckResult, Role
+from watchdog.model import CheckResult, Role, Status
 
 DAY = 86400.0
 # Closed incidents and role changes are kept this long (the daily message shows one day).
@@ -84,7 +84,7 @@ class OpenProblem(NamedTuple):
     """For status lines: one open incident."""
 
     check: str
-    severity: str  # the level: warning, unknown or critical
+    severity: Status  # the level: warning, unknown or critical
     since: float
 
 
@@ -178,8 +178,9 @@ class Engine(MaintenanceRules):
             return self._numbered(out + produced)
         for event in produced:
             check = getattr(event, "check", None)
-            sent = event.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(check)
-            self._record_event(event, bool(sent))
+            sent = event.kind in (RECOVERY, NO_LONGER_APPLIES) and (
+                told_before.get(check) is not None)
+            self._record_event(event, sent)
             if sent:
                 out.append(event)
         return self._numbered(out)

@@ -20,7 +20,6 @@ from watchdog.core.debounce import (
     Debounce,
     Timing,
     confirm_at,
-    rank,
     step,
     worse,
 )
@@ -83,7 +82,7 @@ class CheckRules:
         now: float,
         at: float,
         since: float,
-        new: str,
+        new: Status,
         role: Optional[str] = None,
         **more: Any,
     ) -> CheckEvent:
@@ -95,7 +94,7 @@ class CheckRules:
             status=cs.status, summary=cs.summary, details=cs.details, **more,
         )
 
-    def _quiet_for(self, timing: Timing, level: str) -> float:
+    def _quiet_for(self, timing: Timing, level: Status) -> float:
         daemon = self.cfg.daemon
         floor = float(daemon.flap_window) / max(2, int(daemon.flap_changes))
         hold = timing.recover_for if level == OK else timing.for_
@@ -146,7 +145,7 @@ class CheckRules:
         if not isinstance(failure, Failure):
             failure = None
         role_changed_at = self._role_changed_at(role) if failure is not None else None
-        cs.status = status.label
+        cs.status = status
         cs.summary = str(result.summary)
         cs.details = _jsonable(result.details)
         cs.debounce, _change = step(cs.debounce, now, status, timing, failure, role_changed_at)
@@ -158,7 +157,7 @@ class CheckRules:
             and db.streak_since is not None
         ):
             self._due[name] = confirm_at(
-                db.streak_since, str(db.level), db.unknown_only, timing, failure, role_changed_at
+                db.streak_since, db.level, db.unknown_only, timing, failure, role_changed_at
             )
         target = db.confirmed
         if target is None or db.confirmed_since is None:
@@ -189,7 +188,7 @@ class CheckRules:
             if cs.held is None:
                 cs.held = {"reason": relax.reason, "since": relax.since if relax.since else now}
             return []
-        if holding and incident is not None and rank(target) > rank(incident.level):
+        if holding and incident is not None and target.rank > incident.level.rank:
             return []  # no escalation to a holdable level while relaxed
 
         if target == OK:
@@ -205,7 +204,7 @@ class CheckRules:
         elif target == incident.level:
             return []
         else:
-            kind = ESCALATION if rank(target) > rank(incident.level) else DEESCALATION
+            kind = ESCALATION if target.rank > incident.level.rank else DEESCALATION
 
         old_level = incident.level if incident is not None else OK
         at = db.confirmed_since
@@ -255,14 +254,14 @@ class CheckRules:
         role: str,
         now: float,
         at: float,
-        old: str,
-        new: str,
+        old: Status,
+        new: Status,
         timing: Timing,
     ) -> CheckEvent:
         levels = {old, new}
         for _, a, b in cs.history:
             levels.update((a, b))
-        ordered = sorted(levels, key=rank)
+        ordered = sorted(levels, key=lambda level: level.rank)
         worst = ordered[-1]
         changes = len(cs.history) + 1
         incident = cs.incident

@@ -93,3 +93,34 @@ def test_event_kinds_are_the_public_notification_kinds():
                                                  flap=ev.Flap((Status.OK, Status.CRITICAL), 3, 60.0, 30.0)))
              .kind for k in ev.CHECK_KINDS]
     assert kinds == list(ev.CHECK_KINDS)
+
+
+def test_the_words_of_an_incidents_events_come_from_their_levels_and_times():
+    """What the engine tests once asserted as words (they now assert the events): the
+    levels, peak and times of each event, put into words here."""
+    C, W = Status.CRITICAL, Status.WARNING
+    base = dataclasses.replace(PROBLEM, check="replay_lag", since=T0 - 600, status=W,
+                               summary="replay lag 1m30s")
+    esc = compose.compose(dataclasses.replace(base, kind="escalation", old=W, new=C, peak=W))
+    assert esc.body.startswith("ESCALATION WARNING -> CRITICAL: replay_lag on mail2")
+    assert (esc.severity, esc.notify_type, esc.problem_severity) == ("critical", "failure",
+                                                                     "warning")
+    rec = compose.compose(dataclasses.replace(base, kind="recovery", old=W, new=Status.OK,
+                                              peak=C, at=T0, status=Status.OK))
+    assert "The problem (worst: critical) lasted 10m00s" in rec.body
+    assert (rec.severity, rec.notify_type, rec.problem_severity) == ("recovery", "success",
+                                                                     "critical")
+    closed = compose.compose(dataclasses.replace(
+        base, kind="no_longer_applies", check="standbys", old=C, new=C, peak=C, role="primary",
+        new_role="secondary"))
+    assert "role changed primary -> secondary" in closed.body and "did NOT recover" in closed.body
+    assert (closed.notify_type, closed.problem_severity) == ("success", "critical")
+    flap = compose.compose(dataclasses.replace(base, kind="flapping", new=W, peak=None,
+                                               flap=ev.Flap((Status.OK, W), 5, 1800.0, 450.0)))
+    assert "flaps between ok and warning" in flap.body and "stable for 7m30s" in flap.body
+    assert (flap.severity, flap.notify_type, flap.problem_severity) == ("warning", "warning", None)
+    ceiling = compose.reason_text(ev.Ceiling("backup window daily 12:00-14:00 UTC", T0))
+    assert ceiling == ("Relaxed by backup window daily 12:00-14:00 UTC since 2024-06-03 "
+                       "12:00:00 UTC, but a critical problem is never held.")
+    unknown = compose.compose(dataclasses.replace(base, new=C, status=Status.UNKNOWN))
+    assert unknown.body.startswith("PROBLEM CRITICAL") and "could not run (UNKNOWN)" in unknown.body

@@ -985,3 +985,17 @@ def test_a_replayed_cycle_with_an_extra_event_keeps_the_other_events_ids():
     again = compose_all(replay.observe(T0 + 45, Role.SECONDARY, [result("services", OK)], {}))
     assert kinds(again) == [ROLE_CHANGE, RECOVERY]
     assert again[1].id == recovery.id and again[1].body == recovery.body.replace("35s", "45s")
+
+
+def test_which_checks_relax_themselves_comes_from_the_registry():
+    """It was a set naming replay_lag inside the core; now the registry entry says it."""
+    from watchdog.checks import registry
+
+    assert registry.self_relaxing() == {"replay_lag"}
+    assert Engine(window_cfg()).self_relaxing == {"replay_lag"}
+    # A check marked so is never held: inside the window its warning pages, saying so.
+    d = EDriver(window_cfg(), role=Role.PRIMARY)
+    d.engine = Engine(d.cfg, d.engine.state, self_relaxing=("services",))
+    d.at(0, services=OK)
+    (p,) = d.at(60, relax=relaxations(d.engine, 60, ["services"]), services=W)
+    assert (p.kind, p.new, p.reasons) == (PROBLEM, W, (Relaxed(WINDOW, T0),))

@@ -25,6 +25,9 @@ Adding a check (the next issue's disk/WAL, archiving and backup checks land this
    first-look runbook line (the command a person runs first; alerts print it), and its
    metrics: a function `(result or None) -> [Family]` (`watchdog.families`; the names are
    a public interface, listed in README "Metrics"), usually `metric_families` in its module.
+   `relaxes_itself=True` only for a check that applies its own relaxed limits (and its own
+   hard ceiling) when `context.relaxation` is active: the engine then never holds its
+   results; every other relaxed check's warning/unknown is held by the engine instead.
 3. Document the check and its keys in README.md and config.example.toml; test the check
    function (tests/test_<name>.py) and, if it does something new, a cycle through it.
 
@@ -94,6 +97,7 @@ class Check:
     first_look: str
     evaluate: Evaluate
     metrics: Optional[Metrics] = None
+    relaxes_itself: bool = False
 
     def runs_for(self, role: Role) -> bool:
         return role in self.roles
@@ -187,7 +191,7 @@ CHECKS: Tuple[Check, ...] = (
           'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
-          _replay_lag, _replay_lag_metrics),
+          _replay_lag, _replay_lag_metrics, relaxes_itself=True),
 )
 
 
@@ -208,6 +212,11 @@ def find(name: Optional[str], checks: Optional[Sequence[Check]] = None) -> Optio
         if check.name == name:
             return check
     return None
+
+
+def self_relaxing(checks: Optional[Sequence[Check]] = None) -> FrozenSet[str]:
+    """The names of the checks that apply relaxed limits themselves (`relaxes_itself`)."""
+    return frozenset(c.name for c in (CHECKS if checks is None else checks) if c.relaxes_itself)
 
 
 def sections(checks: Optional[Sequence[Check]] = None) -> Dict[str, type]:

@@ -9,7 +9,7 @@ described in engine.py's docstring.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from watchdog.config import Config
 from watchdog.core.debounce import (
@@ -41,11 +41,8 @@ from watchdog.core.events import (
 )
 from watchdog.core.state import CheckState, ClosedIncident, EngineState, Incident, _jsonable
 from watchdog.core.windows import Relaxation
-from watchdog.model import REPLAY_LAG, CheckResult, Failure, Role, Status
+from watchdog.model import CheckResult, Failure, Role, Status
 
-# Checks that apply relaxed limits themselves when called with relaxed=True (their own hard
-# ceiling included): the engine never holds their results.
-SELF_RELAXING = frozenset({REPLAY_LAG})
 # Confirmed levels a relaxation may hold back.
 HOLDABLE = (WARNING, UNKNOWN)
 
@@ -59,6 +56,9 @@ class CheckRules:
     cfg: Config
     state: EngineState
     node: str
+    # Checks that apply relaxed limits themselves (their own hard ceiling included; the
+    # registry's `relaxes_itself`): the engine never holds their results.
+    self_relaxing: FrozenSet[str]
     _due: Dict[str, float]
 
     def _closed(self, name: str, incident: Incident, until: float, how: str) -> None:
@@ -176,14 +176,14 @@ class CheckRules:
         if after_flapping:
             notes.append(SettledAfterFlapping(tuple(incident.flap_levels)))
         if target != OK:
-            if relax.active and name in SELF_RELAXING:
+            if relax.active and name in self.self_relaxing:
                 notes.append(Relaxed(relax.reason, relax.since))
             elif relax.active and target == CRITICAL:
                 notes.append(Ceiling(relax.reason, relax.since))
             elif relax.expired:
                 notes.append(RelaxationExpired(relax.reason))
 
-        holding = relax.active and name not in SELF_RELAXING and target in HOLDABLE
+        holding = relax.active and name not in self.self_relaxing and target in HOLDABLE
         if holding and incident is None:
             if cs.held is None:
                 cs.held = {"reason": relax.reason, "since": relax.since if relax.since else now}

@@ -124,3 +124,15 @@ def test_the_words_of_an_incidents_events_come_from_their_levels_and_times():
                        "12:00:00 UTC, but a critical problem is never held.")
     unknown = compose.compose(dataclasses.replace(base, new=C, status=Status.UNKNOWN))
     assert unknown.body.startswith("PROBLEM CRITICAL") and "could not run (UNKNOWN)" in unknown.body
+
+
+def test_a_role_change_names_the_grace_it_starts():
+    change = ev.RoleChanged("mail1", "secondary", "primary", T0 + 1000, T0 + 1030, "secondary",
+                            (("standbys", 300.0),))
+    body = compose.compose(change).body
+    assert "ROLE CHANGE: mail1 is now primary (was secondary) since 2024-06-03 12:16:40 UTC" in body
+    assert ("Grace after this change: standbys pages a standby that is not streaming only if "
+            "it is still missing at 2024-06-03 12:21:40 UTC (5m00s, standbys.role_change_grace)."
+            ) in body
+    plain = compose.compose(dataclasses.replace(change, old="primary", new="secondary", graces=()))
+    assert "Grace after this change" not in plain.body

@@ -40,9 +40,11 @@ from watchdog.core.events import (
     CheckEvent,
     Flap,
     HeldBack,
+    ReconnectGrace,
     RelaxationExpired,
     Relaxed,
     RoleChanged,
+    RoleChangeGrace,
     SettledAfterFlapping,
 )
 from watchdog.core.maintenance import Maintenance
@@ -861,11 +863,11 @@ GRACES = make_cfg()  # standbys: for 0s, reconnect_grace 15s, role_change_grace 
 MISSING, HUNG = Failure.MISSING, Failure.HUNG
 
 
-class GraceDriver(Driver):
-    """Cycles of a node whose standbys result carries its failure kind."""
+class GraceDriver(EDriver):
+    """Cycles of a node whose standbys result carries its failure kind (events out)."""
 
     def cycle(self, t: float, role: Optional[Role] = None, standbys: Status = OK,
-              failure: Optional[Failure] = None) -> List[Notification]:
+              failure: Optional[Failure] = None) -> List[Any]:
         if role is not None:
             self.role = role
         if self.role == Role.PRIMARY:
@@ -874,8 +876,8 @@ class GraceDriver(Driver):
                                    {"streaming": 0 if failure else 1}, failure)]
         else:
             results = [result("drbd", OK), result("replay_lag", OK)]
-        out = compose_all(self.engine.observe(T0 + t, self.role, results, {}))
-        self.sent.extend(out)
+        out = self.engine.observe(T0 + t, self.role, results, {})
+        self.events.extend(out)
         return out
 
 
@@ -889,9 +891,9 @@ def test_reconnect_is_ridden_out_and_a_stopped_standby_pages_when_the_grace_ends
     # Stopped for good: paged by the extra cycle at the end of the grace, dated from the start.
     assert d.cycle(200, standbys=C, failure=MISSING) == []
     assert d.cycle(214.9, standbys=C, failure=MISSING) == []
-    out = d.cycle(215, standbys=C, failure=MISSING)
-    assert kinds(out) == [PROBLEM] and "2024-06-03 12:03:20 UTC" in out[0].body
-    assert "Missing for longer than standbys.reconnect_grace (15s): not a reconnect." in out[0].body
+    (p,) = d.cycle(215, standbys=C, failure=MISSING)
+    assert (p.kind, p.new, p.since, p.at) == (PROBLEM, C, T0 + 200, T0 + 200)
+    assert p.reasons == (ReconnectGrace("standbys", 15.0),)  # not a reconnect
     assert d.engine.deadlines() == []  # confirmed: nothing more to wake up for
     assert kinds(d.cycle(260)) == []  # recover_for 30s
     assert kinds(d.cycle(290)) == [RECOVERY]
@@ -900,8 +902,8 @@ def test_reconnect_is_ridden_out_and_a_stopped_standby_pages_when_the_grace_ends
 def test_hung_standby_gets_no_grace():
     d = GraceDriver(GRACES, role=Role.PRIMARY)
     d.cycle(0)
-    out = d.cycle(30, standbys=C, failure=HUNG)
-    assert kinds(out) == [PROBLEM] and "reconnect_grace" not in out[0].body
+    (p,) = d.cycle(30, standbys=C, failure=HUNG)
+    assert (p.kind, p.reasons) == (PROBLEM, ())
     assert d.engine.deadlines() == []
 
 
@@ -913,16 +915,16 @@ def test_planned_failover_names_the_grace_and_a_rebuilt_standby_pages_nobody():
     assert d.engine.deadlines() == [T0 + 1300]
     out = d.cycle(1030, standbys=C, failure=MISSING)  # drbd's for (30s): the role is confirmed
     assert kinds(out) == [ROLE_CHANGE]
-    assert ("Grace after this change: standbys pages a standby that is not streaming only if "
-            "it is still missing at 2024-06-03 12:21:40 UTC (5m00s, standbys.role_change_grace)."
-            ) in out[0].body
+    # The role change names the grace: standbys pages only if still missing at 1000 + 5m.
+    assert (out[0].old, out[0].new, out[0].at, out[0].graces) == (
+        "secondary", "primary", T0 + 1000, (("standbys", 300.0),))
     d.restart()  # a restart in the middle of the grace keeps it
     for t in (1060, 1090, 1120):
         assert d.cycle(t, standbys=C, failure=MISSING) == []
     assert d.cycle(1150) == []  # streaming again
     # Steady state again: a later reconnect is ridden out, a role change is not needed.
     assert d.cycle(2000, standbys=C, failure=MISSING) == [] and d.cycle(2010) == []
-    assert d.sent == out
+    assert d.events == out
 
 
 def test_failover_whose_standby_never_comes_back_pages_at_the_named_time():
@@ -931,10 +933,9 @@ def test_failover_whose_standby_never_comes_back_pages_at_the_named_time():
     d.cycle(1000, role=Role.PRIMARY, standbys=C, failure=MISSING)
     assert kinds(d.cycle(1030, standbys=C, failure=MISSING)) == [ROLE_CHANGE]
     assert d.cycle(1299.9, standbys=C, failure=MISSING) == []
-    out = d.cycle(1300, standbys=C, failure=MISSING)
-    assert kinds(out) == [PROBLEM]
-    assert ("Still missing 5m00s after this node's role change at 2024-06-03 12:16:40 UTC "
-            "(standbys.role_change_grace).") in out[0].body
+    (p,) = d.cycle(1300, standbys=C, failure=MISSING)
+    assert p.kind == PROBLEM
+    assert p.reasons == (RoleChangeGrace("standbys", 300.0, T0 + 1000),)
     # A hung standby right after the change is not held at all.
     h = GraceDriver(GRACES, role=Role.SECONDARY)
     h.cycle(0)
@@ -946,7 +947,7 @@ def test_role_change_to_secondary_names_no_standbys_grace_and_first_role_gets_no
     d.cycle(0)
     d.cycle(100, role=Role.SECONDARY)
     (change,) = d.cycle(130)
-    assert change.kind == ROLE_CHANGE and "Grace after this change" not in change.body
+    assert change.kind == ROLE_CHANGE and change.graces == ()
     # A daemon whose very first role is primary (a fresh state): only the reconnect grace.
     f = GraceDriver(GRACES, role=Role.PRIMARY)
     assert f.cycle(0, standbys=C, failure=MISSING) == []

@@ -136,3 +136,56 @@ def test_a_role_change_names_the_grace_it_starts():
             ) in body
     plain = compose.compose(dataclasses.replace(change, old="primary", new="secondary", graces=()))
     assert "Grace after this change" not in plain.body
+
+
+def test_maintenance_events_in_words():
+    """The words of the maintenance events the engine tests assert as events."""
+    C, OK = Status.CRITICAL, Status.OK
+    HOUR = 3600.0
+    m = Maintenance("m1", "failover test", "alice", T0 + 10, T0 + 2 * HOUR + 10,
+                    T0 + 2 * HOUR + 10)
+    standbys = ev.StillOpen("standbys", C, T0 + 10, "standbys says critical")
+    started = compose.compose(ev.MaintenanceStarted("mail1", m, T0 + 20, (standbys,), "primary"))
+    body = started.body
+    assert "until 2024-06-03 14:00:10 UTC" in body and "alice" in body
+    assert "failover test" in body and "ha-watchdog maintenance off" in body
+    assert "Open now (already paged):" in body and "standbys critical" in body
+    assert (started.kind, started.severity, started.title) == (
+        "maintenance", "info", "[mail1] maintenance")
+    part2 = dataclasses.replace(m, reason="failover test, part 2", until=T0 + 2 * HOUR)
+    changed = compose.compose(ev.MaintenanceChanged("mail1", part2, T0 + 90)).body
+    assert "MAINTENANCE CHANGED" in changed and "part 2" in changed
+    assert "until 2024-06-03 14:00:00 UTC" in changed
+
+    def event(kind, new, **more):
+        return ev.CheckEvent(kind=kind, node="mail1", check="standbys", role="primary",
+                             now=T0 + 60, at=T0 + 60, since=T0 + 20, new=new, **more)
+
+    held = [HeldEvent(event("problem", C, status=C), False),
+            HeldEvent(event("recovery", OK, old=C, peak=C), False),
+            HeldEvent(event("reminder", C, peak=C, status=C), False),
+            HeldEvent(ev.RoleChanged("mail1", "primary", "secondary", T0 + 800, T0 + 800), False),
+            HeldEvent(event("recovery", OK, old=C, peak=C), True)]
+    record = MaintenanceRecord("m1", "failover test", "alice", T0 + 10, T0 + 2 * HOUR + 10,
+                               held, dropped=7)
+    ended = compose.compose(ev.MaintenanceEnded("mail1", record, "expired", T0 + 2 * HOUR + 10,
+                                                T0 + 2 * HOUR + 10, (), "primary")).body
+    assert ended.startswith("MAINTENANCE OVER: mail1 (the primary), expired at 2024-06-03 14:00:10")
+    assert "PROBLEM CRITICAL: standbys on mail1 (primary) [held back]" in ended
+    assert "RECOVERY: standbys on mail1 (primary) is OK again after 40s [held back]" in ended
+    assert "REMINDER CRITICAL: standbys" in ended
+    assert "ROLE CHANGE: mail1 is now secondary (was primary)" in ended
+    assert ended.count("[held back]") == 4 and ended.count("[sent]") == 1
+    assert "- ... and 7 more" in ended and "Still open: nothing." in ended
+    paging = standbys._replace(since=T0 + 60, paging=True)
+    removed = compose.compose(ev.MaintenanceEnded(
+        "mail1", record, "its request was removed", T0 + HOUR, T0 + HOUR, (paging,),
+        "primary")).body
+    assert "its request was removed" in removed
+    assert "standbys critical since 2024-06-03 12:01:00 UTC" in removed
+    assert "paging now" in removed
+    bob = dataclasses.replace(m, ended=T0 + 100, ended_by="bob")
+    assert bob.how_it_ended(T0 + 110) == "turned off by bob"
+    off = compose.compose(ev.MaintenanceEnded("mail1", record, "turned off by bob", T0 + 100,
+                                              T0 + 110, (), "primary")).body
+    assert "turned off by bob at 2024-06-03 12:01:40 UTC" in off

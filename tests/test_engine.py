@@ -40,12 +40,17 @@ from watchdog.core.events import (
     CheckEvent,
     Flap,
     HeldBack,
+    HeldByMaintenance,
+    MaintenanceChanged,
+    MaintenanceEnded,
+    MaintenanceStarted,
     ReconnectGrace,
     RelaxationExpired,
     Relaxed,
     RoleChanged,
     RoleChangeGrace,
     SettledAfterFlapping,
+    StillOpen,
 )
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.windows import Relaxation
@@ -114,8 +119,9 @@ class EDriver(Driver):
 
 
 def kinds(items):
-    """The kinds of notifications or events (the same strings)."""
-    return [n.kind for n in items]
+    """The kinds of notifications or events (the same strings; a maintenance event, which
+    has none, by its class name)."""
+    return [getattr(n, "kind", type(n).__name__) for n in items]
 
 
 LAG = make_cfg()  # replay_lag: for 2m, recover_for 1m, unknown_as warning
@@ -628,8 +634,8 @@ def maint(start: float, hours: float = 2.0, **changes) -> Maintenance:
     return Maintenance(**fields)
 
 
-class MDriver(Driver):
-    """A Driver that passes a maintenance request (or None) every cycle."""
+class MDriver(EDriver):
+    """An EDriver that passes a maintenance request (or None) every cycle."""
 
     request = None
 
@@ -637,38 +643,41 @@ class MDriver(Driver):
         if role is not None:
             self.role = role
         results = [result(name, status) for name, status in statuses.items()]
-        out = compose_all(
-            self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
-        )
-        self.sent.extend(out)
+        out = self.engine.observe(T0 + t, self.role, results, relax or {}, self.request)
+        self.events.extend(out)
         return out
 
 
 PRIMARY_CFG = make_cfg(alerts=AlertsConfig(renotify=HOUR))  # standbys: for 0s, recover_for 30s
+STARTED, CHANGED, ENDED = "MaintenanceStarted", "MaintenanceChanged", "MaintenanceEnded"
+
+
+def held(record) -> List[Any]:
+    """A maintenance record's events as (kind, check, new level, sent)."""
+    return [(h.event.kind, getattr(h.event, "check", None), h.event.new, h.sent)
+            for h in record.events]
 
 
 def test_maintenance_holds_a_problem_that_begins_and_ends_inside_it():
     d = MDriver(PRIMARY_CFG, Role.PRIMARY)
     d.at(0, standbys=OK)
     d.request = maint(10)
-    start = d.at(10, standbys=OK)
-    assert kinds(start) == ["maintenance"] and start[0].severity == "info"
-    assert start[0].title == "[mail1] maintenance"
-    body = start[0].body
-    assert "until 2024-06-03 14:00:10 UTC" in body and "alice" in body
-    assert "failover test" in body and "ha-watchdog maintenance off" in body
+    (start,) = d.at(10, standbys=OK)
+    assert isinstance(start, MaintenanceStarted)
+    assert (start.maintenance, start.open_now, start.role, start.now) == (
+        d.request, (), "primary", T0 + 10)
     assert d.at(20, standbys=C) == []  # would page: held back
     assert d.engine.open_problems() == [OpenProblem("standbys", C, T0 + 20)]
     assert d.at(30, standbys=OK) == [] and d.at(60, standbys=OK) == []  # recovery held too
     assert d.engine.open_problems() == []
     assert d.at(HOUR, standbys=OK) == []  # nothing else while it lasts
-    end = d.at(2 * HOUR + 10, standbys=OK)
-    assert kinds(end) == ["maintenance"]
-    text = end[0].body
-    assert text.startswith("MAINTENANCE OVER: mail1 (the primary), expired at 2024-06-03 14:00:10")
-    assert "PROBLEM CRITICAL: standbys on mail1 (primary) [held back]" in text
-    assert "RECOVERY: standbys on mail1 (primary) is OK again after 10s [held back]" in text
-    assert "Still open: nothing." in text
+    (end,) = d.at(2 * HOUR + 10, standbys=OK)
+    assert isinstance(end, MaintenanceEnded)
+    assert (end.how, end.ended, end.still_open, end.role) == (
+        "expired", T0 + 2 * HOUR + 10, (), "primary")
+    assert held(end.record) == [("problem", "standbys", C, False),
+                                ("recovery", "standbys", OK, False)]
+    assert end.record.events[1].event.at - end.record.events[1].event.since == 10
     assert d.at(2 * HOUR + 20, standbys=OK) == []
     # The day's history knows it happened without a page.
     (closed,), _ = d.engine.recent(T0 + 2 * HOUR + 20)
@@ -683,12 +692,12 @@ def test_problem_still_open_when_maintenance_expires_pages_then():
     assert d.at(60, standbys=C) == []
     assert d.at(1800, standbys=C) == []
     out = d.at(HOUR + 5, standbys=C)
-    assert kinds(out) == ["maintenance", PROBLEM]
+    assert kinds(out) == [ENDED, PROBLEM]
     summary, page = out
-    assert "standbys critical since 2024-06-03 12:01:00 UTC" in summary.body
-    assert "paging now" in summary.body
-    assert page.severity == "critical" and page.title == "[mail1] standbys"
-    assert "Held back by maintenance (failover test)" in page.body
+    assert summary.still_open == (
+        StillOpen("standbys", C, T0 + 60, "standbys says critical", paging=True),)
+    assert (page.check, page.new, page.since) == ("standbys", C, T0 + 60)
+    assert page.reasons == (HeldByMaintenance("failover test", T0, T0 + HOUR),)
     assert d.at(HOUR + 30, standbys=C) == []  # paged once
     assert kinds(d.at(HOUR + 60, standbys=OK) + d.at(HOUR + 90, standbys=OK)) == [RECOVERY]
 
@@ -698,18 +707,17 @@ def test_paged_problem_recovering_during_maintenance_still_resolves():
     d.at(0, standbys=OK)
     assert kinds(d.at(10, standbys=C)) == [PROBLEM]
     d.request = maint(20)
-    start = d.at(20, standbys=C)
-    assert kinds(start) == ["maintenance"]
-    assert "Open now (already paged):" in start[0].body and "standbys critical" in start[0].body
+    (start,) = d.at(20, standbys=C)
+    assert kinds([start]) == [STARTED]
+    # Open now, already paged (the words: "Open now (already paged): standbys critical").
+    assert start.open_now == (StillOpen("standbys", C, T0 + 10, "standbys says critical"),)
     d.at(30, standbys=OK)
-    rec = d.at(60, standbys=OK)
-    assert kinds(rec) == [RECOVERY]  # PagerDuty's incident must resolve
-    assert rec[0].problem_severity == "critical"
+    (rec,) = d.at(60, standbys=OK)
+    assert (rec.kind, rec.peak) == (RECOVERY, C)  # PagerDuty's incident must resolve
     d.request = dataclasses.replace(d.request, ended=T0 + 100, ended_by="bob")
-    end = d.at(110, standbys=OK)
-    assert kinds(end) == ["maintenance"]
-    assert "turned off by bob at 2024-06-03 12:01:40 UTC" in end[0].body
-    assert "[sent]" in end[0].body
+    (end,) = d.at(110, standbys=OK)
+    assert (end.how, end.ended) == ("turned off by bob", T0 + 100)
+    assert held(end.record) == [("recovery", "standbys", OK, True)]  # sent, not held
 
 
 def test_escalation_during_maintenance_is_sent_when_it_ends():
@@ -717,12 +725,13 @@ def test_escalation_during_maintenance_is_sent_when_it_ends():
     d.at(0, replay_lag=W)
     assert kinds(d.at(120, replay_lag=W)) == [PROBLEM]
     d.request = maint(130, hours=1)
-    assert kinds(d.at(130, replay_lag=W)) == ["maintenance"]
+    assert kinds(d.at(130, replay_lag=W)) == [STARTED]
     d.at(200, replay_lag=C)
     assert d.at(400, replay_lag=C) == []  # the escalation is held back
     out = d.at(130 + HOUR, replay_lag=C)
-    assert kinds(out) == ["maintenance", ESCALATION]
-    assert "WARNING -> CRITICAL" in out[1].body and out[1].severity == "critical"
+    assert kinds(out) == [ENDED, ESCALATION]
+    assert (out[1].old, out[1].new, out[1].reasons) == (
+        W, C, (HeldByMaintenance("failover test", T0 + 130, T0 + 130 + HOUR),))
     assert d.at(130 + HOUR + 30, replay_lag=C) == []
 
 
@@ -735,14 +744,13 @@ def test_reminders_and_role_changes_are_held_and_listed():
     d.at(20, standbys=C)
     assert d.at(700, standbys=C) == []  # reminder due at 610: held
     # The role change is held; the closure of the paged standbys incident goes out.
-    assert kinds(d.at(800, role=Role.SECONDARY, replay_lag=OK)) == [NO_LONGER_APPLIES]
-    end = d.at(20 + HOUR, replay_lag=OK)
-    text = end[0].body
-    assert "REMINDER CRITICAL: standbys" in text and "[held back]" in text
-    assert "ROLE CHANGE: mail1 is now secondary (was primary)" in text
-    # The standbys incident was paged before: its closure went out at once.
-    closure = [n for n in d.sent if n.kind == NO_LONGER_APPLIES]
-    assert len(closure) == 1 and closure[0].created == T0 + 800
+    (closure,) = d.at(800, role=Role.SECONDARY, replay_lag=OK)
+    assert (closure.kind, closure.check, closure.now) == (NO_LONGER_APPLIES, "standbys", T0 + 800)
+    (end,) = d.at(20 + HOUR, replay_lag=OK)
+    assert held(end.record) == [("reminder", "standbys", C, False),
+                                ("role_change", None, "secondary", False),
+                                ("no_longer_applies", "standbys", C, True)]
+    assert kinds(d.events).count(NO_LONGER_APPLIES) == 1
     _, (change,) = d.engine.recent(T0 + 20 + HOUR)
     assert (change.old, change.new) == ("primary", "secondary")
 
@@ -750,18 +758,19 @@ def test_reminders_and_role_changes_are_held_and_listed():
 def test_maintenance_survives_a_restart_and_is_extended_once():
     d = MDriver(PRIMARY_CFG, Role.PRIMARY)
     d.request = maint(0, hours=1)
-    assert kinds(d.at(0, standbys=OK)) == ["maintenance"]
+    assert kinds(d.at(0, standbys=OK)) == [STARTED]
     d.at(30, standbys=C)
     d.restart()
     assert d.at(60, standbys=C) == []  # no second start message, still held
     d.request = maint(0, hours=2, reason="failover test, part 2", by="bob")
-    changed = d.at(90, standbys=C)
-    assert kinds(changed) == ["maintenance"] and "MAINTENANCE CHANGED" in changed[0].body
-    assert "part 2" in changed[0].body and "until 2024-06-03 14:00:00 UTC" in changed[0].body
+    (changed,) = d.at(90, standbys=C)
+    assert isinstance(changed, MaintenanceChanged) and changed.maintenance == d.request
+    assert (changed.maintenance.reason, changed.maintenance.until) == (
+        "failover test, part 2", T0 + 2 * HOUR)
     assert d.at(HOUR + 10, standbys=C) == []  # the old end passed: still on
     d.restart()
     out = d.at(2 * HOUR, standbys=C)
-    assert kinds(out) == ["maintenance", PROBLEM]
+    assert kinds(out) == [ENDED, PROBLEM]
 
 
 def test_removed_request_ends_maintenance():
@@ -769,8 +778,8 @@ def test_removed_request_ends_maintenance():
     d.request = maint(0)
     d.at(0, standbys=OK)
     d.request = None
-    out = d.at(30, standbys=OK)
-    assert kinds(out) == ["maintenance"] and "its request was removed" in out[0].body
+    (end,) = d.at(30, standbys=OK)
+    assert (type(end).__name__, end.how, end.ended) == (ENDED, "its request was removed", T0 + 30)
 
 
 def test_state_from_before_maintenance_counts_open_incidents_as_paged():
@@ -785,7 +794,7 @@ def test_state_from_before_maintenance_counts_open_incidents_as_paged():
     d.request = maint(20, hours=0.5)
     d.at(20, standbys=C)
     out = d.at(20 + 1800, standbys=C)
-    assert kinds(out) == ["maintenance"]  # it had been paged: no second PROBLEM
+    assert kinds(out) == [ENDED]  # it had been paged: no second PROBLEM
 
 
 def test_maintenance_events_are_bounded():
@@ -799,9 +808,8 @@ def test_maintenance_events_are_bounded():
         d.at(i * 10, standbys=C if i % 2 else OK)
     dropped = d.engine.state.maintenance.dropped
     assert dropped > 0 and len(d.engine.state.maintenance.events) == MAX_MAINTENANCE_EVENTS
-    end = d.at(6 * HOUR, standbys=OK)
-    assert end[0].body.count("[held back]") == MAX_MAINTENANCE_EVENTS
-    assert f"- ... and {dropped} more" in end[0].body
+    end = d.at(6 * HOUR, standbys=OK)[0]
+    assert len(end.record.events) == MAX_MAINTENANCE_EVENTS and end.record.dropped == dropped
 
 
 # ---------------------------------------------------------------- the daily message

@@ -12,18 +12,18 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Sequence, Union
 
 from watchdog.alerts import message, summaries
 from watchdog.alerts.message import Facts
 from watchdog.alerts.notification import ROLE_CHANGE, Notification, make_id
 from watchdog.core import events as ev
-from watchdog.core.state import HeldEvent, MaintenanceEvent
+from watchdog.core.state import HeldEvent, MaintenanceEvent, MaintenanceRecord
 from watchdog.model import Status
 from watchdog.units import format_duration
 
 
-def reason_text(reason: Any) -> str:
+def reason_text(reason: ev.Reason) -> str:
     """The sentence a reason adds to a notification's body."""
     if isinstance(reason, ev.Relaxed):
         return message.relaxed_note(reason.reason, reason.since)
@@ -53,7 +53,7 @@ def reason_text(reason: Any) -> str:
     raise TypeError(f"not a reason: {reason!r}")
 
 
-def _levels(levels: Any) -> str:
+def _levels(levels: Sequence[Status]) -> str:
     """`ok and critical`: levels in words."""
     return message.join_and([level.label for level in levels])
 
@@ -85,7 +85,7 @@ def _check(e: ev.CheckEvent) -> Notification:
     raise ValueError(f"cannot compose a {e.kind!r} event")
 
 
-def held_line(item: Any) -> Any:
+def held_line(item: Union[HeldEvent, MaintenanceEvent]) -> MaintenanceEvent:
     """A maintenance record entry in words: a HeldEvent becomes the MaintenanceEvent the
     summary lists (when, kind, check, severity, first line); older entries already are."""
     if not isinstance(item, HeldEvent):
@@ -113,12 +113,12 @@ def held_lines_json(items: Any) -> List[Dict[str, Any]]:
     return out
 
 
-def _summary_record(record: Any) -> Any:
+def _summary_record(record: MaintenanceRecord) -> MaintenanceRecord:
     """The maintenance record with its held events in words (as the summary lists them)."""
     return dataclasses.replace(record, events=[held_line(item) for item in record.events])
 
 
-def compose(event: Any) -> Notification:
+def compose(event: ev.Event) -> Notification:
     """The notification for one event; its id includes the event's sequence number."""
     if isinstance(event, ev.CheckEvent):
         note = _check(event)
@@ -146,5 +146,5 @@ def compose(event: Any) -> Notification:
     return dataclasses.replace(note, id=make_id(*parts, event.seq))
 
 
-def compose_all(events: Iterable[Any]) -> List[Notification]:
+def compose_all(events: Iterable[ev.Event]) -> List[Notification]:
     return [compose(e) for e in events]

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from watchdog.core.debounce import label_of, level_of
 from watchdog.core.maintenance import Maintenance
 from watchdog.model import Status
+
+if TYPE_CHECKING:  # core.state imports this module
+    from watchdog.core.state import MaintenanceRecord
 
 # Kinds of check and role events: the same strings as the notification kinds (public).
 PROBLEM = "problem"
@@ -98,6 +101,10 @@ class ReconnectGrace(NamedTuple):
     grace: float
 
 
+#: Why an event went out as it did (each reason is worded by watchdog.alerts.compose).
+Reason = Union[Relaxed, Ceiling, RelaxationExpired, HeldBack, HeldByMaintenance,
+               SettledAfterFlapping, StillFlapping, RoleChangeGrace, ReconnectGrace]
+
 REASONS = {
     cls.__name__: cls
     for cls in (Relaxed, Ceiling, RelaxationExpired, HeldBack, HeldByMaintenance,
@@ -151,7 +158,7 @@ class CheckEvent:
     status: Status = Status.OK
     summary: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
-    reasons: Tuple[Any, ...] = ()
+    reasons: Tuple[Reason, ...] = ()
     flap: Optional[Flap] = None
     new_role: Optional[str] = None  # NO_LONGER_APPLIES: the role it no longer runs for
     seq: int = 0
@@ -215,16 +222,20 @@ class MaintenanceChanged:
 
 @dataclass(frozen=True)
 class MaintenanceEnded:
-    """`record` (a core.state.MaintenanceRecord) holds what happened meanwhile."""
+    """`record` holds what happened meanwhile."""
 
     node: str
-    record: Any
+    record: MaintenanceRecord
     how: str
     ended: float
     now: float
     still_open: Tuple[StillOpen, ...]
     role: Optional[str]
     seq: int = 0
+
+
+#: What the engine emits.
+Event = Union[CheckEvent, RoleChanged, MaintenanceStarted, MaintenanceChanged, MaintenanceEnded]
 
 
 # ---------------------------------------------------------------- JSON (held events)
@@ -253,8 +264,8 @@ def _levels(items: Any) -> Tuple[Status, ...]:
     return tuple(level for level in found if level is not None)
 
 
-def _reasons(items: Any) -> Tuple[Any, ...]:
-    out: List[Any] = []
+def _reasons(items: Any) -> Tuple[Reason, ...]:
+    out: List[Reason] = []
     for item in items if isinstance(items, list) else ():
         if not (isinstance(item, list) and item and item[0] in REASONS):
             continue

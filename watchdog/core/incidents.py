@@ -31,8 +31,10 @@ from watchdog.core.events import (
     RECOVERY,
     Ceiling,
     CheckEvent,
+    Event,  # noqa: F401 - what the engine emits (re-exported, as before)
     Flap,
     HeldBack,
+    Reason,
     ReconnectGrace,
     RelaxationExpired,
     Relaxed,
@@ -46,8 +48,6 @@ from watchdog.model import CheckResult, Failure, Role, Status
 # Confirmed levels a relaxation may hold back.
 HOLDABLE = (WARNING, UNKNOWN)
 
-# What the engine emits: events for watchdog.alerts.compose to put into words.
-Event = Any  # CheckEvent, RoleChanged, MaintenanceStarted, MaintenanceChanged, MaintenanceEnded
 
 
 class CheckRules:
@@ -119,7 +119,7 @@ class CheckRules:
         failure: Optional[Failure],
         at: float,
         role_changed_at: Optional[float],
-    ) -> Optional[Any]:
+    ) -> Optional[Reason]:
         """Why a MISSING problem paged only now: the grace it outlasted."""
         if failure != Failure.MISSING:
             return None
@@ -172,7 +172,7 @@ class CheckRules:
             cs.history = []
             after_flapping = True
 
-        notes: List[Any] = []  # the reasons (core.events)
+        notes: List[Reason] = []
         if after_flapping:
             notes.append(SettledAfterFlapping(tuple(incident.flap_levels)))
         if target != OK:

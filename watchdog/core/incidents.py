@@ -49,7 +49,6 @@ from watchdog.model import CheckResult, Failure, Role, Status
 HOLDABLE = (WARNING, UNKNOWN)
 
 
-
 class CheckRules:
     """The per-check part of the Engine (a base class of it: it shares its state)."""
 

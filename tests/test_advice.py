@@ -14,6 +14,7 @@ from watchdog.checks.drbd import check_drbd
 from watchdog.checks.replay_lag import check_replay_lag
 from watchdog.checks.standbys import check_standbys
 from watchdog.config import DrbdConfig, PostgresConfig, ReplayLagConfig, StandbysConfig
+from watchdog.model import Status
 from watchdog.probes.drbd import DrbdSnapshot, parse, probe_drbd
 from watchdog.probes.postgres import PgSnapshot, WalReceiver, probe_postgres
 
@@ -21,8 +22,8 @@ T = 1717416000.0  # 2024-06-03 12:00:00 UTC
 DRBD = Path(__file__).resolve().parent / "fixtures" / "drbd"
 
 
-def alert(result, node="mail1", role="primary", level="critical"):
-    facts = Facts(node, result.name, role, result.status.label, result.summary,
+def alert(result, node="mail1", role="primary", level=Status.CRITICAL):
+    facts = Facts(node, result.name, role, result.status, result.summary,
                   dict(result.details))
     return message.problem(facts, level, T - 300, T, T - 300)
 
@@ -104,8 +105,8 @@ def test_postgres_role_steps_fit_the_mismatch():
     step = advice.first_step("postgres_role", promoted, "mail2", "critical", "fallback")
     assert "NOT in recovery" in step and "rebuild it as a standby" in step
     assert "  - server version 9.5.24" in message.problem(
-        Facts("mail2", "postgres_role", "secondary", "critical", "x", promoted),
-        "critical", T, T, T).body
+        Facts("mail2", "postgres_role", "secondary", Status.CRITICAL, "x", promoted),
+        Status.CRITICAL, T, T, T).body
     down = {"reachable": False, "error": "connection refused"}
     assert advice.PG_LOG in advice.first_step("postgres_role", down, "mail1", "critical", "f")
     assert advice.key_numbers("postgres_role", down) == ["PostgreSQL: not reachable",
@@ -121,17 +122,17 @@ def test_unknown_check_says_how_to_see_why():
 @pytest.mark.parametrize("kind", ["problem", "escalation", "reminder", "recovery", "flapping",
                                   "no_longer_applies"])
 def test_subjects_start_with_the_stable_title_and_say_what_is_wrong(kind):
-    f = Facts("mail2", "replay_lag", "secondary", "critical",
+    f = Facts("mail2", "replay_lag", "secondary", Status.CRITICAL,
               "replay lag 6m52s, 3.0 MiB not replayed; streaming from 10.0.0.1", {})
     n = {
-        "problem": lambda: message.problem(f, "critical", T - 60, T, T - 60),
-        "escalation": lambda: message.escalation(f, "warning", "critical", T - 600, T, T, "warning"),
-        "reminder": lambda: message.reminder(f, "critical", T - 4 * 3600, T, T, "critical"),
-        "recovery": lambda: message.recovery(f, T - 3725, T - 60, T, "critical", "critical"),
-        "flapping": lambda: message.flapping(f, ["ok", "warning"], 4, 1800, 450, "warning",
+        "problem": lambda: message.problem(f, Status.CRITICAL, T - 60, T, T - 60),
+        "escalation": lambda: message.escalation(f, Status.WARNING, Status.CRITICAL, T - 600, T, T, "warning"),
+        "reminder": lambda: message.reminder(f, Status.CRITICAL, T - 4 * 3600, T, T, "critical"),
+        "recovery": lambda: message.recovery(f, T - 3725, T - 60, T, Status.CRITICAL, "critical"),
+        "flapping": lambda: message.flapping(f, [Status.OK, Status.WARNING], 4, 1800, 450, Status.WARNING,
                                              T - 900, T, T, None),
         "no_longer_applies": lambda: message.no_longer_applies(
-            f, "critical", T - 600, T, T - 30, "secondary", "primary", "critical"),
+            f, Status.CRITICAL, T - 600, T, T - 30, "secondary", "primary", "critical"),
     }[kind]()
     assert n.title == "[mail2] replay_lag"  # the incident key never moves
     assert n.subject.startswith("[mail2] replay_lag ")

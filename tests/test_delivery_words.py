@@ -22,13 +22,14 @@ from watchdog.alerts.delivery import (
 )
 from watchdog.alerts.history import read_history
 from watchdog.alerts.message import Facts
+from watchdog.model import Status
 
 WAIT = 20.0
 T = 1717416000.0
 
 
 def facts(summary="replay lag 6m52s, 3.0 MiB not replayed"):
-    return Facts("mail1", "replay_lag", "secondary", "critical", summary, {})
+    return Facts("mail1", "replay_lag", "secondary", Status.CRITICAL, summary, {})
 
 
 def test_chat_and_email_get_the_subject_as_title(tmp_path, http_receiver, alerts_config):
@@ -36,7 +37,7 @@ def test_chat_and_email_get_the_subject_as_title(tmp_path, http_receiver, alerts
     d = Deliverer(cfg, str(tmp_path / "state"), round_max_wait=0.2)
     d.start()
     now = time.time()
-    n = message.problem(facts(), "critical", now - 60, now, now - 60)
+    n = message.problem(facts(), Status.CRITICAL, now - 60, now, now - 60)
     d.submit([n])
     assert http_receiver.wait_count(1, WAIT)
     d.stop(5)
@@ -56,7 +57,7 @@ def test_a_late_notification_says_when_it_was_queued(tmp_path, http_receiver, al
     http_receiver.set_down(True)
     d.start()
     queued = time.time()
-    d.submit([message.problem(facts(), "critical", queued, queued, queued)])
+    d.submit([message.problem(facts(), Status.CRITICAL, queued, queued, queued)])
     assert http_receiver.wait_requests(lambda r: len(r) >= 2, WAIT)  # failing rounds
     time.sleep(1.2)
     http_receiver.set_down(False)
@@ -91,7 +92,7 @@ def test_incident_schemes_keep_stable_titles_unless_we_set_their_key():
     assert wants_subjects("json://x/") and wants_subjects("mailto://a@b")
     assert wants_subjects("pagerduty://i@k?action=map")  # the key goes separately
     assert not wants_subjects("opsgenie://apikey")  # keys on the title: stays stable
-    n = message.problem(facts(), "critical", T, T, T)
+    n = message.problem(facts(), Status.CRITICAL, T, T, T)
     (pd,) = plan_messages("mail1", [n], incident=True, subjects=True)
     (og,) = plan_messages("mail1", [n], incident=True, subjects=False)
     assert pd.title == n.subject and og.title == "[mail1] replay_lag"
@@ -122,8 +123,8 @@ def test_pagerduty_resolves_the_incident_the_problem_opened(pagerduty):
     hashes the title, so the recovery would name another incident (reproduced first);
     with the key from the stable title it resolves the one the problem opened."""
     url = "pagerduty://integrationkey1@apikey12345?action=map&image=no"
-    p = message.problem(facts(), "critical", T - 60, T, T - 60)
-    r = message.recovery(facts(), T - 60, T, T + 1, "critical", "critical")
+    p = message.problem(facts(), Status.CRITICAL, T - 60, T, T - 60)
+    r = message.recovery(facts(), T - 60, T, T + 1, Status.CRITICAL, "critical")
     assert p.subject != r.subject
     assert _send(p, url, None) == (True, None)
     assert _send(r, url, None) == (True, None)
@@ -144,7 +145,7 @@ def test_pagerduty_resolves_the_incident_the_problem_opened(pagerduty):
 
 def test_pagerduty_url_with_its_own_dedup_wins(pagerduty):
     url = "pagerduty://integrationkey1@apikey12345?action=map&image=no&dedup=my-own"
-    p = message.problem(facts(), "critical", T - 60, T, T - 60)
+    p = message.problem(facts(), Status.CRITICAL, T - 60, T, T - 60)
     assert _send(p, url, dedup_key(p.title)) == (True, None)
     (got,) = pagerduty.messages
     assert got["dedup_key"] == "my-own"

@@ -59,9 +59,9 @@ def as_posted(notification) -> dict:
 
 
 def test_parse_alert_problem_from_the_real_message_text():
-    facts = msg.Facts("mail1", "standbys", "primary", "critical",
+    facts = msg.Facts("mail1", "standbys", "primary", Status.CRITICAL,
                       "no standby connected (0 of 1 required standbys streaming)", {"n": 0})
-    alert = parse_alert(as_posted(msg.problem(facts, "critical", NOW, NOW + 2, NOW)), 12.5)
+    alert = parse_alert(as_posted(msg.problem(facts, Status.CRITICAL, NOW, NOW + 2, NOW)), 12.5)
     assert (alert.node, alert.check, alert.kind, alert.type) == (
         "mail1", "standbys", "PROBLEM", "failure")
     assert alert.headline == "PROBLEM CRITICAL: standbys on mail1 (primary)"
@@ -74,11 +74,11 @@ def test_parse_alert_multiword_kinds_and_recovery():
     assert (role.node, role.check, role.kind, role.type) == ("mail2", "role", "ROLE CHANGE",
                                                              "info")
     assert role.headline.startswith("ROLE CHANGE: mail2 is now primary (was secondary)")
-    facts = msg.Facts("mail1", "services", "primary", "critical", "hvmail-httpd down", {})
+    facts = msg.Facts("mail1", "services", "primary", Status.CRITICAL, "hvmail-httpd down", {})
     closed = parse_alert(as_posted(msg.no_longer_applies(
-        facts, "critical", NOW, NOW + 5, NOW + 5, "primary", "secondary", "critical")), 2)
+        facts, Status.CRITICAL, NOW, NOW + 5, NOW + 5, "primary", "secondary", "critical")), 2)
     assert closed.kind == "NO LONGER APPLIES" and closed.check == "services"
-    back = parse_alert(as_posted(msg.recovery(facts, NOW, NOW + 9, NOW + 9, "critical",
+    back = parse_alert(as_posted(msg.recovery(facts, NOW, NOW + 9, NOW + 9, Status.CRITICAL,
                                               "critical")), 3)
     assert back.kind == "RECOVERY" and back.type == "success"
     assert back.headline.startswith("RECOVERY: services on mail1 (primary) is OK again after")
@@ -133,8 +133,8 @@ def test_maintenance_messages_parse_and_print_whole():
 
 
 def test_detail_lines_of_a_check_alert_is_its_summary_cut_to_width():
-    facts = msg.Facts("mail2", "postgres_role", "secondary", "critical", "x" * 300, {})
-    alert = parse_alert(as_posted(msg.problem(facts, "critical", NOW, NOW + 2, NOW)), 0)
+    facts = msg.Facts("mail2", "postgres_role", "secondary", Status.CRITICAL, "x" * 300, {})
+    alert = parse_alert(as_posted(msg.problem(facts, Status.CRITICAL, NOW, NOW + 2, NOW)), 0)
     assert detail_lines(alert) == ["x" * 157 + "..."]
     assert detail_lines(Alert(0.0, "n", "c", "?", "info", "h", "", "h")) == []
 

@@ -38,18 +38,18 @@ def test_a_problem_its_escalation_and_its_recovery_are_check_events_with_levels_
     assert (problem.kind, problem.check, problem.role, problem.node) == (
         "problem", "services", "primary", "mail1")
     assert (problem.new, problem.old, problem.peak, problem.since, problem.at, problem.now) == (
-        "warning", None, None, T0 + 10, T0 + 10, T0 + 10)
+        W, None, None, T0 + 10, T0 + 10, T0 + 10)
     assert (problem.status, problem.summary, dict(problem.details)) == (
-        "warning", "services is warning", {"n": 1})
+        W, "services is warning", {"n": 1})
     (up,) = run(e, 20, services=C)
     assert (up.kind, up.old, up.new, up.peak, up.since, up.at) == (
-        "escalation", "warning", "critical", "warning", T0 + 10, T0 + 20)
+        "escalation", W, C, W, T0 + 10, T0 + 20)
     (down,) = run(e, 30, services=W)
     assert (down.kind, down.old, down.new, down.peak) == (
-        "deescalation", "critical", "warning", "critical")
+        "deescalation", C, W, C)
     (ok,) = run(e, 40, services=OK)
     assert (ok.kind, ok.old, ok.new, ok.peak, ok.since, ok.at) == (
-        "recovery", "warning", "ok", "critical", T0 + 10, T0 + 40)
+        "recovery", W, OK, C, T0 + 10, T0 + 40)
     # Numbered in the order emitted, per subject, as the persisted counters say.
     assert [x.seq for x in (problem, up, down, ok)] == [1, 2, 3, 4] and e.state.seqs == {"services": 4}
 
@@ -71,13 +71,13 @@ def test_flapping_and_reminders_carry_their_numbers():
     run(e, 10, services=W)
     run(e, 20, services=OK)
     (flap,) = run(e, 30, services=C)
-    assert flap.kind == "flapping" and flap.new == "critical" and flap.peak is None
-    assert flap.flap == ev.Flap(("ok", "warning", "critical"), 3, 1800.0, 600.0)  # window / changes
+    assert flap.kind == "flapping" and flap.new == C and flap.peak is None
+    assert flap.flap == ev.Flap((OK, W, C), 3, 1800.0, 600.0)  # window / changes
     for i, t in enumerate(range(330, int(HOUR), 300)):  # still flapping: never quiet for 600s
         assert run(e, t, services=(OK, C)[i % 2]) == []
     (reminder,) = run(e, 30 + HOUR, services=C)
-    assert (reminder.kind, reminder.at, reminder.peak) == ("reminder", T0 + 30 + HOUR, "critical")
-    assert reminder.reasons == (ev.StillFlapping(("ok", "warning", "critical")),)
+    assert (reminder.kind, reminder.at, reminder.peak) == ("reminder", T0 + 30 + HOUR, C)
+    assert reminder.reasons == (ev.StillFlapping((OK, W, C)),)
 
 
 def test_role_change_and_no_longer_applies():
@@ -89,7 +89,7 @@ def test_role_change_and_no_longer_applies():
     assert isinstance(role, ev.RoleChanged)
     assert (role.old, role.new, role.at, role.now) == ("primary", "secondary", T0 + 100, T0 + 140)
     assert (closed.kind, closed.check, closed.role, closed.new_role, closed.old) == (
-        "no_longer_applies", "standbys", "primary", "secondary", "critical")
+        "no_longer_applies", "standbys", "primary", "secondary", C)
 
 
 def test_maintenance_edges_are_events_and_held_events_are_recorded_as_events():
@@ -101,14 +101,14 @@ def test_maintenance_edges_are_events_and_held_events_are_recorded_as_events():
     assert run(e, 20, maintenance=m, services=C) == []
     (held,) = e.state.maintenance.events
     assert isinstance(held, HeldEvent) and not held.sent
-    assert (held.event.kind, held.event.check, held.event.new) == ("problem", "services", "critical")
+    assert (held.event.kind, held.event.check, held.event.new) == ("problem", "services", C)
     # The record survives a restart with its events as events.
     state = EngineState.from_json(json.loads(json.dumps(e.state.to_json())))
     assert state.maintenance.events == e.state.maintenance.events
     e = Engine(CFG, state)
     ended, page = run(e, 30, services=C)  # the request is gone
     assert isinstance(ended, ev.MaintenanceEnded)
-    assert ended.still_open == (ev.StillOpen("services", "critical", T0 + 20,
+    assert ended.still_open == (ev.StillOpen("services", C, T0 + 20,
                                              "services is critical", True),)
     assert page.kind == "problem" and page.reasons == (
         ev.HeldByMaintenance("disk swap", T0 + 10, T0 + 30),)
@@ -117,10 +117,10 @@ def test_maintenance_edges_are_events_and_held_events_are_recorded_as_events():
 def test_event_json_round_trips_and_bad_input_is_refused():
     event = ev.CheckEvent(
         kind="flapping", node="mail1", check="standbys", role="primary", now=T0, at=T0 - 5,
-        since=T0 - 60, new="critical", old="warning", peak="warning", status="critical",
+        since=T0 - 60, new=C, old=W, peak=W, status=C,
         summary="none", details={"x": [1, 2]},
-        reasons=(ev.SettledAfterFlapping(("ok", "critical")), ev.RoleChangeGrace("standbys", 60.0, T0)),
-        flap=ev.Flap(("ok", "critical"), 4, 1800.0, 450.0), seq=7,
+        reasons=(ev.SettledAfterFlapping((OK, C)), ev.RoleChangeGrace("standbys", 60.0, T0)),
+        flap=ev.Flap((OK, C), 4, 1800.0, 450.0), seq=7,
     )
     again = ev.event_from_json(json.loads(json.dumps(event.to_json())))
     assert again == dataclasses.replace(event, seq=0)  # the number is not part of a record

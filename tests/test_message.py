@@ -9,11 +9,12 @@ import pytest
 from watchdog.alerts import message
 from watchdog.alerts.message import Facts
 from watchdog.alerts.notification import Notification, make_id
+from watchdog.model import Status
 
 T = 1717416000.0  # 2024-06-03 12:00:00 UTC
 
 
-def facts(check="replay_lag", role="secondary", status="critical", **details):
+def facts(check="replay_lag", role="secondary", status=Status.CRITICAL, **details):
     details = details or {"lag_seconds": 412.5, "receive_lag_bytes": 3 * 1024**2, "streaming": True}
     return Facts("mail2", check, role, status, f"{check}: replay 412s behind (limit 300s)", details)
 
@@ -28,9 +29,9 @@ def test_format_time_is_utc_and_never_raises():
 @pytest.mark.parametrize(
     "level,severity,notify_type",
     [
-        ("warning", "warning", "warning"),
-        ("unknown", "warning", "warning"),
-        ("critical", "critical", "failure"),
+        (Status.WARNING, "warning", "warning"),
+        (Status.UNKNOWN, "warning", "warning"),
+        (Status.CRITICAL, "critical", "failure"),
     ],
 )
 def test_problem_severity_and_type(level, severity, notify_type):
@@ -54,9 +55,9 @@ def test_problem_body_says_what_since_numbers_role_and_first_look():
                "walreceiver": {"status": "streaming", "sender_host": "10.0.0.1",
                                "sender_port": 5432, "last_msg_receipt_age": 1.2},
                "max_receive_age": 45, "receive_lsn": "0/3000000", "resampled": False}
-    f = Facts("mail2", "replay_lag", "secondary", "critical",
+    f = Facts("mail2", "replay_lag", "secondary", Status.CRITICAL,
               "replay lag 6m52s, 3.0 MiB not replayed", details)
-    body = message.problem(f, "critical", T - 120, T, T - 120).body
+    body = message.problem(f, Status.CRITICAL, T - 120, T, T - 120).body
     lines = body.splitlines()
     assert lines[0] == "PROBLEM CRITICAL: replay_lag on mail2 (secondary)"
     assert "replay lag 6m52s, 3.0 MiB not replayed" in lines
@@ -90,16 +91,16 @@ def test_first_look_is_the_vendor_guides_manual_command(check, needles):
     text = message.first_look(check)
     for needle in needles:
         assert needle in text
-    assert message.first_look(check) in message.problem(facts(check), "warning", T, T, T).body
+    assert message.first_look(check) in message.problem(facts(check), Status.WARNING, T, T, T).body
 
 
 def test_unknown_status_is_explained():
-    body = message.problem(facts(status="unknown"), "critical", T, T, T).body
+    body = message.problem(facts(status=Status.UNKNOWN), Status.CRITICAL, T, T, T).body
     assert "could not run (UNKNOWN)" in body
 
 
 def test_escalation_and_deescalation():
-    esc = message.escalation(facts(), "warning", "critical", T - 600, T, T - 60, "warning")
+    esc = message.escalation(facts(), Status.WARNING, Status.CRITICAL, T - 600, T, T - 60, "warning")
     assert (esc.kind, esc.severity, esc.notify_type, esc.problem_severity) == (
         "escalation",
         "critical",
@@ -107,7 +108,7 @@ def test_escalation_and_deescalation():
         "warning",
     )
     assert esc.body.startswith("ESCALATION WARNING -> CRITICAL: replay_lag on mail2")
-    de = message.deescalation(facts(), "critical", "warning", T - 600, T, T - 60, "critical")
+    de = message.deescalation(facts(), Status.CRITICAL, Status.WARNING, T - 600, T, T - 60, "critical")
     assert (de.kind, de.severity, de.notify_type, de.problem_severity) == (
         "deescalation",
         "warning",
@@ -119,7 +120,7 @@ def test_escalation_and_deescalation():
 
 
 def test_recovery_says_how_long_it_lasted_and_routes_like_its_problem():
-    n = message.recovery(facts(status="ok"), T - 3725, T - 60, T, "critical", "critical")
+    n = message.recovery(facts(status=Status.OK), T - 3725, T - 60, T, Status.CRITICAL, "critical")
     assert (n.kind, n.severity, n.notify_type, n.problem_severity) == (
         "recovery",
         "recovery",
@@ -132,14 +133,14 @@ def test_recovery_says_how_long_it_lasted_and_routes_like_its_problem():
 
 
 def test_title_is_stable_between_problem_and_recovery():
-    p = message.problem(facts(), "critical", T - 120, T, T - 120)
-    r = message.recovery(facts(status="ok"), T - 120, T + 500, T + 600, "critical", "critical")
+    p = message.problem(facts(), Status.CRITICAL, T - 120, T, T - 120)
+    r = message.recovery(facts(status=Status.OK), T - 120, T + 500, T + 600, Status.CRITICAL, "critical")
     assert p.title == r.title == "[mail2] replay_lag"
 
 
 def test_reminder_keeps_the_problems_type():
-    p = message.problem(facts(), "critical", T, T, T)
-    r = message.reminder(facts(), "critical", T, T + 4 * 3600, T + 4 * 3600, "critical")
+    p = message.problem(facts(), Status.CRITICAL, T, T, T)
+    r = message.reminder(facts(), Status.CRITICAL, T, T + 4 * 3600, T + 4 * 3600, "critical")
     assert (r.kind, r.notify_type, r.severity, r.problem_severity) == (
         "reminder",
         p.notify_type,
@@ -152,7 +153,7 @@ def test_reminder_keeps_the_problems_type():
 def test_no_longer_applies_is_a_closure_not_a_recovery():
     n = message.no_longer_applies(
         facts("standbys", role="primary"),
-        "critical",
+        Status.CRITICAL,
         T - 600,
         T,
         T - 30,
@@ -189,7 +190,7 @@ def test_role_change_is_info_with_a_stable_title():
 
 def test_flapping_says_what_it_flapped_between():
     n = message.flapping(
-        facts(), ["ok", "warning", "critical"], 4, 1800, 450, "critical", T - 900, T, T, None
+        facts(), [Status.OK, Status.WARNING, Status.CRITICAL], 4, 1800, 450, Status.CRITICAL, T - 900, T, T, None
     )
     assert (n.kind, n.severity, n.notify_type) == ("flapping", "critical", "failure")
     assert "flaps between ok, warning and critical" in n.body
@@ -197,13 +198,13 @@ def test_flapping_says_what_it_flapped_between():
 
 
 def test_ids_are_deterministic_and_distinct_per_event():
-    a = message.problem(facts(), "critical", T - 120, T, T - 120)
+    a = message.problem(facts(), Status.CRITICAL, T - 120, T, T - 120)
     b = message.problem(
-        facts(), "critical", T - 120, T + 7, T - 120
+        facts(), Status.CRITICAL, T - 120, T + 7, T - 120
     )  # the same event, replayed later
     assert a.id == b.id == make_id("mail2", "replay_lag", "problem", T - 120)
-    c = message.recovery(facts(), T - 120, T - 120, T, "critical", "critical")
-    d = message.problem(facts(), "critical", T - 60, T, T - 60)
+    c = message.recovery(facts(), T - 120, T - 120, T, Status.CRITICAL, "critical")
+    d = message.problem(facts(), Status.CRITICAL, T - 60, T, T - 60)
     assert len({a.id, c.id, d.id}) == 3
 
 
@@ -211,7 +212,7 @@ def test_notes_are_in_the_body():
     note = message.held_note(
         "backup window daily 01:00-03:00 UTC", T - 7200, "the relaxation ended"
     )
-    n = message.problem(facts(), "warning", T - 3600, T, T - 3600, [note])
+    n = message.problem(facts(), Status.WARNING, T - 3600, T, T - 3600, [note])
     assert (
         "Held by backup window daily 01:00-03:00 UTC since 2024-06-03 10:00:00 UTC; "
         "still there when the relaxation ended" in n.body
@@ -228,16 +229,16 @@ def test_odd_details_do_not_break_the_body():
            "standbys": {"a": 1}, "resources": [None, 3, {"name": 7}], "error": "y" * 500}
     for check in ("replay_lag", "standbys", "drbd", "services", "postgres_role", "other"):
         for details in (many, odd, "garbage", None):
-            body = message.problem(facts(check, **{}), "critical", T, T, T).body
-            f = Facts("mail2", check, "primary", "critical", "s", details)
-            body = message.problem(f, "critical", T, T, T).body
+            body = message.problem(facts(check, **{}), Status.CRITICAL, T, T, T).body
+            f = Facts("mail2", check, "primary", Status.CRITICAL, "s", details)
+            body = message.problem(f, Status.CRITICAL, T, T, T).body
             assert "{" not in body and "[" not in body.replace("[mail2]", ""), body
             assert "x" * 100 not in body and "y" * 100 not in body
             assert len([ln for ln in body.splitlines() if ln.startswith("  - ")]) <= 5
 
 
 def test_notification_survives_json():
-    n = message.problem(facts(), "critical", T, T, T)
+    n = message.problem(facts(), Status.CRITICAL, T, T, T)
     assert Notification.from_json(json.loads(json.dumps(n.to_json()))) == n
 
 

@@ -103,3 +103,32 @@ def test_a_config_error_is_still_one_plugin_line_on_stdout(tmp_path):
     assert result.returncode == 3
     assert result.stdout.startswith("HA-WATCHDOG UNKNOWN - config error: ")
     assert "[daemon.interval]" in result.stdout and len(result.stdout.splitlines()) == 1
+
+
+def test_a_checks_perfdata_comes_from_its_registry_entry(monkeypatch):
+    """nagios.py names no check: a check added through the registry alone brings its own
+    performance data, and one raising on odd details costs only its own data."""
+    import dataclasses
+
+    from watchdog.checks import registry
+
+    def counted(result):
+        return [perf("resources", result.details.get("n"), "", "", "2:")]
+
+    def broken(result):
+        raise KeyError("odd details")
+
+    new = dataclasses.replace(registry.find("drbd"), name="resource_count", perfdata=counted)
+    odd = dataclasses.replace(new, name="odd_one", perfdata=broken)
+    monkeypatch.setattr(registry, "CHECKS", registry.CHECKS + (new, odd))
+    report = Report("n1", Role.PRIMARY, [
+        CheckResult("resource_count", Status.CRITICAL, "1 resource", {"n": 1}),
+        CheckResult("odd_one", Status.OK, "fine", {}),
+        CheckResult("not_registered", Status.OK, "fine", {}),
+        CheckResult("services", Status.OK, "all up", {"services": [
+            {"state": "up", "verdict": "ok"}, {"state": "down", "verdict": "down"}]}),
+    ])
+    line = render_nagios(report)
+    assert line.endswith("| resources=1;;2:;0 services_up=1;;;0;2 services_unhealthy=1;;0;0")
+    for datum in line.split(" | ")[1].split():
+        assert PERF_RE.match(datum), datum

@@ -130,7 +130,7 @@ def test_a_check_added_by_one_registry_entry_runs_in_a_real_cycle(with_new_check
     assert message.first_look("resource_count") == "cat /proc/drbd"
     # The engine debounces a check with Timing.of(cfg.check(name)).
     assert Timing.of(cfg.check("resource_count")) == Timing(
-        for_=300.0, recover_for=10.0, unknown_for=300.0, unknown_as="critical")
+        for_=300.0, recover_for=10.0, unknown_for=300.0, unknown_as=Status.CRITICAL)
     assert Timing.of(_cfg().check("resource_count")).for_ == 60.0  # no table: its defaults
     assert parse_config('[backup]\nchecks = ["resource_count"]\n').backup.checks == (
         "resource_count",)

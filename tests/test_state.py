@@ -13,6 +13,8 @@ from watchdog.core.engine import Engine
 from watchdog.core.state import STATE_VERSION, EngineState
 from watchdog.model import CheckResult, Role, Status
 
+OK, W, C = Status.OK, Status.WARNING, Status.CRITICAL
+
 # Written by release f996f66 (state version 1) with tests/fixtures/state/make_engine_v1.py.
 V1 = Path(__file__).parent / "fixtures" / "state" / "engine_v1.json"
 T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -35,8 +37,8 @@ def test_a_state_file_of_release_f996f66_loads_whole():
     assert (state.role, state.last_known_role, state.role_since) == ("primary", "primary", T0 + 700)
     assert sorted(state.checks) == ["drbd", "postgres_role", "services", "standbys"]
     services = state.checks["services"].incident
-    assert (services.level, services.told, services.since) == ("critical", "warning", T0 + 600)
-    assert state.checks["standbys"].incident.flap_levels == ["ok", "critical"]
+    assert (services.level, services.told, services.since) == (C, W, T0 + 600)
+    assert state.checks["standbys"].incident.flap_levels == [OK, C]
     assert state.checks["drbd"].held == {"reason": "backup window", "since": T0 + 1000}
     assert [(h.check, h.paged) for h in state.history] == [
         ("replay_lag", True), ("standbys", True), ("postgres_role", False)]
@@ -109,7 +111,7 @@ def test_the_daemon_starts_on_a_version_1_state_file_and_still_salvages_a_damage
         state_dir=str(tmp_path), flap_changes=3, flap_window=1800.0))
     (tmp_path / "engine.json").write_text(V1.read_text())
     daemon = Daemon(cfg)
-    assert daemon._notices == []  # an old format is not damage: nothing to report
+    assert daemon.state_file.notices == []  # an old format is not damage: nothing to report
     assert {p.check for p in daemon.engine.open_problems()} == {"services", "standbys"}
     # A wrong-shaped part of a version 1 file: the rest is kept, the loss is said.
     data = v1()
@@ -117,6 +119,43 @@ def test_the_daemon_starts_on_a_version_1_state_file_and_still_salvages_a_damage
     (tmp_path / "engine.json").write_text(json.dumps(data))
     daemon = Daemon(cfg)
     assert {p.check for p in daemon.engine.open_problems()} == {"standbys"}
-    ((subject, lines),) = daemon._notices
+    ((subject, lines),) = daemon.state_file.notices
     assert subject == "its alert state was damaged"
     assert "Lost: the state of check 'services'." in lines
+
+
+# Written by release b8590ad (state version 2; the core still used strings for levels) with
+# tests/fixtures/state/make_engine_v2.py.
+V2 = Path(__file__).parent / "fixtures" / "state" / "engine_v2.json"
+
+
+def test_a_state_file_of_release_b8590ad_loads_whole_and_is_written_back_byte_for_byte():
+    data = json.loads(V2.read_text())
+    lost: list = []
+    state = EngineState.from_json(data, lost)
+    assert lost == []
+    services = state.checks["services"].incident
+    assert (services.level, services.told, services.since) == (C, W, T0 + 600)
+    assert state.checks["standbys"].incident.flap_levels == [OK, C]
+    held = state.maintenance.events
+    assert [(e.event.kind, e.event.check, e.event.new) for e in held] == [
+        ("problem", "postgres_role", C), ("escalation", "services", C),
+        ("recovery", "postgres_role", OK)]
+    # The same file comes out: today's format on disk is kept exactly.
+    written = json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n"
+    assert written == V2.read_text()
+
+
+def test_an_engine_resumed_from_version_2_state_tells_what_it_held_back():
+    engine = Engine(CFG, EngineState.from_json(json.loads(V2.read_text())))
+    now = T0 + 2700
+    results = [CheckResult(n, Status.OK, f"{n} ok", {}) for n in
+               ("drbd", "services", "standbys", "postgres_role")]
+    events = engine.observe(now, Role.PRIMARY, results, {}, None)
+    assert [type(e).__name__ for e in events] == ["MaintenanceEnded", "CheckEvent", "CheckEvent"]
+    assert [(e.kind, e.check, e.old, e.new) for e in events[1:]] == [
+        ("escalation", "services", W, C), ("problem", "drbd", None, W)]
+    record = events[0].record
+    assert [(h.event.kind, h.sent) for h in record.events] == [
+        ("problem", False), ("escalation", False), ("recovery", False)]
+    assert engine.state.seqs[":maintenance"] == 2 and engine.state.seqs["services"] == 2

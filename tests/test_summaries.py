@@ -32,10 +32,10 @@ def test_all_clear_is_short_and_green():
 
 
 def test_open_problems_history_failures_and_lateness():
-    open_now = [summaries.StillOpen("replay_lag", "warning", T0 - 2 * HOUR, "lag 90s")]
+    open_now = [summaries.StillOpen("replay_lag", Status.WARNING, T0 - 2 * HOUR, "lag 90s")]
     closed = [
-        ClosedIncident("standbys", "critical", T0 - 5 * HOUR, T0 - 5 * HOUR + 138, "recovered", True),
-        ClosedIncident("services", "critical", T0 - 3 * HOUR, T0 - 3 * HOUR + 60, "recovered", False),
+        ClosedIncident("standbys", Status.CRITICAL, T0 - 5 * HOUR, T0 - 5 * HOUR + 138, "recovered", True),
+        ClosedIncident("services", Status.CRITICAL, T0 - 3 * HOUR, T0 - 3 * HOUR + 60, "recovered", False),
     ]
     roles = [RoleChangeSeen(T0 - 4 * HOUR, "primary", "secondary")]
     m = Maintenance("m", "failover test", "alice", T0 - HOUR, T0 + HOUR, T0 + HOUR)
@@ -78,7 +78,7 @@ def test_maintenance_end_lists_events_and_open_problems():
         MaintenanceEvent(T0 + 120, "recovery", "drbd", "recovery",
                          "RECOVERY: drbd on n (primary) is OK again after 5m00s", True),
     ], dropped=3)
-    still = [summaries.StillOpen("standbys", "critical", T0 + 60, "no standby", True)]
+    still = [summaries.StillOpen("standbys", Status.CRITICAL, T0 + 60, "no standby", True)]
     n = summaries.maintenance_ended("n", record, "expired", T0 + HOUR, T0 + HOUR + 1, still,
                                     "primary")
     lines = n.body.splitlines()

@@ -14,19 +14,18 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from watchdog.alerts.compose import compose_all
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.maintenance import Maintenance
+from watchdog.enginefile import ENGINE_STATE, EngineFile
 from watchdog.maintenance import RequestWatcher, read_request, request_path
 from watchdog.model import Report
 from watchdog.runner import Cycle, Probes, check_cycle, probe_cycle
-from watchdog.statefile import load_json, write_json
 
 log = logging.getLogger("watchdog.daemon")
 
-ENGINE_STATE = "engine.json"
 # A check may say when a liveness deadline falls due (CheckResult.recheck_in, seconds from
 # now): standbys (a reply about to pass max_reply_age), replay_lag (the primary's silence
 # about to pass max_receive_age). The loop runs an extra cycle just after it, so a hung
@@ -37,9 +36,6 @@ RECHECK_MIN_SPACING = 1.0
 # How often the loop looks at the maintenance request file while it waits (one stat), so
 # `ha-watchdog maintenance on/off` takes effect within about a second.
 REQUEST_POLL = 1.0
-# Consecutive cycles whose state write failed before a notification says so (one failure
-# can be a blip; the failure is logged and counted in the metrics from the first one).
-STATE_WRITE_NOTIFY_AFTER = 3
 
 
 class Daemon:
@@ -72,19 +68,13 @@ class Daemon:
         self._heartbeat_factory = heartbeat_factory or _default_heartbeat
         self._exporter_factory = exporter_factory or _default_exporter
         self.state_path = os.path.join(cfg.daemon.state_dir, ENGINE_STATE)
+        # engine.json, with what went wrong loading or writing it (watchdog.enginefile).
+        self.state_file = EngineFile(self.state_path, wall)
         self.watcher = RequestWatcher(request_path(cfg.daemon.state_dir))
         self._request_error: Optional[str] = None
         self.maintenance: Optional[Maintenance] = None  # active at the last cycle
         self.last_cycle_end = 0.0  # wall clock
-        # Notices about the watchdog itself (damaged state recovered from), sent with the
-        # first cycle's notifications: (subject, lines).
-        self._notices: List[Tuple[str, List[str]]] = []
-        self.engine = Engine(cfg, self._load_state(EngineState))
-        # State writes: failures counted (metrics), the current error, since which cycle.
-        self.state_write_failures = 0
-        self._write_error: Optional[str] = None
-        self._write_failing = 0  # consecutive failed writes
-        self._write_notified: Optional[float] = None  # when the PROBLEM about it went out
+        self.engine = Engine(cfg, self.state_file.load(EngineState))
         self.previous: Optional[Cycle] = None
         self._advised: set = set()  # (check, advice) already logged
         self.cycles = 0
@@ -95,31 +85,6 @@ class Daemon:
         self.deliverer: Any = None
         self.heartbeat: Any = None
         self.exporter: Any = None
-
-    def _load_state(self, state_cls: Any) -> Any:
-        """The engine state from engine.json; what could not be recovered is logged and
-        queued as a notice, so problems paged again are never paged again silently."""
-        loaded = load_json(self.state_path, self.wall)
-        lost: List[str] = []
-        state = state_cls.from_json(loaded.data, lost) if loaded.data is not None else None
-        if loaded.problem is not None:
-            lost = ["the whole state"]
-            what = [f"{loaded.problem}."]
-        elif lost:
-            what = [f"State file {self.state_path} was damaged."]
-            log.error("state file %s was damaged; lost: %s", self.state_path, "; ".join(lost))
-        else:
-            return state
-        self._notices.append((
-            "its alert state was damaged",
-            what + [
-                f"Lost: {'; '.join(lost)}.",
-                "Problems that are still present are reported again as new PROBLEMs (they "
-                "may have been reported before the damage); recoveries of problems reported "
-                "before it may not be sent.",
-            ],
-        ))
-        return state
 
     # ---- signals: flags only
 
@@ -162,7 +127,8 @@ class Daemon:
         # the state write fails. A crash between the two replays this cycle after the
         # restart with the same notification ids, which the outbox drops as duplicates.
         self._submit(notes)
-        more = self._persist(wall_now)
+        more = self.state_file.save(self.engine.state.to_json(), wall_now, self.cfg.node_name,
+                                    self.cfg.daemon.state_dir)
         self._submit(more)
         notes.extend(more)
         self.previous = cycle
@@ -188,52 +154,14 @@ class Daemon:
         take = getattr(self.deliverer, "take_damage", None)
         if take is not None:
             for problem in take():
-                self._notices.append((
+                self.state_file.notices.append((
                     "its outbox of pending alerts was damaged",
                     [f"{problem}.", "Alerts that could not be recovered from it are lost; "
                      "the log of this node lists them where it could read them."],
                 ))
-        notices, self._notices = self._notices, []
+        notices, self.state_file.notices = self.state_file.notices, []
         return [message.self_notice(self.cfg.node_name, subject, lines, now, now)
                 for subject, lines in notices]
-
-    def _persist(self, now: float) -> List[Any]:
-        """Write engine.json; a failure is logged, counted (metrics) and, when it persists
-        for STATE_WRITE_NOTIFY_AFTER cycles, notified (and its end too). Never raises."""
-        from watchdog.alerts import message
-
-        try:
-            write_json(self.state_path, self.engine.state.to_json())
-        except Exception as exc:  # noqa: BLE001 - OSError mostly; the cycle goes on
-            error = f"cannot write {self.state_path}: {getattr(exc, 'strerror', None) or exc}"
-            self.state_write_failures += 1
-            self._write_failing += 1
-            if error != self._write_error:
-                log.error("%s; alerts are still sent, the state is kept in memory", error)
-            self._write_error = error
-            if self._write_failing >= STATE_WRITE_NOTIFY_AFTER and self._write_notified is None:
-                self._write_notified = now
-                return [message.self_problem(
-                    self.cfg.node_name, "it cannot save its state", [
-                        f"Error: {error} ({self._write_failing} cycles in a row).",
-                        "Checks run and alerts are still sent; after a restart it would not "
-                        "remember the problems it already reported, and could page again.",
-                        f"First look: df -h {self.cfg.daemon.state_dir}; "
-                        f"ls -la {self.cfg.daemon.state_dir}",
-                    ], now, now)]
-            return []
-        out = []
-        if self._write_error is not None:
-            log.info("state file %s written again", self.state_path)
-            if self._write_notified is not None:
-                out.append(message.self_recovery(
-                    self.cfg.node_name, "it cannot save its state",
-                    [f"State saved again to {self.state_path}.",
-                     f"Failing since {message.format_time(self._write_notified)}: "
-                     f"{self._write_error}."],
-                    self._write_notified, now))
-        self._write_error, self._write_failing, self._write_notified = None, 0, None
-        return out
 
     def _log_advice(self, report: Report) -> None:
         """A check that cannot reach a verdict with what this server offers says what to
@@ -280,10 +208,10 @@ class Daemon:
             deliveries = self.deliverer.deliveries()
             length, oldest = self.deliverer.outbox.count(), self.deliverer.outbox.oldest_queued()
         states = self.engine.state.checks
-        confirmed = {
-            c.name: states[c.name].debounce.confirmed
+        confirmed = {  # as labels: the metrics view is the edge
+            c.name: states[c.name].debounce.confirmed.label
             for c in report.checks
-            if c.name in states and states[c.name].debounce.confirmed
+            if c.name in states and states[c.name].debounce.confirmed is not None
         }
         view = MetricsView(
             node=self.cfg.node_name,
@@ -300,7 +228,7 @@ class Daemon:
             cycles=self.cycles,
             maintenance_active=self.maintenance is not None,
             maintenance_until=self.maintenance.until if self.maintenance else None,
-            state_write_failures=self.state_write_failures,
+            state_write_failures=self.state_file.failures,
         )
         try:
             self.exporter.update(view)
@@ -495,10 +423,7 @@ class Daemon:
     def shutdown(self) -> int:
         self.notifier.stopping()
         log.info("stopping: flushing pending alerts")
-        try:
-            write_json(self.state_path, self.engine.state.to_json())
-        except Exception as exc:  # noqa: BLE001 - stopping must go on
-            log.error("could not save state: %s", getattr(exc, "strerror", None) or exc)
+        self.state_file.save_at_exit(self.engine.state.to_json())
         if self.deliverer is not None:
             self.deliverer.stop(timeout=min(5.0, self.cfg.alerts.send_timeout))
         if self.exporter is not None:

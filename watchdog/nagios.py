@@ -6,38 +6,34 @@
 OK; the performance data carries the numbers monitoring systems graph, with the thresholds
 the checks used (replay lag against the relaxed limits while a backup runs, since those
 are the ones in force). Exit codes stay those of `--once`. Pure: a Report in, a line out.
+
+Each check's performance data comes from its registry entry (`perfdata`, a function in the
+check's module built with `perf`, `num` and `fmt` from here), as its metrics do: this module
+names no check.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
-from watchdog.model import (
-    BACKUP_LOG,
-    DRBD,
-    REPLAY_LAG,
-    SERVICES,
-    STANDBYS,
-    STORAGE,
-    CheckResult,
-    Report,
-    Status,
-)
+from watchdog.model import Report, Status
 
 PREFIX = "HA-WATCHDOG"
 # Nagios plugins should keep the first line short (NRPE's buffer is 1 KiB by default).
 MAX_TEXT = 300
 
 
-def _num(value: Any) -> Optional[float]:
+def num(value: Any) -> Optional[float]:
+    """A finite number from a details value; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def _fmt(value: Optional[float]) -> str:
+def fmt(value: Optional[float]) -> str:
+    """A number as a threshold field: no trailing zeros; "" for None."""
     if value is None:
         return ""
     if float(value).is_integer():
@@ -50,96 +46,11 @@ def perf(label: str, value: Optional[float], uom: str = "", warn: str = "", crit
     """One performance datum; `U` when the value is unknown (as the guidelines say)."""
     if re.search(r"[\s'=]", label):
         label = "'" + label.replace("'", "''") + "'"
-    shown = "U" if value is None else _fmt(value) + uom
-    fields = [shown, warn, crit, _fmt(minimum), _fmt(maximum)]
+    shown = "U" if value is None else fmt(value) + uom
+    fields = [shown, warn, crit, fmt(minimum), fmt(maximum)]
     while len(fields) > 1 and fields[-1] == "":
         fields.pop()
     return f"{label}=" + ";".join(fields)
-
-
-def _replay_lag(check: CheckResult) -> List[str]:
-    d = check.details
-    limits = d.get("limits") if isinstance(d.get("limits"), Mapping) else {}
-    out = [
-        perf("replay_lag", _num(d.get("lag_seconds")), "s", _fmt(_num(limits.get("warning"))),
-             _fmt(_num(limits.get("critical")))),
-        perf("replay_lag_bytes", _num(d.get("lag_bytes")), "B",
-             _fmt(_num(limits.get("warning_bytes"))), _fmt(_num(limits.get("critical_bytes")))),
-    ]
-    receiver = d.get("walreceiver") if isinstance(d.get("walreceiver"), Mapping) else {}
-    out.append(perf("last_receive_age", _num(receiver.get("last_msg_receipt_age")), "s", "",
-                    _fmt(_num(d.get("max_receive_age")))))
-    return out
-
-
-def _standbys(check: CheckResult) -> List[str]:
-    d = check.details
-    minimum = _num(d.get("min_streaming"))
-    out = [perf("standbys_streaming", _num(d.get("streaming")), "", "",
-                f"{_fmt(minimum)}:" if minimum else "")]
-    entries = [e for e in d.get("standbys") or () if isinstance(e, Mapping)]
-    ages = [a for a in (_num(e.get("reply_age")) for e in entries) if a is not None]
-    lags = [b for b in (_num(e.get("replay_lag_bytes")) for e in entries) if b is not None]
-    if entries:
-        out.append(perf("standby_reply_age", max(ages) if ages else None, "s", "",
-                        _fmt(_num(d.get("max_reply_age")))))
-        out.append(perf("standby_replay_lag_bytes", max(lags) if lags else None, "B",
-                        _fmt(_num(d.get("warning_bytes")))))
-    return out
-
-
-def _services(check: CheckResult) -> List[str]:
-    services = [s for s in check.details.get("services") or () if isinstance(s, Mapping)]
-    if not services:
-        return []
-    up = sum(1 for s in services if s.get("state") == "up")
-    bad = sum(1 for s in services if s.get("verdict") not in ("ok", None))
-    return [perf("services_up", up, "", "", "", 0, len(services)),
-            perf("services_unhealthy", bad, "", "", "0")]
-
-
-def _drbd(check: CheckResult) -> List[str]:
-    out = []
-    for entry in check.details.get("resources") or ():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            continue
-        percent = _num(entry.get("sync_percent"))
-        if percent is None and entry.get("disk") == "UpToDate" == entry.get("peer_disk"):
-            percent = 100.0
-        name = entry["name"]
-        label = name if name.startswith("drbd") else f"drbd_{name}"  # /proc/drbd says drbd0
-        out.append(perf(f"{label}_synced", percent, "%", "", "", 0, 100))
-    return out
-
-
-def _storage(check: CheckResult) -> List[str]:
-    """Free bytes and free inodes of each watched filesystem (min 0, max its size)."""
-    out = []
-    for entry in check.details.get("filesystems") or ():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
-            continue
-        if entry.get("error") is not None:
-            continue
-        path = entry["path"]
-        out.append(perf(f"{path} free", _num(entry.get("free_bytes")), "B", "", "", 0,
-                        _num(entry.get("size_bytes"))))
-        inodes = _num(entry.get("inodes"))
-        if inodes:
-            out.append(perf(f"{path} free inodes", _num(entry.get("free_inodes")), "", "", "",
-                            0, inodes))
-    return out
-
-
-def _backup_log(check: CheckResult) -> List[str]:
-    """The newest backup run's age (absent where there is no log to judge)."""
-    age = _num(check.details.get("age_seconds"))
-    if age is None:
-        return []
-    return [perf("backup_age", age, "s", _fmt(_num(check.details.get("max_age"))))]
-
-
-_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd,
-         STORAGE: _storage, BACKUP_LOG: _backup_log}
 
 
 def render_nagios(report: Report, notes: Sequence[str] = ()) -> str:
@@ -157,9 +68,12 @@ def render_nagios(report: Report, notes: Sequence[str] = ()) -> str:
     text = " ".join(text.replace("|", "/").split())  # `|` starts the perf data
     if len(text) > MAX_TEXT:
         text = text[: MAX_TEXT - 3] + "..."
+    from watchdog.checks.registry import find
+
     data: List[str] = []
     for check in report.checks:
-        fn = _PERF.get(check.name)
+        entry = find(check.name)
+        fn = entry.perfdata if entry is not None else None
         if fn is None:
             continue
         try:

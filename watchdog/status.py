@@ -82,6 +82,7 @@ def cycle_view(node: str, report: Any, number: int, ended: float, duration: floa
 def _engine_view(engine: Any, raw: List[Dict[str, Any]]
                  ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], Optional[float]]:
     """(checks with their confirmed state, open incidents, role since) from engine JSON."""
+    from watchdog.core.debounce import label_of
     from watchdog.core.engine import EngineState
 
     if isinstance(engine, EngineState):  # the daemon's own, no JSON round trip
@@ -97,14 +98,16 @@ def _engine_view(engine: Any, raw: List[Dict[str, Any]]
         cs = state.checks.get(name)
         entry: Dict[str, Any] = {"name": name, "current": name in by_name}
         if cs is not None:
-            entry.update(confirmed=cs.debounce.confirmed, since=cs.debounce.confirmed_since,
-                         latest=cs.status, summary=cs.summary,
-                         pending=cs.debounce.level if cs.debounce.pending else None,
+            # Levels as their labels: status.json is JSON (and a public interface).
+            entry.update(confirmed=label_of(cs.debounce.confirmed),
+                         since=cs.debounce.confirmed_since,
+                         latest=cs.status.label, summary=cs.summary,
+                         pending=label_of(cs.debounce.level) if cs.debounce.pending else None,
                          pending_since=cs.debounce.level_since if cs.debounce.pending else None)
             if cs.incident is not None:
                 incidents.append({
-                    "check": name, "level": cs.incident.level, "since": cs.incident.since,
-                    "told": cs.incident.told, "last_sent": cs.incident.last_sent,
+                    "check": name, "level": cs.incident.level.label, "since": cs.incident.since,
+                    "told": label_of(cs.incident.told), "last_sent": cs.incident.last_sent,
                     "flapping": cs.incident.flapping,
                 })
         if name in by_name and not entry.get("summary"):

@@ -12,17 +12,18 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Sequence, Union
 
 from watchdog.alerts import message, summaries
 from watchdog.alerts.message import Facts
 from watchdog.alerts.notification import ROLE_CHANGE, Notification, make_id
 from watchdog.core import events as ev
-from watchdog.core.state import HeldEvent, MaintenanceEvent
+from watchdog.core.state import HeldEvent, MaintenanceEvent, MaintenanceRecord
+from watchdog.model import Status
 from watchdog.units import format_duration
 
 
-def reason_text(reason: Any) -> str:
+def reason_text(reason: ev.Reason) -> str:
     """The sentence a reason adds to a notification's body."""
     if isinstance(reason, ev.Relaxed):
         return message.relaxed_note(reason.reason, reason.since)
@@ -36,9 +37,9 @@ def reason_text(reason: Any) -> str:
     if isinstance(reason, ev.HeldByMaintenance):
         return message.maintenance_note(reason.reason, reason.started, reason.ended)
     if isinstance(reason, ev.SettledAfterFlapping):
-        return f"Stable again after flapping between {message.join_and(reason.levels)}."
+        return f"Stable again after flapping between {_levels(reason.levels)}."
     if isinstance(reason, ev.StillFlapping):
-        return "Still flapping between " + message.join_and(reason.levels) + "."
+        return "Still flapping between " + _levels(reason.levels) + "."
     if isinstance(reason, ev.RoleChangeGrace):
         return (
             f"Still missing {format_duration(reason.grace)} after this node's role change at "
@@ -52,6 +53,11 @@ def reason_text(reason: Any) -> str:
     raise TypeError(f"not a reason: {reason!r}")
 
 
+def _levels(levels: Sequence[Status]) -> str:
+    """`ok and critical`: levels in words."""
+    return message.join_and([level.label for level in levels])
+
+
 def _check(e: ev.CheckEvent) -> Notification:
     facts = Facts(e.node, e.check, e.role, e.status, e.summary, e.details)
     notes = [reason_text(r) for r in e.reasons]
@@ -59,13 +65,13 @@ def _check(e: ev.CheckEvent) -> Notification:
     if e.kind == ev.PROBLEM:
         return message.problem(facts, e.new, e.since, e.now, e.at, notes)
     if e.kind == ev.ESCALATION:
-        return message.escalation(facts, e.old or "ok", e.new, e.since, e.now, e.at,
+        return message.escalation(facts, e.old or Status.OK, e.new, e.since, e.now, e.at,
                                   peak or "warning", notes)
     if e.kind == ev.DEESCALATION:
-        return message.deescalation(facts, e.old or "ok", e.new, e.since, e.now, e.at,
+        return message.deescalation(facts, e.old or Status.OK, e.new, e.since, e.now, e.at,
                                     peak or "warning", notes)
     if e.kind == ev.RECOVERY:
-        return message.recovery(facts, e.since, e.at, e.now, e.peak or e.old or "warning",
+        return message.recovery(facts, e.since, e.at, e.now, e.peak or e.old or Status.WARNING,
                                 peak or "warning", notes)
     if e.kind == ev.REMINDER:
         return message.reminder(facts, e.new, e.since, e.now, e.at, peak or "warning", notes)
@@ -79,7 +85,7 @@ def _check(e: ev.CheckEvent) -> Notification:
     raise ValueError(f"cannot compose a {e.kind!r} event")
 
 
-def held_line(item: Any) -> Any:
+def held_line(item: Union[HeldEvent, MaintenanceEvent]) -> MaintenanceEvent:
     """A maintenance record entry in words: a HeldEvent becomes the MaintenanceEvent the
     summary lists (when, kind, check, severity, first line); older entries already are."""
     if not isinstance(item, HeldEvent):
@@ -107,12 +113,12 @@ def held_lines_json(items: Any) -> List[Dict[str, Any]]:
     return out
 
 
-def _summary_record(record: Any) -> Any:
+def _summary_record(record: MaintenanceRecord) -> MaintenanceRecord:
     """The maintenance record with its held events in words (as the summary lists them)."""
     return dataclasses.replace(record, events=[held_line(item) for item in record.events])
 
 
-def compose(event: Any) -> Notification:
+def compose(event: ev.Event) -> Notification:
     """The notification for one event; its id includes the event's sequence number."""
     if isinstance(event, ev.CheckEvent):
         note = _check(event)
@@ -140,5 +146,5 @@ def compose(event: Any) -> Notification:
     return dataclasses.replace(note, id=make_id(*parts, event.seq))
 
 
-def compose_all(events: Iterable[Any]) -> List[Notification]:
+def compose_all(events: Iterable[ev.Event]) -> List[Notification]:
     return [compose(e) for e in events]

@@ -43,6 +43,7 @@ from watchdog.alerts.notification import (
     notify_type_for,
     title_for,
 )
+from watchdog.model import Status
 from watchdog.units import format_duration
 
 ROLE_TITLE = "role"  # title_for(node, ROLE_TITLE) == "[mail1] role"
@@ -70,9 +71,9 @@ def format_time(epoch: Optional[float]) -> str:
         return "an unknown time"
 
 
-def severity_for(level: str) -> str:
+def severity_for(level: Status) -> str:
     """Routing class of a confirmed level: critical is critical, warning and unknown warn."""
-    return SEV_CRITICAL if level == "critical" else SEV_WARNING
+    return SEV_CRITICAL if level == Status.CRITICAL else SEV_WARNING
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Facts:
     node: str
     check: str
     role: str
-    status: str = "ok"
+    status: Status = Status.OK
     summary: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
 
@@ -151,7 +152,7 @@ def _body(
     if facts.summary:
         out.append(facts.summary)
     out.extend(lines)
-    if facts.status == "unknown":
+    if facts.status == Status.UNKNOWN:
         out.append("The check could not run (UNKNOWN); see the reason above.")
     if with_numbers:
         numbers = key_numbers(facts.check, facts.details)
@@ -163,7 +164,7 @@ def _body(
     if with_step:
         fallback = first_look(facts.check)
         out.append("First step: " + first_step(facts.check, facts.details, facts.node,
-                                               facts.status, fallback))
+                                               facts.status.label, fallback))
     out.append(f"Full numbers: ha-watchdog --once --json on {facts.node} (or its metrics)")
     return "\n".join(out)
 
@@ -222,13 +223,13 @@ def subject_for(facts: Facts, what: str, with_summary: bool = True) -> str:
 
 
 def problem(
-    facts: Facts, level: str, since: float, now: float, at: float, notes: Sequence[str] = ()
+    facts: Facts, level: Status, since: float, now: float, at: float, notes: Sequence[str] = ()
 ) -> Notification:
     """A confirmed problem (warning, critical or unknown)."""
     severity = severity_for(level)
-    headline = f"PROBLEM {level.upper()}: {_where(facts)}"
+    headline = f"PROBLEM {level.name}: {_where(facts)}"
     body = _body(headline, facts, [_since_line(since, now)], notes)
-    subject = subject_for(facts, level.upper())
+    subject = subject_for(facts, level.name)
     return _make(PROBLEM, severity, notify_type_for(severity), facts, body, now, at,
                  subject=subject)
 
@@ -237,8 +238,8 @@ def _level_change(
     kind: str,
     headline: str,
     facts: Facts,
-    old: str,
-    new: str,
+    old: Status,
+    new: Status,
     since: float,
     now: float,
     at: float,
@@ -246,17 +247,17 @@ def _level_change(
     notes: Sequence[str],
 ) -> Notification:
     severity = severity_for(new)
-    lines = [_since_line(since, now) + f"; {new} since {format_time(at)}"]
+    lines = [_since_line(since, now) + f"; {new.label} since {format_time(at)}"]
     body = _body(headline, facts, lines, notes)
-    subject = subject_for(facts, f"{old.upper()} -> {new.upper()}")
+    subject = subject_for(facts, f"{old.name} -> {new.name}")
     return _make(kind, severity, notify_type_for(severity), facts, body, now, at, problem_severity,
                  subject)
 
 
 def escalation(
     facts: Facts,
-    old: str,
-    new: str,
+    old: Status,
+    new: Status,
     since: float,
     now: float,
     at: float,
@@ -264,15 +265,15 @@ def escalation(
     notes: Sequence[str] = (),
 ) -> Notification:
     """The open problem got worse (e.g. warning -> critical)."""
-    headline = f"ESCALATION {old.upper()} -> {new.upper()}: {_where(facts)}"
+    headline = f"ESCALATION {old.name} -> {new.name}: {_where(facts)}"
     return _level_change(ESCALATION, headline, facts, old, new, since, now, at, problem_severity,
                          notes)
 
 
 def deescalation(
     facts: Facts,
-    old: str,
-    new: str,
+    old: Status,
+    new: Status,
     since: float,
     now: float,
     at: float,
@@ -280,7 +281,7 @@ def deescalation(
     notes: Sequence[str] = (),
 ) -> Notification:
     """The open problem got less bad (critical -> warning) but is not over."""
-    headline = f"DEESCALATION {old.upper()} -> {new.upper()}: {_where(facts)} (not recovered yet)"
+    headline = f"DEESCALATION {old.name} -> {new.name}: {_where(facts)} (not recovered yet)"
     return _level_change(
         DEESCALATION, headline, facts, old, new, since, now, at, problem_severity, notes
     )
@@ -291,7 +292,7 @@ def recovery(
     since: float,
     ok_since: float,
     now: float,
-    worst: str,
+    worst: Status,
     problem_severity: str,
     notes: Sequence[str] = (),
 ) -> Notification:
@@ -299,7 +300,7 @@ def recovery(
     lasted = format_duration(max(0.0, ok_since - since))
     headline = f"RECOVERY: {_where(facts)} is OK again after {lasted}"
     lines = [
-        f"The problem (worst: {worst}) lasted {lasted}: from {format_time(since)} "
+        f"The problem (worst: {worst.label}) lasted {lasted}: from {format_time(since)} "
         f"to {format_time(ok_since)}."
     ]
     body = _body(headline, facts, lines, notes, with_step=False)
@@ -310,7 +311,7 @@ def recovery(
 
 def reminder(
     facts: Facts,
-    level: str,
+    level: Status,
     since: float,
     now: float,
     due: float,
@@ -320,9 +321,9 @@ def reminder(
     """The problem is still open; keeps the problem's notify type."""
     severity = severity_for(level)
     open_for = format_duration(max(0.0, now - since))
-    headline = f"REMINDER {level.upper()}: {_where(facts)} still not OK after {open_for}"
+    headline = f"REMINDER {level.name}: {_where(facts)} still not OK after {open_for}"
     body = _body(headline, facts, [_since_line(since, now)], notes)
-    subject = subject_for(facts, f"still {level.upper()} after {open_for}")
+    subject = subject_for(facts, f"still {level.name} after {open_for}")
     return _make(
         REMINDER, severity, notify_type_for(severity), facts, body, now, due, problem_severity,
         subject,
@@ -331,7 +332,7 @@ def reminder(
 
 def no_longer_applies(
     facts: Facts,
-    level: str,
+    level: Status,
     since: float,
     now: float,
     at: float,
@@ -344,11 +345,11 @@ def no_longer_applies(
         f"NO LONGER APPLIES: {facts.check} on {facts.node}: role changed {old_role} -> {new_role}"
     )
     lines = [
-        f"The open {level} problem (since {format_time(since)}) is closed because "
+        f"The open {level.label} problem (since {format_time(since)}) is closed because "
         f"{facts.check} is not checked on a {new_role}; it did NOT recover.",
         f"Last seen: {facts.summary}" if facts.summary else "",
     ]
-    closed = Facts(facts.node, facts.check, new_role, "ok", "", {})
+    closed = Facts(facts.node, facts.check, new_role, Status.OK, "", {})
     body = _body(headline, closed, [line for line in lines if line], with_numbers=False,
                  with_step=False)
     subject = subject_for(facts, f"CLOSED, not recovered: no longer checked on a {new_role}",
@@ -361,11 +362,11 @@ def no_longer_applies(
 
 def flapping(
     facts: Facts,
-    levels: Sequence[str],
+    levels: Sequence[Status],
     changes: int,
     window: float,
     quiet_for: float,
-    level: str,
+    level: Status,
     since: float,
     now: float,
     at: float,
@@ -373,8 +374,8 @@ def flapping(
 ) -> Notification:
     """Sent once instead of a page per flip; says what it flapped between."""
     severity = severity_for(level)
-    between = join_and(levels)
-    headline = f"FLAPPING {level.upper()}: {_where(facts)} flaps between {between}"
+    between = join_and([x.label for x in levels])
+    headline = f"FLAPPING {level.name}: {_where(facts)} flaps between {between}"
     lines = [
         f"{changes} changes within {format_duration(window)} (first problem {format_time(since)}).",
         f"Alerts for {facts.check} are paused until it stays stable for "

@@ -27,7 +27,7 @@ from watchdog.alerts.notification import (
 from watchdog.core.events import StillOpen
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.state import ClosedIncident, MaintenanceRecord, RoleChangeSeen
-from watchdog.model import CheckResult
+from watchdog.model import CheckResult, Status
 from watchdog.units import format_duration
 
 MAINTENANCE_TITLE = "maintenance"  # "[mail1] maintenance"
@@ -42,7 +42,7 @@ def _role(role: Optional[str]) -> str:
 
 def _open_line(item: StillOpen, now: float) -> str:
     text = (
-        f"- {item.check} {item.level} since {format_time(item.since)} "
+        f"- {item.check} {item.level.label} since {format_time(item.since)} "
         f"({format_duration(max(0.0, now - item.since))})"
     )
     return text + (f": {item.summary}" if getattr(item, "summary", "") else "")
@@ -148,7 +148,7 @@ def daily(
     `closed`: incidents closed in the last 24 h (ClosedIncident); `role_changes`: the same
     period's (RoleChangeSeen); `undelivered`: one line per delivery problem.
     """
-    not_ok = [c for c in checks if c.status.label != "ok"]
+    not_ok = [c for c in checks if c.status != Status.OK]
     clear = not open_now and not not_ok and not undelivered
     if clear:
         verdict = "all checks OK"
@@ -176,7 +176,7 @@ def daily(
             lasted = format_duration(max(0.0, item.until - item.since))
             quiet = "" if item.paged else " (during maintenance, not paged)"
             lines.append(
-                f"- {item.check} {item.worst}, {lasted}: {format_time(item.since)} to "
+                f"- {item.check} {item.worst.label}, {lasted}: {format_time(item.since)} to "
                 f"{format_time(item.until)}, {item.closed}{quiet}"
             )
     else:

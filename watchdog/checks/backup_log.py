@@ -36,6 +36,7 @@ from watchdog.config import CheckTiming, check_section
 from watchdog.config.schema import _dur, _f
 from watchdog.families import Family, detail, gauge
 from watchdog.model import BACKUP_LOG, CheckResult, Status
+from watchdog.nagios import fmt, num, perf
 from watchdog.probes.backup_log import DEFAULT_PATH, BackupLogSnapshot
 from watchdog.units import format_duration
 
@@ -307,3 +308,11 @@ def metric_families(result: Optional[CheckResult]) -> List[Family]:
               "The newest backup run's outcome: 1 for the current one", ("outcome",),
               outcomes),
     ]
+
+
+def perfdata(check: CheckResult) -> List[str]:
+    """`--once --nagios` performance data: the newest run's age (absent without a log)."""
+    age = num(check.details.get("age_seconds"))
+    if age is None:
+        return []
+    return [perf("backup_age", age, "s", fmt(num(check.details.get("max_age"))))]

@@ -12,10 +12,11 @@ A node in doubt is never taken for the primary.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from watchdog.families import Family, Sample, gauge, number
 from watchdog.model import DRBD, CheckResult, Role, Status, worst
+from watchdog.nagios import num, perf
 from watchdog.probes.drbd import DrbdConnection, DrbdResource, DrbdSnapshot
 from watchdog.units import format_duration
 
@@ -404,3 +405,18 @@ def _drbd_fields(entry: Any) -> Optional[Dict[str, str]]:
             return None
         fields[label] = value or ""
     return fields
+
+
+def perfdata(check: CheckResult) -> List[str]:
+    """`--once --nagios` performance data (watchdog.nagios): each resource's synced percent."""
+    out = []
+    for entry in check.details.get("resources") or ():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            continue
+        percent = num(entry.get("sync_percent"))
+        if percent is None and entry.get("disk") == "UpToDate" == entry.get("peer_disk"):
+            percent = 100.0
+        name = entry["name"]
+        label = name if name.startswith("drbd") else f"drbd_{name}"  # /proc/drbd says drbd0
+        out.append(perf(f"{label}_synced", percent, "%", "", "", 0, 100))
+    return out

@@ -27,6 +27,11 @@ Adding a check (the next issue's disk/WAL, archiving and backup checks land this
    first-look runbook line (the command a person runs first; alerts print it), and its
    metrics: a function `(result or None) -> [Family]` (`watchdog.families`; the names are
    a public interface, listed in README "Metrics"), usually `metric_families` in its module.
+   `perfdata`: a function `result -> ["label=value;warn;crit", ...]` for `--once --nagios`
+   (`watchdog.nagios.perf`), usually `perfdata` in its module; None: the check adds none.
+   `relaxes_itself=True` only for a check that applies its own relaxed limits (and its own
+   hard ceiling) when `context.relaxation` is active: the engine then never holds its
+   results; every other relaxed check's warning/unknown is held by the engine instead.
 3. Document the check and its keys in README.md and config.example.toml; test the check
    function (tests/test_<name>.py) and, if it does something new, a cycle through it.
 
@@ -87,6 +92,8 @@ Evaluate = Callable[[Mapping[str, Any], Any, CheckContext], CheckResult]
 #: This cycle's result of the check (None when it did not run) -> its metric families
 #: (`watchdog.families`); a family without samples is left out of the exposition.
 Metrics = Callable[[Optional[CheckResult]], Sequence[Any]]
+#: This cycle's result of the check -> its Nagios performance data (`watchdog.nagios`).
+Perfdata = Callable[[CheckResult], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ class Check:
     first_look: str
     evaluate: Evaluate
     metrics: Optional[Metrics] = None
+    relaxes_itself: bool = False
+    perfdata: Optional[Perfdata] = None
 
     def runs_for(self, role: Role) -> bool:
         return role in self.roles
@@ -181,6 +190,42 @@ def _backup_log_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     return metric_families(result)
 
 
+def _drbd_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.drbd import perfdata
+
+    return perfdata(result)
+
+
+def _services_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.services import perfdata
+
+    return perfdata(result)
+
+
+def _standbys_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.standbys import perfdata
+
+    return perfdata(result)
+
+
+def _replay_lag_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.replay_lag import perfdata
+
+    return perfdata(result)
+
+
+def _storage_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.storage import perfdata
+
+    return perfdata(result)
+
+
+def _backup_log_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.backup_log import perfdata
+
+    return perfdata(result)
+
+
 # ---------------------------------------------------------------- runbook lines
 
 _DRBD_LOOK = (
@@ -200,31 +245,33 @@ SECONDARY = frozenset({Role.SECONDARY})
 
 #: Every check, in display order (a role's checks are shown in this order).
 CHECKS: Tuple[Check, ...] = (
-    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd, _drbd_metrics),
+    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd, _drbd_metrics,
+          perfdata=_drbd_perf),
     Check(POSTGRES_ROLE, ALL_ROLES, ("postgres",), PostgresRoleConfig,
           'psql -c "SELECT pg_is_in_recovery()" (t on the secondary, f on the primary) and the '
           "PostgreSQL log (GreenArrow: /var/hvmail/log/postgres/)", _postgres_role),
     Check(SERVICES, PRIMARY, ("services",), ServicesConfig,
           "service greenarrow status (abnormal services are shown in red; hvmail-qmail-smtpd3 "
-          "and hvmail-dnscache are down by default)", _services),
+          "and hvmail-dnscache are down by default)", _services, perfdata=_services_perf),
     Check(STANDBYS, PRIMARY, ("postgres",), StandbysConfig,
           'on the primary: psql -x -c "SELECT application_name, client_addr, state, sent_lsn, '
           'flush_lsn, replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per '
-          'standby)', _standbys, _standbys_metrics),
+          'standby)', _standbys, _standbys_metrics, perfdata=_standbys_perf),
     Check(REPLAY_LAG, SECONDARY, ("postgres",), ReplayLagConfig,
           'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
-          _replay_lag, _replay_lag_metrics),
+          _replay_lag, _replay_lag_metrics, relaxes_itself=True, perfdata=_replay_lag_perf),
     Check(STORAGE, ALL_ROLES, ("storage",), StorageConfig,
           "df -h <path> and df -i <path> (bytes and inodes); du -xh --max-depth=2 <path> | "
           "sort -h | tail shows what grew (GreenArrow: greenarrow disk_usage --details; "
           "PostgreSQL's pg_wal/pg_xlog kept by an inactive replication slot)", _storage,
-          _storage_metrics),
+          _storage_metrics, relaxes_itself=True, perfdata=_storage_perf),
     Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
           "tail -n 60 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
           'with "The backup is finished. No errors were detected.") and ls -l --time-style='
-          "full-iso on it (when the newest run ended)", _backup_log, _backup_log_metrics),
+          "full-iso on it (when the newest run ended)", _backup_log, _backup_log_metrics,
+          perfdata=_backup_log_perf),
 )
 
 
@@ -245,6 +292,11 @@ def find(name: Optional[str], checks: Optional[Sequence[Check]] = None) -> Optio
         if check.name == name:
             return check
     return None
+
+
+def self_relaxing(checks: Optional[Sequence[Check]] = None) -> FrozenSet[str]:
+    """The names of the checks that apply relaxed limits themselves (`relaxes_itself`)."""
+    return frozenset(c.name for c in (CHECKS if checks is None else checks) if c.relaxes_itself)
 
 
 def sections(checks: Optional[Sequence[Check]] = None) -> Dict[str, type]:

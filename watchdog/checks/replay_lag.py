@@ -47,11 +47,12 @@ details); a lag still there then is real. If even that catches a fresh arrival, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from watchdog.config import ReplayLagConfig
 from watchdog.families import Family, detail, gauge
 from watchdog.model import REPLAY_LAG, CheckResult, Status, worst
+from watchdog.nagios import fmt, num, perf
 from watchdog.probes.postgres import PgSnapshot, format_lsn, snapshot_details
 from watchdog.units import format_bytes, format_duration
 
@@ -370,3 +371,20 @@ def metric_families(result: Optional[CheckResult]) -> List[Family]:
         gauge("replay_lag_bytes", "WAL received but not replayed yet (secondary).", (),
               detail(result, "lag_bytes")),
     ]
+
+
+def perfdata(check: CheckResult) -> List[str]:
+    """`--once --nagios` performance data (watchdog.nagios): replay lag in seconds and
+    bytes against the limits in force, and the primary's silence."""
+    d = check.details
+    limits = d.get("limits") if isinstance(d.get("limits"), Mapping) else {}
+    out = [
+        perf("replay_lag", num(d.get("lag_seconds")), "s", fmt(num(limits.get("warning"))),
+             fmt(num(limits.get("critical")))),
+        perf("replay_lag_bytes", num(d.get("lag_bytes")), "B",
+             fmt(num(limits.get("warning_bytes"))), fmt(num(limits.get("critical_bytes")))),
+    ]
+    receiver = d.get("walreceiver") if isinstance(d.get("walreceiver"), Mapping) else {}
+    out.append(perf("last_receive_age", num(receiver.get("last_msg_receipt_age")), "s", "",
+                    fmt(num(d.get("max_receive_age")))))
+    return out

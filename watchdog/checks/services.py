@@ -25,10 +25,11 @@ dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from watchdog.config import ServicesConfig
 from watchdog.model import SERVICES, CheckResult, Status, worst
+from watchdog.nagios import perf
 from watchdog.probes.daemontools import ServicesSnapshot, SvstatEntry, is_unreadable
 
 _QUOTE_LIMIT = 300
@@ -416,3 +417,15 @@ def check_services(
         if more > 0:
             summary += f"; and {more} more"
     return CheckResult(SERVICES, status, summary, details)
+
+
+def perfdata(check: CheckResult) -> List[str]:
+    """`--once --nagios` performance data (watchdog.nagios): services up of those
+    supervised, and how many are unhealthy."""
+    services = [s for s in check.details.get("services") or () if isinstance(s, Mapping)]
+    if not services:
+        return []
+    up = sum(1 for s in services if s.get("state") == "up")
+    bad = sum(1 for s in services if s.get("verdict") not in ("ok", None))
+    return [perf("services_up", up, "", "", "", 0, len(services)),
+            perf("services_unhealthy", bad, "", "", "0")]

@@ -33,11 +33,12 @@ from the node that cannot see the backup. Replay lag bytes stay in the details.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from watchdog.config import StandbysConfig
 from watchdog.families import Family, detail, gauge
 from watchdog.model import STANDBYS, CheckResult, Failure, Status
+from watchdog.nagios import fmt, num, perf
 from watchdog.probes.postgres import PgSnapshot, WalSender, format_lsn, snapshot_details, track
 from watchdog.units import format_bytes, format_duration
 
@@ -317,3 +318,21 @@ def metric_families(result: Optional[CheckResult]) -> List[Family]:
     """`ha_watchdog_standbys_streaming` from this cycle's result."""
     return [gauge("standbys_streaming", "Standbys streaming with a fresh reply (primary).", (),
                   detail(result, "streaming"))]
+
+
+def perfdata(check: CheckResult) -> List[str]:
+    """`--once --nagios` performance data (watchdog.nagios): standbys streaming against
+    the minimum, the oldest reply and the largest lag."""
+    d = check.details
+    minimum = num(d.get("min_streaming"))
+    out = [perf("standbys_streaming", num(d.get("streaming")), "", "",
+                f"{fmt(minimum)}:" if minimum else "")]
+    entries = [e for e in d.get("standbys") or () if isinstance(e, Mapping)]
+    ages = [a for a in (num(e.get("reply_age")) for e in entries) if a is not None]
+    lags = [b for b in (num(e.get("replay_lag_bytes")) for e in entries) if b is not None]
+    if entries:
+        out.append(perf("standby_reply_age", max(ages) if ages else None, "s", "",
+                        fmt(num(d.get("max_reply_age")))))
+        out.append(perf("standby_replay_lag_bytes", max(lags) if lags else None, "B",
+                        fmt(num(d.get("warning_bytes")))))
+    return out

@@ -34,6 +34,7 @@ from watchdog.checks.forecast import Forecast, time_to_full
 from watchdog.config.schema import CheckTiming, _dur, _f, _timeout, check_section
 from watchdog.families import Family, gauge, number
 from watchdog.model import STORAGE, CheckResult, Status, worst
+from watchdog.nagios import num, perf
 from watchdog.probes.storage import FsReading, StorageSnapshot
 from watchdog.units import format_bytes, format_duration, parse_size
 
@@ -287,3 +288,22 @@ def metric_families(result: Optional[CheckResult]) -> List[Family]:
               "of inodes (absent: not filling).", path,
               _per_fs(result, "inodes_full_in_seconds")),
     ]
+
+
+def perfdata(check: CheckResult) -> List[str]:
+    """`--once --nagios` performance data: free bytes and free inodes of each watched
+    filesystem (min 0, max its size)."""
+    out = []
+    for entry in check.details.get("filesystems") or ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            continue
+        if entry.get("error") is not None:
+            continue
+        path = entry["path"]
+        out.append(perf(f"{path} free", num(entry.get("free_bytes")), "B", "", "", 0,
+                        num(entry.get("size_bytes"))))
+        inodes = num(entry.get("inodes"))
+        if inodes:
+            out.append(perf(f"{path} free inodes", num(entry.get("free_inodes")), "", "", "",
+                            0, inodes))
+    return out

@@ -7,9 +7,11 @@ the confirmed level only after it has held for the check's `for` (a problem), `r
 the `now` parameter (wall-clock epoch seconds, so the state survives a restart) and the
 state is a frozen, JSON-serialisable value.
 
-Levels are the Status labels: "ok", "warning", "critical", "unknown". UNKNOWN raw statuses
-are mapped through the check's `unknown_as` first; `unknown_as = "ok"` means the sample is
-ignored altogether (it neither starts, continues nor ends a problem).
+Levels are `model.Status` values here and in the whole core (ordered by `Status.rank`);
+only the JSON edge (to_json/from_json, core.state) writes and reads their labels ("ok",
+"warning", "critical", "unknown"). UNKNOWN raw statuses are mapped through the check's
+`unknown_as` first; `unknown_as = "ok"` means the sample is ignored altogether (it neither
+starts, continues nor ends a problem).
 
 Graces for a MISSING failure (a check result typed `Failure.MISSING`, e.g. no standby
 streaming): a standby that reconnects (walreceiver retries every
@@ -25,18 +27,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 from watchdog.model import Failure, Status
 
-OK = Status.OK.label
-WARNING = Status.WARNING.label
-CRITICAL = Status.CRITICAL.label
-UNKNOWN = Status.UNKNOWN.label
+OK = Status.OK
+WARNING = Status.WARNING
+CRITICAL = Status.CRITICAL
+UNKNOWN = Status.UNKNOWN
 LEVELS = (OK, WARNING, CRITICAL, UNKNOWN)
 
 # While the confirmed level is OK, any non-OK raw level continues one "bad" streak: a
 # problem that wobbles between warning and critical still started at its first bad sample.
+# Such a streak is held as BAD_STREAK whatever levels it saw (which level is being timed is
+# `level`); the JSON edge writes it as "bad", as the file always had it.
+BAD_STREAK = Status.WARNING
 _BAD = "bad"
 
 # The daemon's cycles run on a timetable but stamp observations with the clock read when
@@ -46,29 +51,33 @@ _BAD = "bad"
 HOLD_SLACK = 0.05
 
 
-_RANKS = {status.label: status.rank for status in Status}
+_BY_LABEL = {status.label: status for status in Status}
 
 
-def rank(level: str) -> int:
-    """Severity order of a level: ok < warning < unknown < critical (as Status.rank).
-
-    A table lookup (it runs for every check on every cycle); only a level that is not a
-    Status label exactly is parsed (and raises KeyError when it is none)."""
-    found = _RANKS.get(level)
-    return found if found is not None else Status.parse(level).rank
-
-
-def worse(a: str, b: str) -> str:
-    return a if rank(a) >= rank(b) else b
+def level_of(value: Any) -> Optional[Status]:
+    """The level a JSON value (a Status label) stands for; None for anything else (the JSON
+    edge: core.state and core.events read levels through this)."""
+    if isinstance(value, Status):
+        return value
+    return _BY_LABEL.get(value) if isinstance(value, str) else None
 
 
-def effective_level(status: Status, unknown_as: str) -> Optional[str]:
-    """The level a raw status counts as; None when it is to be ignored (UNKNOWN as "ok")."""
+def label_of(level: Optional[Status]) -> Optional[str]:
+    """The JSON form of a level (its label); None stays None."""
+    return None if level is None else level.label
+
+
+def worse(a: Status, b: Status) -> Status:
+    return a if a.rank >= b.rank else b
+
+
+def effective_level(status: Status, unknown_as: Status) -> Optional[Status]:
+    """The level a raw status counts as; None when it is to be ignored (UNKNOWN as OK)."""
     if status == Status.UNKNOWN:
         if unknown_as == OK:
             return None
         return unknown_as if unknown_as in LEVELS else CRITICAL
-    return status.label
+    return status
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class Timing:
     for_: float = 0.0
     recover_for: float = 0.0
     unknown_for: float = 0.0
-    unknown_as: str = WARNING
+    unknown_as: Status = WARNING
     # For a MISSING failure only (see the module docstring); 0 = no grace.
     reconnect_grace: float = 0.0
     role_change_grace: float = 0.0
@@ -91,16 +100,20 @@ class Timing:
             return cls()
         for_ = float(getattr(section, "for_", 0.0) or 0.0)
         unknown_for = getattr(section, "unknown_for", None)
+        # The config's label; one that names no level counts as critical (never silent).
+        unknown_as = level_of(getattr(section, "unknown_as", WARNING.label))
+        if unknown_as is None:  # (Status.OK is falsy: compare with None, never `or`)
+            unknown_as = CRITICAL
         return cls(
             for_=for_,
             recover_for=float(getattr(section, "recover_for", 0.0) or 0.0),
             unknown_for=for_ if unknown_for is None else float(unknown_for),
-            unknown_as=str(getattr(section, "unknown_as", WARNING)),
+            unknown_as=unknown_as,
             reconnect_grace=float(getattr(section, "reconnect_grace", 0.0) or 0.0),
             role_change_grace=float(getattr(section, "role_change_grace", 0.0) or 0.0),
         )
 
-    def hold(self, level: str, unknown_only: bool) -> float:
+    def hold(self, level: Status, unknown_only: bool) -> float:
         """The time `level` must hold to be confirmed."""
         if level == OK:
             return self.recover_for
@@ -109,7 +122,7 @@ class Timing:
 
 def confirm_at(
     streak_since: float,
-    level: str,
+    level: Status,
     unknown_only: bool,
     timing: Timing,
     failure: Optional[Failure] = None,
@@ -133,8 +146,8 @@ class Change:
     """A confirmed change: `old` -> `new`; `at` is when the new level began (the raw streak's
     first sample, stable across a replayed cycle), `confirmed_at` the cycle that confirmed it."""
 
-    old: str
-    new: str
+    old: Status
+    new: Status
     at: float
     confirmed_at: float
 
@@ -145,16 +158,17 @@ class Debounce:
 
     confirmed / confirmed_since: the confirmed level and when it began (None: never observed).
     streak / streak_since / unknown_only: the raw streak being timed against `confirmed`
-    ("bad" while confirmed is OK) and whether every sample of it was a mapped UNKNOWN.
+    (while confirmed is OK: any non-OK level, as BAD_STREAK, "bad" in JSON) and whether
+    every sample of it was a mapped UNKNOWN.
     level / level_since: the latest raw level and when that exact level began (stability).
     """
 
-    confirmed: Optional[str] = None
+    confirmed: Optional[Status] = None
     confirmed_since: Optional[float] = None
-    streak: Optional[str] = None
+    streak: Optional[Status] = None
     streak_since: Optional[float] = None
     unknown_only: bool = False
-    level: Optional[str] = None
+    level: Optional[Status] = None
     level_since: Optional[float] = None
     last_seen: Optional[float] = None
 
@@ -163,8 +177,27 @@ class Debounce:
         """A raw level different from the confirmed one is being timed."""
         return self.level is not None and self.level != self.confirmed
 
+    def streak_of(self, level: Status) -> Status:
+        """The streak a sample of `level` belongs to: its level, but while confirmed is OK
+        every non-OK level belongs to one bad streak (BAD_STREAK)."""
+        if self.confirmed == OK and level != OK:
+            return BAD_STREAK
+        return level
+
     def to_json(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        streak: Union[str, None] = label_of(self.streak)
+        if self.confirmed == OK and self.streak not in (None, OK):
+            streak = _BAD
+        return {
+            "confirmed": label_of(self.confirmed),
+            "confirmed_since": self.confirmed_since,
+            "streak": streak,
+            "streak_since": self.streak_since,
+            "unknown_only": self.unknown_only,
+            "level": label_of(self.level),
+            "level_since": self.level_since,
+            "last_seen": self.last_seen,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> Debounce:
@@ -173,9 +206,9 @@ class Debounce:
             return cls()
         try:
             confirmed = _level_or_none(data.get("confirmed"))
-            streak = data.get("streak")
-            if streak not in LEVELS + (_BAD, None):
-                streak = None
+            raw_streak = data.get("streak")
+            # "bad": any non-OK level while confirmed is OK; which one does not matter.
+            streak = BAD_STREAK if raw_streak == _BAD else level_of(raw_streak)
             state = cls(
                 confirmed=confirmed,
                 confirmed_since=_time_or_none(data.get("confirmed_since")),
@@ -197,12 +230,13 @@ class Debounce:
         return state
 
 
-def _level_or_none(value: Any) -> Optional[str]:
+def _level_or_none(value: Any) -> Optional[Status]:
     if value is None:
         return None
-    if value not in LEVELS:
+    level = level_of(value)
+    if level is None:
         raise ValueError(f"bad level {value!r}")
-    return str(value)
+    return level
 
 
 def _time_or_none(value: Any) -> Optional[float]:
@@ -244,7 +278,7 @@ def step(
         state = dataclasses.replace(state, level=level, level_since=now)
 
     # The streak timed against the confirmed level.
-    key = (_BAD if level != OK else OK) if state.confirmed == OK else level
+    key = state.streak_of(level)
     if state.streak != key or state.streak_since is None or state.streak_since > now:
         state = dataclasses.replace(state, streak=key, streak_since=now, unknown_only=raw_unknown)
     elif state.unknown_only and not raw_unknown:

@@ -23,7 +23,8 @@ Rules beyond plain debounce:
   always sent) and the check stays quiet until its raw level has been stable for its
   recover_for (OK) or for (a problem), and at least flap_window / flap_changes, so "stable"
   means slower than flapping. Then the current state is reconciled (RECOVERY, ESCALATION, ...).
-- Backup relaxation: checks that apply relaxed limits themselves (replay_lag) are never held.
+- Backup relaxation: checks that apply relaxed limits themselves (the registry's
+  `relaxes_itself`: replay_lag) are never held.
   For other relaxed checks a confirmed warning/unknown that would open a problem is held (no
   PROBLEM); when the relaxation ends or expires and the problem is still there, the PROBLEM
   goes out then, saying what held it. A confirmed critical is never held.
@@ -41,7 +42,7 @@ Rules beyond plain debounce:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from watchdog.config import Config
 from watchdog.core import daily
@@ -54,7 +55,7 @@ from watchdog.core.events import (
     StillFlapping,
     StillOpen,
 )
-from watchdog.core.incidents import HOLDABLE, SELF_RELAXING, Event  # noqa: F401 - re-exported
+from watchdog.core.incidents import HOLDABLE, Event  # noqa: F401 - re-exported
 from watchdog.core.maintenance import Maintenance
 from watchdog.core.quiet import MAX_MAINTENANCE_EVENTS, MaintenanceRules  # noqa: F401
 from watchdog.core.state import (  # noqa: F401 - re-exported: the state's old import path
@@ -72,7 +73,7 @@ from watchdog.core.state import (  # noqa: F401 - re-exported: the state's old i
 from watchdog.core.windows import NOT_RELAXED, BackupSeen, Relaxation
 from watchdog.core.windows import relaxation as _relaxation
 from watchdog.core.windows import relaxations as _relaxations
-from watchdog.model import CheckResult, Role
+from watchdog.model import CheckResult, Role, Status
 
 DAY = 86400.0
 # Closed incidents and role changes are kept this long (the daily message shows one day).
@@ -84,7 +85,7 @@ class OpenProblem(NamedTuple):
     """For status lines: one open incident."""
 
     check: str
-    severity: str  # the level: warning, unknown or critical
+    severity: Status  # the level: warning, unknown or critical
     since: float
 
 
@@ -94,10 +95,22 @@ class OpenProblem(NamedTuple):
 class Engine(MaintenanceRules):
     """Feed it one cycle at a time; it returns the events to tell (core.events)."""
 
-    def __init__(self, cfg: Config, state: Optional[EngineState] = None):
+    def __init__(
+        self,
+        cfg: Config,
+        state: Optional[EngineState] = None,
+        self_relaxing: Optional[Iterable[str]] = None,
+    ):
+        """`self_relaxing`: the checks that apply relaxed limits themselves (default: those
+        the check registry marks `relaxes_itself`)."""
         self.cfg = cfg
         self.state = state if state is not None else EngineState()
         self.node = cfg.node_name
+        if self_relaxing is None:
+            from watchdog.checks.registry import self_relaxing as registered  # late: it imports us
+
+            self_relaxing = registered()
+        self.self_relaxing = frozenset(self_relaxing)
         # Per check: when a problem held by a grace falls due (wall clock; this cycle only).
         self._due: Dict[str, float] = {}
 
@@ -178,8 +191,9 @@ class Engine(MaintenanceRules):
             return self._numbered(out + produced)
         for event in produced:
             check = getattr(event, "check", None)
-            sent = event.kind in (RECOVERY, NO_LONGER_APPLIES) and told_before.get(check)
-            self._record_event(event, bool(sent))
+            sent = event.kind in (RECOVERY, NO_LONGER_APPLIES) and (
+                told_before.get(check) is not None)
+            self._record_event(event, sent)
             if sent:
                 out.append(event)
         return self._numbered(out)

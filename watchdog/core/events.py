@@ -10,16 +10,22 @@ from it, so ids are unique per event and the same when a cycle is replayed from 
 state (see watchdog.core.state).
 
 Events held back by maintenance are kept (as JSON) in the maintenance record, so the
-summary sent when it ends can say what happened: hence to_json/event_from_json here.
+summary sent when it ends can say what happened: hence to_json/event_from_json here. Levels
+are `model.Status`; the JSON holds their labels.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
+from watchdog.core.debounce import label_of, level_of
 from watchdog.core.maintenance import Maintenance
+from watchdog.model import Status
+
+if TYPE_CHECKING:  # core.state imports this module
+    from watchdog.core.state import MaintenanceRecord
 
 # Kinds of check and role events: the same strings as the notification kinds (public).
 PROBLEM = "problem"
@@ -73,11 +79,11 @@ class HeldByMaintenance(NamedTuple):
 
 
 class SettledAfterFlapping(NamedTuple):
-    levels: Tuple[str, ...]
+    levels: Tuple[Status, ...]
 
 
 class StillFlapping(NamedTuple):
-    levels: Tuple[str, ...]
+    levels: Tuple[Status, ...]
 
 
 class RoleChangeGrace(NamedTuple):
@@ -95,6 +101,10 @@ class ReconnectGrace(NamedTuple):
     grace: float
 
 
+#: Why an event went out as it did (each reason is worded by watchdog.alerts.compose).
+Reason = Union[Relaxed, Ceiling, RelaxationExpired, HeldBack, HeldByMaintenance,
+               SettledAfterFlapping, StillFlapping, RoleChangeGrace, ReconnectGrace]
+
 REASONS = {
     cls.__name__: cls
     for cls in (Relaxed, Ceiling, RelaxationExpired, HeldBack, HeldByMaintenance,
@@ -106,7 +116,7 @@ class Flap(NamedTuple):
     """What a FLAPPING event says: the levels, how many changes within what window, and how
     long the check must stay stable before it is reported again."""
 
-    levels: Tuple[str, ...]
+    levels: Tuple[Status, ...]
     changes: int
     window: float
     quiet_for: float
@@ -116,7 +126,7 @@ class StillOpen(NamedTuple):
     """An incident open when maintenance began or ended (or when a report is written)."""
 
     check: str
-    level: str
+    level: Status
     since: float
     summary: str
     paging: bool = False  # a page goes out now (it was held back during maintenance)
@@ -142,13 +152,13 @@ class CheckEvent:
     now: float
     at: float
     since: float
-    new: str
-    old: Optional[str] = None
-    peak: Optional[str] = None
-    status: str = "ok"
+    new: Status
+    old: Optional[Status] = None
+    peak: Optional[Status] = None
+    status: Status = Status.OK
     summary: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
-    reasons: Tuple[Any, ...] = ()
+    reasons: Tuple[Reason, ...] = ()
     flap: Optional[Flap] = None
     new_role: Optional[str] = None  # NO_LONGER_APPLIES: the role it no longer runs for
     seq: int = 0
@@ -157,11 +167,12 @@ class CheckEvent:
         return {
             "type": "check",
             "kind": self.kind, "node": self.node, "check": self.check, "role": self.role,
-            "now": self.now, "at": self.at, "since": self.since, "new": self.new,
-            "old": self.old, "peak": self.peak, "status": self.status, "summary": self.summary,
+            "now": self.now, "at": self.at, "since": self.since, "new": self.new.label,
+            "old": label_of(self.old), "peak": label_of(self.peak), "status": self.status.label,
+            "summary": self.summary,
             "details": dict(self.details),
-            "reasons": [[type(r).__name__, *r] for r in self.reasons],
-            "flap": list(self.flap) if self.flap is not None else None,
+            "reasons": [[type(r).__name__, *map(_labels, r)] for r in self.reasons],
+            "flap": [_labels(self.flap.levels), *self.flap[1:]] if self.flap is not None else None,
             "new_role": self.new_role, "seq": self.seq,
         }
 
@@ -211,16 +222,20 @@ class MaintenanceChanged:
 
 @dataclass(frozen=True)
 class MaintenanceEnded:
-    """`record` (a core.state.MaintenanceRecord) holds what happened meanwhile."""
+    """`record` holds what happened meanwhile."""
 
     node: str
-    record: Any
+    record: MaintenanceRecord
     how: str
     ended: float
     now: float
     still_open: Tuple[StillOpen, ...]
     role: Optional[str]
     seq: int = 0
+
+
+#: What the engine emits.
+Event = Union[CheckEvent, RoleChanged, MaintenanceStarted, MaintenanceChanged, MaintenanceEnded]
 
 
 # ---------------------------------------------------------------- JSON (held events)
@@ -236,8 +251,21 @@ def _str(value: Any) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
-def _reasons(items: Any) -> Tuple[Any, ...]:
-    out: List[Any] = []
+def _labels(value: Any) -> Any:
+    """A reason's field as JSON: a tuple of levels becomes their labels."""
+    if isinstance(value, tuple) and value and all(isinstance(v, Status) for v in value):
+        return [v.label for v in value]
+    return value
+
+
+def _levels(items: Any) -> Tuple[Status, ...]:
+    """Levels from their labels; anything else is dropped."""
+    found = (level_of(x) for x in items)
+    return tuple(level for level in found if level is not None)
+
+
+def _reasons(items: Any) -> Tuple[Reason, ...]:
+    out: List[Reason] = []
     for item in items if isinstance(items, list) else ():
         if not (isinstance(item, list) and item and item[0] in REASONS):
             continue
@@ -247,7 +275,7 @@ def _reasons(items: Any) -> Tuple[Any, ...]:
         except TypeError:
             continue
         if any(isinstance(v, list) for v in reason):
-            reason = cls(*(tuple(v) if isinstance(v, list) else v for v in reason))
+            reason = cls(*(_levels(v) if isinstance(v, list) else v for v in reason))
         out.append(reason)
     return tuple(out)
 
@@ -270,22 +298,23 @@ def event_from_json(data: Any) -> Any:
                            graces)
     if data.get("type") != "check":
         raise ValueError("unknown event type")
-    texts = [_str(data.get(k)) for k in ("kind", "node", "check", "role", "new")]
+    texts = [_str(data.get(k)) for k in ("kind", "node", "check", "role")]
     times = [_num(data.get(k)) for k in ("now", "at", "since")]
-    if None in texts or None in times or texts[0] not in CHECK_KINDS:
+    new = level_of(data.get("new"))
+    if None in texts or None in times or new is None or texts[0] not in CHECK_KINDS:
         raise ValueError("check event lacks a field")
     flap = data.get("flap")
     if isinstance(flap, list) and len(flap) == 4 and isinstance(flap[0], list):
-        flap = Flap(tuple(str(x) for x in flap[0]), int(flap[1]), float(flap[2]),
-                    float(flap[3]))
+        flap = Flap(_levels(flap[0]), int(flap[1]), float(flap[2]), float(flap[3]))
     else:
         flap = None
     details = data.get("details")
     return CheckEvent(
-        kind=texts[0], node=texts[1], check=texts[2], role=texts[3], new=texts[4],
+        kind=texts[0], node=texts[1], check=texts[2], role=texts[3], new=new,
         now=times[0], at=times[1], since=times[2],
-        old=_str(data.get("old")), peak=_str(data.get("peak")),
-        status=_str(data.get("status")) or "ok", summary=_str(data.get("summary")) or "",
+        old=level_of(data.get("old")), peak=level_of(data.get("peak")),
+        status=level_of(data.get("status")) or Status.OK,
+        summary=_str(data.get("summary")) or "",
         details=details if isinstance(details, dict) else {},
         reasons=_reasons(data.get("reasons")), flap=flap, new_role=_str(data.get("new_role")),
     )

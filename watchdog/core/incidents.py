@@ -9,7 +9,7 @@ described in engine.py's docstring.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from watchdog.config import Config
 from watchdog.core.debounce import (
@@ -20,7 +20,6 @@ from watchdog.core.debounce import (
     Debounce,
     Timing,
     confirm_at,
-    rank,
     step,
     worse,
 )
@@ -32,8 +31,10 @@ from watchdog.core.events import (
     RECOVERY,
     Ceiling,
     CheckEvent,
+    Event,  # noqa: F401 - what the engine emits (re-exported, as before)
     Flap,
     HeldBack,
+    Reason,
     ReconnectGrace,
     RelaxationExpired,
     Relaxed,
@@ -42,16 +43,10 @@ from watchdog.core.events import (
 )
 from watchdog.core.state import CheckState, ClosedIncident, EngineState, Incident, _jsonable
 from watchdog.core.windows import Relaxation
-from watchdog.model import REPLAY_LAG, CheckResult, Failure, Role, Status
+from watchdog.model import CheckResult, Failure, Role, Status
 
-# Checks that apply relaxed limits themselves when called with relaxed=True (their own hard
-# ceiling included): the engine never holds their results.
-SELF_RELAXING = frozenset({REPLAY_LAG})
 # Confirmed levels a relaxation may hold back.
 HOLDABLE = (WARNING, UNKNOWN)
-
-# What the engine emits: events for watchdog.alerts.compose to put into words.
-Event = Any  # CheckEvent, RoleChanged, MaintenanceStarted, MaintenanceChanged, MaintenanceEnded
 
 
 class CheckRules:
@@ -60,6 +55,9 @@ class CheckRules:
     cfg: Config
     state: EngineState
     node: str
+    # Checks that apply relaxed limits themselves (their own hard ceiling included; the
+    # registry's `relaxes_itself`): the engine never holds their results.
+    self_relaxing: FrozenSet[str]
     _due: Dict[str, float]
 
     def _closed(self, name: str, incident: Incident, until: float, how: str) -> None:
@@ -83,7 +81,7 @@ class CheckRules:
         now: float,
         at: float,
         since: float,
-        new: str,
+        new: Status,
         role: Optional[str] = None,
         **more: Any,
     ) -> CheckEvent:
@@ -95,7 +93,7 @@ class CheckRules:
             status=cs.status, summary=cs.summary, details=cs.details, **more,
         )
 
-    def _quiet_for(self, timing: Timing, level: str) -> float:
+    def _quiet_for(self, timing: Timing, level: Status) -> float:
         daemon = self.cfg.daemon
         floor = float(daemon.flap_window) / max(2, int(daemon.flap_changes))
         hold = timing.recover_for if level == OK else timing.for_
@@ -120,7 +118,7 @@ class CheckRules:
         failure: Optional[Failure],
         at: float,
         role_changed_at: Optional[float],
-    ) -> Optional[Any]:
+    ) -> Optional[Reason]:
         """Why a MISSING problem paged only now: the grace it outlasted."""
         if failure != Failure.MISSING:
             return None
@@ -146,7 +144,7 @@ class CheckRules:
         if not isinstance(failure, Failure):
             failure = None
         role_changed_at = self._role_changed_at(role) if failure is not None else None
-        cs.status = status.label
+        cs.status = status
         cs.summary = str(result.summary)
         cs.details = _jsonable(result.details)
         cs.debounce, _change = step(cs.debounce, now, status, timing, failure, role_changed_at)
@@ -158,7 +156,7 @@ class CheckRules:
             and db.streak_since is not None
         ):
             self._due[name] = confirm_at(
-                db.streak_since, str(db.level), db.unknown_only, timing, failure, role_changed_at
+                db.streak_since, db.level, db.unknown_only, timing, failure, role_changed_at
             )
         target = db.confirmed
         if target is None or db.confirmed_since is None:
@@ -173,23 +171,23 @@ class CheckRules:
             cs.history = []
             after_flapping = True
 
-        notes: List[Any] = []  # the reasons (core.events)
+        notes: List[Reason] = []
         if after_flapping:
             notes.append(SettledAfterFlapping(tuple(incident.flap_levels)))
         if target != OK:
-            if relax.active and name in SELF_RELAXING:
+            if relax.active and name in self.self_relaxing:
                 notes.append(Relaxed(relax.reason, relax.since))
             elif relax.active and target == CRITICAL:
                 notes.append(Ceiling(relax.reason, relax.since))
             elif relax.expired:
                 notes.append(RelaxationExpired(relax.reason))
 
-        holding = relax.active and name not in SELF_RELAXING and target in HOLDABLE
+        holding = relax.active and name not in self.self_relaxing and target in HOLDABLE
         if holding and incident is None:
             if cs.held is None:
                 cs.held = {"reason": relax.reason, "since": relax.since if relax.since else now}
             return []
-        if holding and incident is not None and rank(target) > rank(incident.level):
+        if holding and incident is not None and target.rank > incident.level.rank:
             return []  # no escalation to a holdable level while relaxed
 
         if target == OK:
@@ -205,7 +203,7 @@ class CheckRules:
         elif target == incident.level:
             return []
         else:
-            kind = ESCALATION if rank(target) > rank(incident.level) else DEESCALATION
+            kind = ESCALATION if target.rank > incident.level.rank else DEESCALATION
 
         old_level = incident.level if incident is not None else OK
         at = db.confirmed_since
@@ -255,14 +253,14 @@ class CheckRules:
         role: str,
         now: float,
         at: float,
-        old: str,
-        new: str,
+        old: Status,
+        new: Status,
         timing: Timing,
     ) -> CheckEvent:
         levels = {old, new}
         for _, a, b in cs.history:
             levels.update((a, b))
-        ordered = sorted(levels, key=rank)
+        ordered = sorted(levels, key=lambda level: level.rank)
         worst = ordered[-1]
         changes = len(cs.history) + 1
         incident = cs.incident

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from watchdog.core.debounce import rank
 from watchdog.core.events import (
     DEESCALATION,
     ESCALATION,
@@ -109,7 +108,7 @@ class MaintenanceRules(CheckRules):
             return self._event(PROBLEM, name, cs, now, incident.since, incident.since, level,
                                reasons=(note,))
         at = cs.debounce.confirmed_since or now
-        kind = ESCALATION if rank(level) > rank(told) else DEESCALATION
+        kind = ESCALATION if level.rank > told.rank else DEESCALATION
         return self._event(kind, name, cs, now, at, incident.since, level, old=told,
                            peak=incident.peak, reasons=(note,))
 

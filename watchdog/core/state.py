@@ -11,6 +11,8 @@ defined here, with the loader that reads every version ever written:
   subject, not one counter: an extra event in the replay (a role change confirmed by then)
   must not renumber, and so re-send, the other checks' events.
 A damaged or wrong-shaped part is dropped and named (`lost`), never an exception.
+Levels are `model.Status` in memory and their labels ("ok", "critical", ...) in the file:
+this module converts at the edge, so the file reads as it always did.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
-from watchdog.core.debounce import LEVELS, OK, Debounce
+from watchdog.core.debounce import OK, Debounce, label_of, level_of
 from watchdog.core.events import event_from_json
-from watchdog.model import Role
+from watchdog.model import Role, Status
 
 STATE_VERSION = 2
 # Versions from_json reads (older ones are migrated on load).
@@ -36,8 +38,10 @@ def _num(value: Any, default: Optional[float] = None) -> Optional[float]:
     return value if math.isfinite(value) else default
 
 
-def _level(value: Any, default: Optional[str] = None) -> Optional[str]:
-    return value if value in LEVELS else default
+def _level(value: Any, default: Optional[Status] = None) -> Optional[Status]:
+    """A level from its JSON label; `default` for anything else."""
+    level = level_of(value)
+    return default if level is None else level
 
 
 def _jsonable(details: Any) -> Dict[str, Any]:
@@ -54,26 +58,26 @@ def _jsonable(details: Any) -> Dict[str, Any]:
 class Incident:
     """What the outside world has been told about one check's current problem."""
 
-    level: str
+    level: Status
     since: float  # when the problem began (its first bad sample)
-    peak: str  # worst level notified: follow-ups route to whoever got that
+    peak: Status  # worst level notified: follow-ups route to whoever got that
     last_sent: float  # time of the last notification about it (reminders count from here)
     flapping: bool = False
     flap_since: Optional[float] = None
-    flap_levels: List[str] = field(default_factory=list)
+    flap_levels: List[Status] = field(default_factory=list)
     # The level the outside world was last told (None: never paged, opened in maintenance).
-    told: Optional[str] = None
+    told: Optional[Status] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
-            "level": self.level,
-            "told": self.told,
+            "level": self.level.label,
+            "told": label_of(self.told),
             "since": self.since,
-            "peak": self.peak,
+            "peak": self.peak.label,
             "last_sent": self.last_sent,
             "flapping": self.flapping,
             "flap_since": self.flap_since,
-            "flap_levels": list(self.flap_levels),
+            "flap_levels": [level.label for level in self.flap_levels],
         }
 
     @classmethod
@@ -98,7 +102,7 @@ class Incident:
             last_sent=_num(data.get("last_sent"), since) or since,
             flapping=flapping,
             flap_since=flap_since,
-            flap_levels=[x for x in flap_levels if x in LEVELS],
+            flap_levels=[x for x in map(level_of, flap_levels) if x is not None],
             # States written before maintenance existed: everything open had been paged.
             told=_level(data.get("told")) if "told" in data else level,
         )
@@ -110,7 +114,7 @@ class CheckState:
     recent notified transitions (for flapping)."""
 
     debounce: Debounce = field(default_factory=Debounce)
-    status: str = OK
+    status: Status = OK
     summary: str = ""
     details: Dict[str, Any] = field(default_factory=dict)
     incident: Optional[Incident] = None
@@ -120,12 +124,12 @@ class CheckState:
     def to_json(self) -> Dict[str, Any]:
         return {
             "debounce": self.debounce.to_json(),
-            "status": self.status,
+            "status": self.status.label,
             "summary": self.summary,
             "details": self.details,
             "incident": self.incident.to_json() if self.incident else None,
             "held": self.held,
-            "history": self.history,
+            "history": [[t, old.label, new.label] for t, old, new in self.history],
         }
 
     @classmethod
@@ -144,10 +148,10 @@ class CheckState:
                 isinstance(item, list)
                 and len(item) == 3
                 and _num(item[0]) is not None
-                and item[1] in LEVELS
-                and item[2] in LEVELS
+                and level_of(item[1]) is not None
+                and level_of(item[2]) is not None
             ):
-                history.append([float(item[0]), item[1], item[2]])
+                history.append([float(item[0]), level_of(item[1]), level_of(item[2])])
         summary = data.get("summary")
         return cls(
             debounce=Debounce.from_json(data.get("debounce")),
@@ -164,16 +168,23 @@ class ClosedIncident(NamedTuple):
     """An incident that ended: what the daily message lists."""
 
     check: str
-    worst: str  # the worst level it reached
+    worst: Status  # the worst level it reached
     since: float
     until: float
     closed: str  # "recovered" or "no longer applies" (role changed)
     paged: bool  # False: it began and ended during maintenance
 
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self._asdict(), worst=self.worst.label)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> ClosedIncident:
+        return cls(**dict({k: data[k] for k in cls._fields}, worst=level_of(data["worst"])))
+
     def valid(self) -> bool:
         return (
             isinstance(self.check, str)
-            and self.worst in LEVELS
+            and isinstance(self.worst, Status)
             and _num(self.since) is not None
             and _num(self.until) is not None
             and isinstance(self.closed, str)
@@ -315,7 +326,7 @@ class EngineState:
             "checks": {name: cs.to_json() for name, cs in sorted(self.checks.items())},
             "relax_memory": dict(self.relax_memory),
             "maintenance": self.maintenance.to_json() if self.maintenance else None,
-            "history": [h._asdict() for h in self.history],
+            "history": [h.to_json() for h in self.history],
             "role_changes": [r._asdict() for r in self.role_changes],
             "digest_next": self.digest_next,
             "digest_schedule": self.digest_schedule,
@@ -392,7 +403,10 @@ def _records(cls: Any, items: Any) -> List[Any]:
         if not isinstance(item, dict):
             continue
         try:
-            out.append(cls(**{k: item[k] for k in cls._fields}))
+            if hasattr(cls, "from_json"):
+                out.append(cls.from_json(item))
+            else:
+                out.append(cls(**{k: item[k] for k in cls._fields}))
         except (KeyError, TypeError):
             continue
     return [r for r in out if r.valid()]

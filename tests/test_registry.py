@@ -23,14 +23,14 @@ DRBD_PRIMARY = Path(__file__).parent / "fixtures/drbd/proc-drbd-8.4-connected-pr
 
 def test_every_check_is_registered_once_in_display_order():
     names = [c.name for c in CHECKS]
-    assert names == ["drbd", "postgres_role", "services", "standbys", "replay_lag"]
+    assert names == ["drbd", "postgres_role", "services", "standbys", "replay_lag", "wal"]
     assert len(set(names)) == len(names)
     assert tuple(names) == CHECK_NAMES  # model's public tuple is the registry's
 
 
 def test_roles_match_the_documented_role_table():
     assert ROLE_CHECKS == {
-        Role.PRIMARY: ("drbd", "postgres_role", "services", "standbys"),
+        Role.PRIMARY: ("drbd", "postgres_role", "services", "standbys", "wal"),
         Role.SECONDARY: ("drbd", "postgres_role", "replay_lag"),
         Role.UNKNOWN: ("drbd", "postgres_role"),
     }
@@ -115,7 +115,7 @@ def test_a_check_added_by_one_registry_entry_runs_in_a_real_cycle(with_new_check
     report = cycle.report
     assert report.role == Role.PRIMARY
     assert [c.name for c in report.checks] == [
-        "drbd", "postgres_role", "services", "standbys", "resource_count"]
+        "drbd", "postgres_role", "services", "standbys", "wal", "resource_count"]
     added = report.checks[-1]
     assert added.status == Status.CRITICAL  # one resource, two required
     assert added.summary == "1 resource(s), role primary"

@@ -63,6 +63,7 @@ POSTGRES_ROLE = "postgres_role"
 SERVICES = "services"
 STANDBYS = "standbys"
 REPLAY_LAG = "replay_lag"
+WAL = "wal"
 
 
 def __getattr__(name: str) -> Any:

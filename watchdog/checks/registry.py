@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
+from watchdog.checks.wal import WalConfig
 from watchdog.config import (
     Config,
     DrbdConfig,
@@ -54,6 +55,7 @@ from watchdog.model import (
     REPLAY_LAG,
     SERVICES,
     STANDBYS,
+    WAL,
     CheckResult,
     Role,
 )
@@ -135,6 +137,18 @@ def _replay_lag(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Ch
                             canary=ctx.cfg.canary.enabled)
 
 
+def _wal(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.wal import check_wal
+
+    return check_wal(snaps["postgres"], section, previous=ctx.previous.get("postgres"))
+
+
+def _wal_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.wal import metric_families
+
+    return metric_families(result)
+
+
 def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.drbd import metric_families
 
@@ -188,6 +202,12 @@ CHECKS: Tuple[Check, ...] = (
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
           _replay_lag, _replay_lag_metrics),
+    Check(WAL, PRIMARY, ("postgres",), WalConfig,
+          'on the primary: psql -x -c "SELECT slot_name, active, restart_lsn FROM '
+          'pg_replication_slots" (an inactive slot keeps WAL: drop it with SELECT '
+          "pg_drop_replication_slot('name') once its standby is gone for good) and psql -x -c "
+          '"SELECT * FROM pg_stat_archiver" (failures: the PostgreSQL log shows '
+          "archive_command's error)", _wal, _wal_metrics),
 )
 
 

@@ -48,6 +48,12 @@ def _scrub_errors(probe: Callable[..., PgSnapshot]) -> Callable[..., PgSnapshot]
             canary = dataclasses.replace(snapshot.canary,
                                          error=scrub_dsn(snapshot.canary.error, cfg.dsn))
             snapshot = dataclasses.replace(snapshot, canary=canary)
+        if snapshot.wal is not None:
+            wal = snapshot.wal
+            snapshot = dataclasses.replace(snapshot, wal=dataclasses.replace(
+                wal, **{key: scrub_dsn(getattr(wal, key), cfg.dsn)
+                        for key in ("error", "waldir_error", "ready_error")
+                        if getattr(wal, key)}))
         return snapshot
 
     wrapper.__name__ = probe.__name__
@@ -64,6 +70,7 @@ def probe_postgres(
     resample_after: Optional[float] = RESAMPLE_AFTER,
     canary: Optional[CanaryConfig] = None,
     proc_root: Optional[str] = "/proc",
+    wal: bool = True,
 ) -> PgSnapshot:
     """Snapshot of the local PostgreSQL; returns within connect_timeout + query_timeout
     (+ canary.timeout when a canary is written).
@@ -74,7 +81,8 @@ def probe_postgres(
     `resample_after=None` never reads a standby twice (see RESAMPLE_AFTER). `canary`: write
     the canary (build_canary) if this server turns out not to be in recovery; the caller
     asks only on the node DRBD says is primary. `proc_root`: where a 9.5 standby's WAL
-    receiver is looked up (None: not at all).
+    receiver is looked up (None: not at all). `wal`: on a server not in recovery, also
+    read the `wal` check's facts (replication slots, pg_stat_archiver, WAL directory).
     """
     start = clock()
     backup_cfg = backup_cfg if backup_cfg is not None else BackupConfig()
@@ -90,7 +98,7 @@ def probe_postgres(
     want_canary = canary is not None and canary.enabled
     attempt = _Attempt(connect or _default_connect, cfg.dsn, kwargs,
                        {"names": list(backup_cfg.application_names)}, with_backups,
-                       resample_after, cfg.query_timeout, want_canary, proc_root)
+                       resample_after, cfg.query_timeout, want_canary, proc_root, wal)
     worker = threading.Thread(target=attempt.run, name="ha-watchdog-postgres", daemon=True)
     worker.start()
 
@@ -135,4 +143,4 @@ def probe_postgres(
                 "(connection shut down)")
     snapshot = _snapshot_from_row(attempt.row, backup_cfg, answered_at - start, attempt.resampled)
     return dataclasses.replace(snapshot, receiver_process=attempt.receiver_process,
-                               canary=written, taken_at=answered_at)
+                               canary=written, taken_at=answered_at, wal=attempt.wal)

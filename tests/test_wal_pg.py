@@ -1,0 +1,188 @@
+"""The `wal` check against real servers: a real inactive slot while the primary writes,
+real archiving into a directory that becomes unwritable, and the SQL on every version."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+
+import pytest
+
+from watchdog.checks.wal import WalConfig, check_wal
+from watchdog.config import PostgresConfig
+from watchdog.model import Status
+from watchdog.probes.postgres import build_wal_queries, probe_postgres, track
+
+
+def _probe(cluster, which: str = "primary", **kwargs):
+    return probe_postgres(PostgresConfig(dsn=cluster.dsn(which)), canary=None, **kwargs)
+
+
+def _switch(cluster) -> None:
+    """Close the current WAL segment (it becomes ready for archiving)."""
+    name = "pg_switch_wal" if cluster.server_version_num >= 100000 else "pg_switch_xlog"
+    cluster.query("primary", f"SELECT {name}()")
+
+
+def _create_slot(cluster, name: str) -> None:
+    if cluster.server_version_num >= 90600:  # reserve WAL at once (9.5 waits for a client)
+        cluster.query("primary", "SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+    else:
+        cluster.query("primary", "SELECT pg_create_physical_replication_slot(%s)", (name,))
+
+
+def _drop_slot(cluster, name: str) -> None:
+    cluster.query("primary", "SELECT pg_drop_replication_slot(slot_name) "
+                  "FROM pg_replication_slots WHERE slot_name = %s", (name,))
+
+
+def test_an_inactive_slot_while_the_primary_writes(pg):
+    """The slot's retained bytes grow with every write; the check names the slot, its
+    bytes, since when it is inactive and the command to drop it; the standby reads none."""
+    _create_slot(pg, "gone_standby")
+    try:
+        first = track(_probe(pg), None)
+        slot = {s.name: s for s in first.wal.slots}["gone_standby"]
+        assert slot.active is False and slot.retained_bytes is not None
+        verdict = check_wal(first, WalConfig())
+        assert verdict.status == Status.WARNING
+        assert "slot gone_standby inactive (since when unknown: first look" in verdict.summary
+        assert "SELECT pg_drop_replication_slot('gone_standby');" in verdict.summary
+
+        for _ in range(3):
+            pg.write(2000)
+        _switch(pg)
+        time.sleep(0.2)
+        second = track(_probe(pg), first)
+        grown = {s.name: s for s in second.wal.slots}["gone_standby"]
+        assert grown.retained_bytes > slot.retained_bytes + 16 * 1024 * 1024 - 1
+        assert grown.inactive_since == first.taken_at  # inactive at the first look already
+        small = WalConfig(slot_warning_bytes=1024, slot_critical_bytes=8 * 1024 * 1024)
+        verdict = check_wal(second, small, previous=first)
+        assert verdict.status == Status.CRITICAL
+        assert verdict.summary.startswith("inactive physical slot gone_standby retains ")
+        entry = verdict.details["slots"][0]
+        assert entry["inactive_seconds"] >= 0.2 and entry["retained_bytes"] == grown.retained_bytes
+        json.dumps(verdict.details)
+
+        standby = _probe(pg, "standby")
+        assert standby.in_recovery and standby.wal is None
+    finally:
+        _drop_slot(pg, "gone_standby")
+    after = check_wal(track(_probe(pg), None), WalConfig())
+    assert after.status == Status.OK, after.summary
+    assert after.summary.startswith("no active slot; archive_mode off; WAL directory ")
+
+
+@pytest.fixture
+def archiving():
+    """A primary (+ standby) of its own archiving with `cp` into a directory of ours."""
+    pytest.importorskip("psycopg")
+    from lab.pgcluster import PgCluster, PgClusterError, find_bindir
+
+    try:
+        find_bindir()
+    except PgClusterError as exc:
+        pytest.skip(str(exc))
+    target = tempfile.mkdtemp(prefix="ha-watchdog-archive-")
+    os.chmod(target, 0o777)
+    command = f"test ! -f {target}/%f && cp %p {target}/%f"
+    settings = {"archive_mode": "on", "archive_command": command}
+    with PgCluster(tempfile.mkdtemp(prefix="ha-watchdog-pg-"), settings=settings) as cluster:
+        yield cluster, target, command
+    os.chmod(target, 0o700)
+    for name in os.listdir(target):
+        os.unlink(os.path.join(target, name))
+    os.rmdir(target)
+
+
+def _wait_for(predicate, what: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the archive directory is made unwritable for "
+                    "the servers' OS user, which needs root to arrange")
+def test_archiving_into_a_directory_that_becomes_unwritable(archiving):
+    cluster, target, command = archiving
+    _switch(cluster)
+    archived = _wait_for(lambda: os.listdir(target), "the first segment to be archived")
+    healthy = _probe(cluster)
+    verdict = check_wal(healthy, WalConfig())
+    assert verdict.status == Status.OK, verdict.summary
+    assert verdict.details["archiver"]["last_archived_wal"] in archived
+    assert "archiving: last success " in verdict.summary and "nothing waiting" in verdict.summary
+    assert command not in json.dumps(verdict.details) and target not in verdict.summary
+
+    os.chmod(target, 0o755)  # root's: the servers' OS user can no longer write into it
+    cluster.write(10)
+    _switch(cluster)
+
+    def failed():
+        snap = _probe(cluster)
+        return snap if snap.wal.archiver.failed_count else None
+
+    broken = _wait_for(failed, "archive_command to fail")
+    verdict = check_wal(broken, WalConfig(), previous=healthy)
+    assert verdict.status == Status.CRITICAL
+    assert verdict.summary.startswith("WAL archiving failing: ")
+    assert verdict.details["archive_failing"] is True
+    assert verdict.details["ready_count"] >= 1
+    # The same WAL, judged with a limit it has already passed: waiting too long as well.
+    stuck = check_wal(broken, WalConfig(archive_max_age=0.01), previous=healthy)
+    assert "WAL segment(s) waiting for archiving, the oldest for " in stuck.summary
+
+    os.chmod(target, 0o777)
+    cluster.write(10)
+    _switch(cluster)  # a new ready segment wakes the archiver, which retries the old one
+
+    def recovered():
+        snap = _probe(cluster)
+        return snap if snap.wal.ready_count == 0 else None
+
+    fixed = _wait_for(recovered, "the archiver to catch up", timeout=30.0)
+    verdict = check_wal(fixed, WalConfig(), previous=broken)
+    assert verdict.status == Status.OK, verdict.summary
+    assert verdict.details["archiver"]["failed_count"] >= 1
+
+
+def test_the_wal_sql_on_every_version(pgv):
+    """Each statement for this version runs on a real server of it (the ready listing
+    too, though the shared cluster does not archive), and the probe reads an inactive slot."""
+    version = pgv.server_version_num
+    queries = build_wal_queries(version)
+    _create_slot(pgv, "matrix_slot")
+    try:
+        pgv.write(100)
+        for sql in (queries.facts, queries.waldir, queries.ready):
+            assert len(pgv.query("primary", sql)) == 1
+        snap = track(_probe(pgv), None)
+        wal = snap.wal
+        assert wal is not None and wal.error is None and wal.waldir_error is None
+        assert wal.archive_mode == "off" and wal.archive_command_set is False
+        assert wal.waldir_bytes >= 16 * 1024 * 1024 and wal.waldir_files >= 1
+        assert wal.current_walfile and len(wal.current_walfile) == 24
+        assert wal.archiver is not None and wal.archiver.failed_count == 0
+        (slot,) = [s for s in wal.slots if s.name == "matrix_slot"]
+        assert slot.active is False and slot.slot_type == "physical"
+        if version >= 90600:
+            assert slot.retained_bytes is not None and slot.retained_bytes > 0
+        if version >= 130000:
+            assert slot.wal_status == "reserved"
+        if version >= 170000:
+            assert slot.inactive_age is not None and slot.inactive_since is not None
+        verdict = check_wal(snap, WalConfig())
+        assert verdict.status == Status.WARNING and "slot matrix_slot inactive" in verdict.summary
+        assert _probe(pgv, "standby").wal is None
+        snap_off = _probe(pgv, wal=False)
+        assert snap_off.wal is None and dataclasses.replace(snap_off, wal=wal).answered
+    finally:
+        _drop_slot(pgv, "matrix_slot")

@@ -237,7 +237,7 @@ def test_once_primary_ok_table_and_json(tmp_path, pg, service_tree):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("test1  role=primary  status=OK")
     rows = [line.split()[0] for line in lines[2:] if line and not line.startswith(" ")]
-    assert rows == ["drbd", "postgres_role", "services", "standbys"]
+    assert rows == ["drbd", "postgres_role", "services", "standbys", "wal"]
     assert "\033[" not in result.stdout  # no colour when not a terminal
 
     result = run("--config", str(path), "--once", "--json")

@@ -77,7 +77,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     daemon = {(row["role"], row["interval_s"]): row for row in data["daemon"]}
     assert set(daemon) == {("primary", 0.05), ("secondary", 0.05), ("primary", 0.2)}
     assert daemon["primary", 0.05]["checks"] == ["drbd", "postgres_role", "services",
-                                                 "standbys"]
+                                                 "standbys", "wal"]
     assert daemon["secondary", 0.05]["checks"] == ["drbd", "postgres_role", "replay_lag"]
     assert daemon["primary", 0.2]["cycles"] == 12 and daemon["primary", 0.2]["warm_cycle"] == 10
     for row in daemon.values():

@@ -12,7 +12,7 @@ from typing import List
 import pytest
 
 from watchdog.metrics import MetricsView, families
-from watchdog.model import DRBD, REPLAY_LAG, STANDBYS, CheckResult, Status
+from watchdog.model import DRBD, REPLAY_LAG, STANDBYS, WAL, CheckResult, Status
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -119,7 +119,11 @@ def test_metric_table_lists_exactly_what_the_code_exports():
                            "peer_role": "Secondary", "disk": "UpToDate", "peer_disk": "UpToDate"}]}
     checks = [CheckResult(DRBD, Status.OK, "x", drbd),
               CheckResult(STANDBYS, Status.OK, "x", {"streaming": 1}),
-              CheckResult(REPLAY_LAG, Status.OK, "x", {"lag_seconds": 0.0, "lag_bytes": 0})]
+              CheckResult(REPLAY_LAG, Status.OK, "x", {"lag_seconds": 0.0, "lag_bytes": 0}),
+              CheckResult(WAL, Status.OK, "x", {
+                  "slots": [{"name": "standby1", "retained_bytes": 0, "active": True}],
+                  "archiver": {"failed_count": 0, "last_archived_age": 1.0},
+                  "ready_count": 0, "waldir_bytes": 1})]
     everything = MetricsView(node="n", version="v", role="primary", checks=checks,
                              confirmed={"drbd": "ok"}, deliveries={("t", "delivered"): 1},
                              maintenance_active=True, maintenance_until=1.0)

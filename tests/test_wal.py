@@ -256,3 +256,26 @@ def Config_default_for() -> float:
     from watchdog.config import Config
 
     return Config().check("wal").for_
+
+
+def test_alert_words_name_the_slot_and_the_command_to_drop_it():
+    from watchdog.alerts.advice import first_step, key_numbers
+
+    later = track(snap(1630.0, slots=(ACTIVE, GONE)), track(snap(1000.0, slots=(GONE,)), None))
+    details = json.loads(json.dumps(check_wal(later, WalConfig()).details))  # as persisted
+    assert key_numbers("wal", details) == [
+        "slot old_standby: inactive for 10m30s, retains 300.0 MiB",
+        "slot standby1: active, retains 8.0 KiB",
+        "WAL directory 512.0 MiB"]
+    step = first_step("wal", details, "mail1", "warning", "fallback")
+    assert step.startswith("replication slot old_standby is inactive and keeps WAL on mail1: "
+                           "if its standby is gone for good, psql -c \"SELECT "
+                           "pg_drop_replication_slot('old_standby')\"")
+    failing = check_wal(archiving(failed_count=3, last_failed_wal="000000010000000A00000042",
+                                  last_failed_age=5.0, last_archived_age=600.0), WalConfig())
+    assert key_numbers("wal", failing.details)[0] == ("archiving: 3 failure(s), last success "
+                                                      "10m00s ago")
+    assert first_step("wal", failing.details, "mail1", "critical", "x").startswith(
+        "WAL archiving fails: the PostgreSQL log")
+    assert first_step("wal", {"slots": "odd", "archiver": 3}, "mail1", "warning", "x") == "x"
+    assert key_numbers("wal", {"slots": [{"name": 5}], "waldir_bytes": -1}) == []

@@ -279,3 +279,9 @@ def test_alert_words_name_the_slot_and_the_command_to_drop_it():
         "WAL archiving fails: the PostgreSQL log")
     assert first_step("wal", {"slots": "odd", "archiver": 3}, "mail1", "warning", "x") == "x"
     assert key_numbers("wal", {"slots": [{"name": 5}], "waldir_bytes": -1}) == []
+
+
+def test_more_slots_than_were_read_is_said():
+    result = check_wal(snap(slots=(ACTIVE,), slot_count=150), WalConfig())
+    assert result.status == Status.WARNING
+    assert result.summary == "150 replication slots: only the 1 holding the most WAL were read"

@@ -6,15 +6,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from watchdog.checks.wal import WalConfig, check_wal
-from watchdog.config import PostgresConfig
+from watchdog.config import PostgresConfig, parse_config
 from watchdog.model import Status
 from watchdog.probes.postgres import build_wal_queries, probe_postgres, track
+from watchdog.runner import Probes, run_cycle
+
+DRBD_PRIMARY = (Path(__file__).parent
+                / "fixtures/drbd/proc-drbd-8.4-connected-primary-secondary.txt")
 
 
 def _probe(cluster, which: str = "primary", **kwargs):
@@ -171,6 +177,7 @@ def test_the_wal_sql_on_every_version(pgv):
         assert wal.waldir_bytes >= 16 * 1024 * 1024 and wal.waldir_files >= 1
         assert wal.current_walfile and len(wal.current_walfile) == 24
         assert wal.archiver is not None and wal.archiver.failed_count == 0
+        assert wal.slot_count == len(wal.slots) >= 1
         (slot,) = [s for s in wal.slots if s.name == "matrix_slot"]
         assert slot.active is False and slot.slot_type == "physical"
         if version >= 90600:
@@ -186,3 +193,55 @@ def test_the_wal_sql_on_every_version(pgv):
         assert snap_off.wal is None and dataclasses.replace(snap_off, wal=wal).answered
     finally:
         _drop_slot(pgv, "matrix_slot")
+
+
+def _no_services(cfg):
+    raise ConnectionError("no services in this test")
+
+
+def test_daemon_cycles_carry_since_when_a_slot_is_inactive(pg):
+    """Through the runner, as the daemon runs it: the real probe (with the canary), the
+    previous cycle's snapshot, and the check's verdict from the registry."""
+    cfg = parse_config(f'[drbd]\nformat = "proc"\npath = "{DRBD_PRIMARY}"\n'
+                       f'[postgres]\ndsn = "{pg.dsn("primary")}"\n', "/etc/x.toml")
+    probes = Probes(services=_no_services)
+    _create_slot(pg, "cycle_slot")
+    try:
+        first = run_cycle(cfg, probes)
+        time.sleep(0.3)
+        second = run_cycle(cfg, probes, previous=first)
+    finally:
+        _drop_slot(pg, "cycle_slot")
+    one, two = ({c.name: c for c in cycle.report.checks}["wal"] for cycle in (first, second))
+    assert one.status == two.status == Status.WARNING
+    assert "inactive (since when unknown: first look" in one.summary
+    assert re.search(r"physical slot cycle_slot inactive for at least \d+\.\ds", two.summary)
+    assert two.details["slots"][0]["inactive_seconds"] >= 0.3
+    others = {c.name: c.status for c in second.report.checks}
+    assert others["postgres_role"] == others["standbys"] == Status.OK
+    third = {c.name: c for c in run_cycle(cfg, probes, previous=second).report.checks}["wal"]
+    assert third.status == Status.OK, third.summary  # dropped: nothing left to judge
+
+
+def test_a_role_without_privileges_still_gets_slots_and_archiver(pg):
+    """pg_ls_waldir is refused to a plain role: that part is said, the rest is judged;
+    with pg_monitor (10+) the directory is listed too."""
+    role = "hw_wal_plain"
+    pg.query("primary", f"DROP ROLE IF EXISTS {role}")
+    pg.query("primary", f"CREATE ROLE {role} LOGIN")
+    _create_slot(pg, "plain_slot")
+    try:
+        cfg = PostgresConfig(dsn=pg.dsn("primary", user=role))
+        plain = probe_postgres(cfg, canary=None)
+        assert plain.answered and plain.wal.error is None
+        assert "permission denied" in plain.wal.waldir_error
+        assert [s.name for s in plain.wal.slots] == ["plain_slot"]
+        verdict = check_wal(plain, WalConfig())
+        assert verdict.status == Status.WARNING  # the inactive slot, judged all the same
+        assert "permission denied" in verdict.details["waldir_error"]
+        pg.query("primary", f"GRANT pg_monitor TO {role}")
+        monitor = probe_postgres(cfg, canary=None)
+        assert monitor.wal.waldir_error is None and monitor.wal.waldir_bytes > 0
+    finally:
+        _drop_slot(pg, "plain_slot")
+        pg.query("primary", f"DROP ROLE IF EXISTS {role}")

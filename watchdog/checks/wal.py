@@ -257,9 +257,15 @@ def check_wal(snapshot: PgSnapshot, cfg: WalConfig,
                 else "no active slot"]
     if len(wal.slots) > len(active):
         ok_parts[0] += f", {len(wal.slots) - len(active)} inactive"
+    unseen = (wal.slot_count or 0) - len(wal.slots)
+    if unseen > 0:
+        # Only the slots holding the most WAL are read: say that the rest were not judged.
+        findings.append((Status.WARNING, f"{wal.slot_count} replication slots: only the "
+                                         f"{len(wal.slots)} holding the most WAL were read"))
 
     details.update({
         "slots": [_slot_entry(s, snapshot, cfg) for s in wal.slots],
+        "slot_count": wal.slot_count,
         "archive_mode": wal.archive_mode,
         "archive_command_set": wal.archive_command_set,
         "current_walfile": wal.current_walfile,

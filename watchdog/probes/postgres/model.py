@@ -165,7 +165,8 @@ class WalFacts:
     archive_command_set: Optional[bool] = None  # archive_command or archive_library; None: hidden
     current_walfile: Optional[str] = None  # the segment being written
     archiver: Optional[Archiver] = None
-    slots: Tuple[WalSlot, ...] = ()
+    slots: Tuple[WalSlot, ...] = ()  # at most sql.SLOT_LIMIT, those holding the most WAL
+    slot_count: Optional[int] = None  # all slots on the server
     waldir_bytes: Optional[int] = None
     waldir_files: Optional[int] = None
     waldir_error: Optional[str] = None

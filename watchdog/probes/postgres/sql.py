@@ -187,6 +187,11 @@ class WalQueries:
     ready: str
 
 
+#: At most this many slots are read, those holding the most WAL (the oldest restart_lsn):
+#: the read stays bounded on a server with max_replication_slots in the thousands.
+SLOT_LIMIT = 100
+
+
 def build_wal_queries(server_version: int) -> WalQueries:
     n = sql_names(server_version)
     if server_version >= WAL_NAMES:
@@ -225,7 +230,9 @@ def build_wal_queries(server_version: int) -> WalQueries:
                 THEN {diff}({current}, restart_lsn)::float8 END,
             'wal_status', {wal_status}, 'safe_wal_size', {safe},
             'inactive_age', {inactive}) ORDER BY slot_name)
-         FROM pg_replication_slots) AS slots"""
+         FROM (SELECT * FROM pg_replication_slots ORDER BY restart_lsn NULLS LAST, slot_name
+               LIMIT {SLOT_LIMIT}) AS s) AS slots,
+        (SELECT count(*) FROM pg_replication_slots) AS slot_count"""
     if server_version >= WALDIR_FUNCTION:
         waldir_sql = "SELECT count(*), sum(size)::float8 FROM pg_ls_waldir()"
     else:
@@ -250,6 +257,7 @@ def _int(value: Any) -> Optional[int]:
 def wal_facts_from_row(row: Sequence[Any]) -> WalFacts:
     """The `facts` row read back (the directory parts are added by the worker)."""
     mode, command_set, walfile, archiver_json, slots_json = row[:5]
+    slot_count = row[5] if len(row) > 5 else None
     archiver = None
     a = json.loads(archiver_json) if isinstance(archiver_json, (str, bytes)) else archiver_json
     if isinstance(a, dict):
@@ -283,6 +291,7 @@ def wal_facts_from_row(row: Sequence[Any]) -> WalFacts:
         current_walfile=walfile,
         archiver=archiver,
         slots=tuple(slots),
+        slot_count=len(slots) if slot_count is None else int(slot_count),
     )
 
 

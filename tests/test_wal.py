@@ -285,3 +285,18 @@ def test_more_slots_than_were_read_is_said():
     result = check_wal(snap(slots=(ACTIVE,), slot_count=150), WalConfig())
     assert result.status == Status.WARNING
     assert result.summary == "150 replication slots: only the 1 holding the most WAL were read"
+
+
+def test_nagios_performance_data():
+    from watchdog.model import Report, Role
+    from watchdog.nagios import render_nagios
+
+    result = check_wal(archiving(failed_count=2, last_failed_age=900.0), WalConfig())
+    result = dataclasses.replace(result, details={**result.details, "slots": [
+        {"name": "standby1", "retained_bytes": 8192, "active": True},
+        {"name": "old", "retained_bytes": 300, "active": False}]})
+    line = render_nagios(Report("mail1", Role.PRIMARY, [result]))
+    assert line.endswith(
+        "| wal_slot_retained_max=8192B;1073741824;8589934592;0 wal_slots_inactive=1;;;0 "
+        "wal_dir=536870912B;4294967296;17179869184;0 wal_archive_failed=2c;;;0 "
+        "wal_archive_waiting=0;;;0")

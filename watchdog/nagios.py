@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, List, Mapping, Optional, Sequence
 
-from watchdog.model import DRBD, REPLAY_LAG, SERVICES, STANDBYS, CheckResult, Report, Status
+from watchdog.model import DRBD, REPLAY_LAG, SERVICES, STANDBYS, WAL, CheckResult, Report, Status
 
 PREFIX = "HA-WATCHDOG"
 # Nagios plugins should keep the first line short (NRPE's buffer is 1 KiB by default).
@@ -102,7 +102,32 @@ def _drbd(check: CheckResult) -> List[str]:
     return out
 
 
-_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd}
+def _wal(check: CheckResult) -> List[str]:
+    d = check.details
+    limits = d.get("limits") if isinstance(d.get("limits"), Mapping) else {}
+    slots = [e for e in d.get("slots") or () if isinstance(e, Mapping)
+             and e.get("ignored") is not True]
+    held = [b for b in (_num(e.get("retained_bytes")) for e in slots) if b is not None]
+    out = []
+    if slots:
+        out.append(perf("wal_slot_retained_max", max(held) if held else None, "B",
+                        _fmt(_num(limits.get("slot_warning_bytes"))),
+                        _fmt(_num(limits.get("slot_critical_bytes")))))
+        out.append(perf("wal_slots_inactive", sum(1 for e in slots if e.get("active") is False),
+                        "", "", ""))
+    if "waldir_bytes" in d:
+        out.append(perf("wal_dir", _num(d.get("waldir_bytes")), "B",
+                        _fmt(_num(limits.get("dir_warning_bytes"))),
+                        _fmt(_num(limits.get("dir_critical_bytes")))))
+    archiver = d.get("archiver") if isinstance(d.get("archiver"), Mapping) else None
+    if archiver is not None and d.get("archive_mode") in ("on", "always"):
+        out.append(perf("wal_archive_failed", _num(archiver.get("failed_count")), "c"))
+        out.append(perf("wal_archive_waiting", _num(d.get("ready_count"))))
+    return out
+
+
+_PERF = {REPLAY_LAG: _replay_lag, STANDBYS: _standbys, SERVICES: _services, DRBD: _drbd,
+         WAL: _wal}
 
 
 def render_nagios(report: Report, notes: Sequence[str] = ()) -> str:

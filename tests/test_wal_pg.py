@@ -245,3 +245,37 @@ def test_a_role_without_privileges_still_gets_slots_and_archiver(pg):
     finally:
         _drop_slot(pg, "plain_slot")
         pg.query("primary", f"DROP ROLE IF EXISTS {role}")
+
+
+class _RefusingWal:
+    """A real connection whose WAL statements fail with a message quoting the DSN's
+    password (what a careless driver or server message could do)."""
+
+    def __init__(self, conn, secret: str):
+        self._conn, self._secret = conn, secret
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def execute(self, sql, params=None):
+        if "pg_replication_slots" in sql or "pg_ls_waldir" in sql:
+            raise RuntimeError(f"refused for password={self._secret} (test)")
+        return self._conn.execute(sql, params)
+
+
+def test_a_failing_wal_statement_costs_only_its_part_and_leaks_no_secret(pg):
+    import psycopg
+
+    secret = "S3cret-wal-77"
+    dsn = pg.dsn("primary", password=secret)  # trust auth: the password is not checked
+
+    def connect(dsn: str, **kwargs):
+        return _RefusingWal(psycopg.connect(dsn, **kwargs), secret)
+
+    snap = probe_postgres(PostgresConfig(dsn=dsn), canary=None, connect=connect)
+    assert snap.answered and snap.walsenders  # the other checks' facts are all there
+    assert snap.wal.error and secret not in snap.wal.error
+    verdict = check_wal(snap, WalConfig())
+    assert verdict.status == Status.UNKNOWN
+    assert verdict.summary.startswith("cannot read replication slots and pg_stat_archiver: ")
+    assert secret not in json.dumps(verdict.details) + verdict.summary

@@ -250,6 +250,8 @@ def test_the_config_section():
     with pytest.raises(ConfigError) as info:
         parse_config('[wal]\narchive_max_age = "10s"\n', "/etc/x.toml")
     assert info.value.problems[0].key == "wal.archive_max_age"
+    relaxed = parse_config('[backup]\nchecks = ["replay_lag", "wal"]\n', "/etc/x.toml")
+    assert relaxed.backup.checks == ("replay_lag", "wal")
 
 
 def Config_default_for() -> float:

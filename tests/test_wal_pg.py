@@ -127,6 +127,9 @@ def test_archiving_into_a_directory_that_becomes_unwritable(archiving):
     assert verdict.details["archiver"]["last_archived_wal"] in archived
     assert "archiving: last success " in verdict.summary and "nothing waiting" in verdict.summary
     assert command not in json.dumps(verdict.details) and target not in verdict.summary
+    # Idle: the last success is older than the limit, but nothing waits: not a failure.
+    idle = check_wal(healthy, WalConfig(archive_max_age=0.001))
+    assert idle.status == Status.OK and healthy.wal.archiver.last_archived_age > 0.001
 
     os.chmod(target, 0o755)  # root's: the servers' OS user can no longer write into it
     cluster.write(10)

@@ -160,11 +160,13 @@ def test_without_the_ready_listing_the_segment_names_tell():
     idle = dataclasses.replace(idle, wal=dataclasses.replace(idle.wal, **unreadable))
     assert check_wal(idle, WalConfig()).status == Status.OK
     never = archiving(archived_count=0, last_archived_wal=None, last_archived_age=None)
-    never = dataclasses.replace(never, wal=dataclasses.replace(never.wal, **unreadable))
+    never = dataclasses.replace(never, wal=dataclasses.replace(never.wal, **unreadable),
+                                server_version=110000)  # 10, 11: pg_ls_dir for a superuser
     unknown = check_wal(never, WalConfig())
     assert unknown.status == Status.UNKNOWN
     assert "cannot tell whether WAL waits for archiving" in unknown.summary
-    assert "permission denied" in unknown.summary
+    assert unknown.summary.endswith("(permission denied for function pg_ls_dir: before "
+                                    "PostgreSQL 12 only a superuser may list it)")
 
 
 @pytest.mark.parametrize("current,last,waiting", [
@@ -199,7 +201,15 @@ def test_the_wal_directory_against_its_limits_and_when_unreadable():
                             waldir_error="permission denied for function pg_ls_waldir"), cfg)
     assert hidden.status == Status.OK
     assert hidden.summary.endswith(
-        "WAL directory size not readable (permission denied for function pg_ls_waldir)")
+        "WAL directory size not readable (permission denied for function pg_ls_waldir: "
+        "grant pg_monitor to the watchdog's database role)")
+    old = dataclasses.replace(hidden, details={})  # 9.x: pg_ls_dir is a superuser's
+    nine = check_wal(dataclasses.replace(
+        snap(waldir_bytes=None, waldir_error="permission denied for function pg_ls_dir"),
+        server_version=90501), cfg)
+    assert old.status == nine.status == Status.OK
+    assert nine.summary.endswith("(permission denied for function pg_ls_dir: before "
+                                 "PostgreSQL 10 only a superuser may list it)")
 
 
 def test_what_cannot_be_judged_is_unknown_with_the_reason():
@@ -302,3 +312,15 @@ def test_nagios_performance_data():
         "| wal_slot_retained_max=8192B;1073741824;8589934592;0 wal_slots_inactive=1;;;0 "
         "wal_dir=536870912B;4294967296;17179869184;0 wal_archive_failed=2c;;;0 "
         "wal_archive_waiting=0;;;0")
+
+
+def test_the_registry_entry_runs_on_the_primary_only_with_its_runbook_line():
+    from watchdog.alerts import message
+    from watchdog.checks import registry
+    from watchdog.model import Role
+
+    entry = registry.find("wal")
+    assert entry is not None and entry.roles == frozenset({Role.PRIMARY})
+    assert entry.needs == ("postgres",) and entry.section is WalConfig
+    assert "pg_drop_replication_slot('name')" in message.first_look("wal")
+    assert "pg_stat_archiver" in message.first_look("wal")

@@ -36,7 +36,15 @@ from watchdog.config import CheckTiming, check_section
 from watchdog.config.schema import _dur, _f
 from watchdog.families import Family, Sample, counter, detail, gauge, number
 from watchdog.model import WAL, CheckResult, Status, worst
-from watchdog.probes.postgres import PgSnapshot, WalFacts, WalSlot, format_lsn, snapshot_details
+from watchdog.probes.postgres import (
+    ARCHIVE_STATUSDIR,
+    WALDIR_FUNCTION,
+    PgSnapshot,
+    WalFacts,
+    WalSlot,
+    format_lsn,
+    snapshot_details,
+)
 from watchdog.units import format_bytes, format_duration
 
 GiB = 1024**3
@@ -92,6 +100,16 @@ def segments_waiting(current: Optional[str], last_archived: Optional[str]) -> Op
     # log id are 2^32 / segment size: a power of two from 4 to 4096).
     ends_log = seg_last + 1 >= 4 and (seg_last + 1) & seg_last == 0
     return not (log_now == log_last + 1 and seg_now == 0 and ends_log)
+
+
+def _privilege(error: Optional[str], version: Optional[int], since: int) -> str:
+    """`error` with what lets the role list the directory (pg_monitor from `since` on)."""
+    text = error or "not read"
+    if "permission denied" not in text or version is None:
+        return text
+    if version >= since:
+        return f"{text}: grant pg_monitor to the watchdog's database role"
+    return f"{text}: before PostgreSQL {since // 10000} only a superuser may list it"
 
 
 def _round(value: Optional[float]) -> Optional[float]:
@@ -161,7 +179,8 @@ def _slot_findings(slot: WalSlot, snapshot: PgSnapshot, cfg: WalConfig,
 
 
 def _archiver_findings(wal: WalFacts, previous: Optional[WalFacts], cfg: WalConfig,
-                       details: Dict[str, Any]) -> Tuple[List[Tuple[Status, str]], str]:
+                       details: Dict[str, Any], version: Optional[int] = None
+                       ) -> Tuple[List[Tuple[Status, str]], str]:
     """Findings and the OK text for archiving (archive_mode on)."""
     out: List[Tuple[Status, str]] = []
     a = wal.archiver
@@ -221,8 +240,8 @@ def _archiver_findings(wal: WalFacts, previous: Optional[WalFacts], cfg: WalConf
         elif waiting is None and not failing:
             out.append((Status.UNKNOWN,
                         f"cannot tell whether WAL waits for archiving: {success} and the "
-                        f"archive_status directory is not readable ({wal.ready_error}); "
-                        "a superuser (or pg_monitor on 12+) can list it"))
+                        f"archive_status directory is not readable "
+                        f"({_privilege(wal.ready_error, version, ARCHIVE_STATUSDIR)})"))
         else:
             waiting_text = "segments waiting" if waiting else "nothing waiting"
     return out, f"archiving: {success}, {waiting_text}"
@@ -290,7 +309,7 @@ def check_wal(snapshot: PgSnapshot, cfg: WalConfig,
             "last_failed_wal": a.last_failed_wal, "last_failed_age": _round(a.last_failed_age),
         }
     if wal.archiving:
-        found, text = _archiver_findings(wal, prev_wal, cfg, details)
+        found, text = _archiver_findings(wal, prev_wal, cfg, details, snapshot.server_version)
         findings.extend(found)
         ok_parts.append(text)
     else:
@@ -305,7 +324,8 @@ def check_wal(snapshot: PgSnapshot, cfg: WalConfig,
                                     f"{wal.waldir_files} files (>= {format_bytes(limit)})"))
         ok_parts.append(f"WAL directory {format_bytes(size)} ({wal.waldir_files} files)")
     else:
-        ok_parts.append(f"WAL directory size not readable ({wal.waldir_error})")
+        why = _privilege(wal.waldir_error, snapshot.server_version, WALDIR_FUNCTION)
+        ok_parts.append(f"WAL directory size not readable ({why})")
 
     status = worst(s for s, _ in findings)
     if findings:

@@ -352,7 +352,7 @@ def test_quick_demo_prints_the_alerts_and_leaves_nothing_behind():
         r"--reason 'planned standby restart'\n",
         r"maintenance on until .*: planned standby restart; the running daemon applied it\n",
         r"ALERT +mail1 +info +MAINTENANCE ON: mail1 until .*asked by \S+: planned standby",
-        r"mail1 says: primary critical: .*standbys=critical \(maintenance until ",
+        r"mail1 says: primary critical: .*standbys=critical.* \(maintenance until ",
         r"maintenance: ON until .*\n +daemon: applied; 1 notification\(s\) during it so far\n"
         r" +- .*: PROBLEM CRITICAL: standbys on mail1 \(primary\) \[held back\]\n",
         r"ALERT +mail2 +failure +PROBLEM CRITICAL: postgres_role on mail2",

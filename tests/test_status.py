@@ -63,7 +63,7 @@ def test_status_shows_role_checks_incidents_outbox_and_history(tmp_path, pg, htt
         assert info["node"] == "p1" and info["role"] == "primary"
         assert info["daemon"]["stale"] is False and info["daemon"]["number"] >= 1
         checks = _by_name(info["checks"])
-        assert set(checks) == {"drbd", "postgres_role", "services", "standbys"}
+        assert set(checks) == {"drbd", "postgres_role", "services", "standbys", "wal"}
         assert checks["standbys"]["confirmed"] == "ok" and checks["standbys"]["since"]
         assert info["incidents"] == [] and info["outbox"] == []
 

@@ -324,3 +324,12 @@ def test_the_registry_entry_runs_on_the_primary_only_with_its_runbook_line():
     assert entry.needs == ("postgres",) and entry.section is WalConfig
     assert "pg_drop_replication_slot('name')" in message.first_look("wal")
     assert "pg_stat_archiver" in message.first_look("wal")
+
+
+def test_never_archived_says_since_when_the_counters_run():
+    fresh = archiving(archived_count=0, last_archived_wal=None, last_archived_age=None,
+                      stats_reset_age=2 * DAY)
+    result = check_wal(fresh, WalConfig())
+    assert result.status == Status.OK
+    assert "archiving: nothing archived in the 2d00h since pg_stat_archiver was reset, " \
+           "nothing waiting" in result.summary

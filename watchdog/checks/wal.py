@@ -192,9 +192,12 @@ def _archiver_findings(wal: WalFacts, previous: Optional[WalFacts], cfg: WalConf
     if a.last_archived_age is not None:
         success = (f"last success {format_duration(a.last_archived_age)} ago "
                    f"({a.last_archived_wal})")
+    elif a.stats_reset_age is not None:
+        # Counters start at initdb or pg_stat_reset_shared('archiver'): say how long ago.
+        success = (f"nothing archived in the {format_duration(a.stats_reset_age)} since "
+                   "pg_stat_archiver was reset")
     else:
-        success = "nothing archived yet" + (" since the statistics were reset"
-                                            if a.stats_reset_age is not None else "")
+        success = "nothing archived yet"
     failing = bool(a.failed_count) and a.last_failed_age is not None and (
         a.last_archived_age is None or a.last_failed_age < a.last_archived_age)
     before = previous.archiver if previous is not None else None

@@ -284,3 +284,34 @@ def test_a_failing_wal_statement_costs_only_its_part_and_leaks_no_secret(pg):
     assert verdict.status == Status.UNKNOWN
     assert verdict.summary.startswith("cannot read replication slots and pg_stat_archiver: ")
     assert secret not in json.dumps(verdict.details) + verdict.summary
+
+
+def test_the_daemon_pages_an_inactive_slot_with_the_command_to_drop_it(tmp_path, pg,
+                                                                       http_receiver):
+    """The whole way: a real daemon, a real slot left inactive, a PROBLEM whose words name
+    the slot and the drop command, and a RECOVERY once it is dropped."""
+    from lab.cluster import lab_node
+    from lab.receivers import is_about
+
+    node, _ = lab_node(str(tmp_path / "p1"), "p1", "primary", str(pg.primary_dsn),
+                       services_command=["sh", "-c", "echo '/service/x: up (pid 9) 99 seconds'"],
+                       targets=[{"name": "hook", "url": http_receiver.url}],
+                       overrides={"wal": {"for": "0s", "recover_for": "0s"}})
+
+    def about_wal(kind: str):
+        return lambda messages: [m for m in messages if is_about(m.get("title"), "[p1] wal")
+                                 and kind in str(m.get("body") or m.get("message"))]
+
+    with node:
+        assert node.wait_log(r"wal=ok", 30), "\n".join(node.log()[-20:])
+        _create_slot(pg, "page_slot")
+        try:
+            assert http_receiver.wait_for(about_wal("PROBLEM"), 30), http_receiver.messages
+        finally:
+            _drop_slot(pg, "page_slot")
+        assert http_receiver.wait_for(about_wal("RECOVERY"), 30), http_receiver.messages
+    (problem,) = about_wal("PROBLEM")(http_receiver.messages)
+    words = str(problem.get("body") or problem.get("message"))
+    assert "PROBLEM WARNING: wal on p1 (primary)" in words
+    assert "physical slot page_slot inactive" in words
+    assert "psql -c \"SELECT pg_drop_replication_slot('page_slot')\"" in words  # first step

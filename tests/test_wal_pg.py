@@ -315,3 +315,24 @@ def test_the_daemon_pages_an_inactive_slot_with_the_command_to_drop_it(tmp_path,
     assert "PROBLEM WARNING: wal on p1 (primary)" in words
     assert "physical slot page_slot inactive" in words
     assert "psql -c \"SELECT pg_drop_replication_slot('page_slot')\"" in words  # first step
+
+
+def test_check_config_connect_says_what_the_wal_check_will_not_see(pg):
+    from watchdog.preflight import WARNING, connect_findings
+
+    role = "hw_wal_preflight"
+    pg.query("primary", f"DROP ROLE IF EXISTS {role}")
+    pg.query("primary", f"CREATE ROLE {role} LOGIN")
+    try:
+        cfg = parse_config(f'[drbd]\nformat = "proc"\npath = "{DRBD_PRIMARY}"\n'
+                           f'[services]\ncommand = ["true"]\n'
+                           f'[postgres]\ndsn = "{pg.dsn("primary", user=role)}"\n',
+                           "/etc/x.toml")
+        found = [f for f in connect_findings(cfg) if f.message.startswith("wal: ")]
+        assert [(f.level, f.key) for f in found] == [(WARNING, "postgres.dsn")]
+        assert "the WAL directory cannot be listed (permission denied" in found[0].message
+        assert "GRANT pg_monitor" in found[0].fix
+        pg.query("primary", f"GRANT pg_monitor TO {role}")
+        assert not [f for f in connect_findings(cfg) if f.message.startswith("wal: ")]
+    finally:
+        pg.query("primary", f"DROP ROLE IF EXISTS {role}")

@@ -336,3 +336,31 @@ def test_check_config_connect_says_what_the_wal_check_will_not_see(pg):
         assert not [f for f in connect_findings(cfg) if f.message.startswith("wal: ")]
     finally:
         pg.query("primary", f"DROP ROLE IF EXISTS {role}")
+
+
+class _HangingWal(_RefusingWal):
+    """A real connection whose first WAL statement hangs in the server (pg_sleep)."""
+
+    def execute(self, sql, params=None):
+        if "pg_replication_slots" in sql:
+            self._conn.execute("SELECT pg_sleep(30)")
+        return self._conn.execute(sql, params)
+
+
+def test_a_hanging_wal_statement_costs_only_the_wal_facts(pg):
+    """The main query's facts are in hand before the WAL statements run: a listing that
+    hangs is cut at query_timeout and the other checks keep what they need."""
+    import psycopg
+
+    def connect(dsn: str, **kwargs):
+        return _HangingWal(psycopg.connect(dsn, **kwargs), "")
+
+    cfg = PostgresConfig(dsn=pg.dsn("primary"), query_timeout=1.0)
+    start = time.monotonic()
+    snap = probe_postgres(cfg, canary=None, connect=connect)
+    elapsed = time.monotonic() - start
+    # Bounded by the probe's deadlines (connect_timeout + query_timeout), not the 30 s hang.
+    assert elapsed < cfg.connect_timeout + cfg.query_timeout + 0.5
+    assert snap.answered and snap.walsenders and snap.error is None
+    assert snap.wal.error == "no answer within query_timeout 1.0s (connection shut down)"
+    assert check_wal(snap, WalConfig()).status == Status.UNKNOWN

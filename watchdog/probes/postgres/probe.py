@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from watchdog.config import BackupConfig, CanaryConfig, PostgresConfig
-from watchdog.probes.postgres.model import CanaryWrite, PgSnapshot
+from watchdog.probes.postgres.model import CanaryWrite, PgSnapshot, WalFacts
 from watchdog.probes.postgres.sql import _snapshot_from_row
 from watchdog.probes.postgres.worker import (
     RESAMPLE_AFTER,
@@ -73,7 +73,8 @@ def probe_postgres(
     wal: bool = True,
 ) -> PgSnapshot:
     """Snapshot of the local PostgreSQL; returns within connect_timeout + query_timeout
-    (+ canary.timeout when a canary is written).
+    (+ canary.timeout when a canary is written): the main query and the `wal` statements
+    share query_timeout.
 
     `connect(dsn, **kwargs)` must return a psycopg-like connection (`execute`, `info`,
     `fileno`, `close`); the default is psycopg.connect. `backup_cfg` names the backup
@@ -113,6 +114,7 @@ def probe_postgres(
         return PgSnapshot(reachable=False, error=attempt.connect_error,
                           **_timing(clock, start))
 
+    query_start = clock()
     if not attempt.answered.wait(cfg.query_timeout):
         attempt.interrupt()
         return PgSnapshot(
@@ -131,16 +133,36 @@ def probe_postgres(
         )
     answered_at = clock()  # taken_at: what track() compares across cycles
     written: Optional[CanaryWrite] = None
-    if want_canary and attempt.row[0] is False:
+    cut = False  # the connection was shut down at the canary's deadline
+    primary = attempt.row[0] is False
+    if want_canary and primary:
         assert canary is not None
-        if attempt.done.wait(canary.timeout):
+        if attempt.canary_done.wait(canary.timeout):
             written = attempt.canary
         else:
             attempt.interrupt()  # one attempt per cycle, never a retry loop
+            cut = True
             written = CanaryWrite(
                 ok=False, duration=canary.timeout,
                 error=f"no answer within [canary] timeout {format_duration(canary.timeout)} "
                 "(connection shut down)")
+    facts: Optional[WalFacts] = None
+    if wal and primary:
+        if cut:
+            facts = WalFacts(error="not read: the connection was shut down at the "
+                             "[canary] timeout")
+        else:
+            facts = _wal_facts(attempt, cfg, cfg.query_timeout - (answered_at - query_start))
     snapshot = _snapshot_from_row(attempt.row, backup_cfg, answered_at - start, attempt.resampled)
     return dataclasses.replace(snapshot, receiver_process=attempt.receiver_process,
-                               canary=written, taken_at=answered_at, wal=attempt.wal)
+                               canary=written, taken_at=answered_at, wal=facts)
+
+
+def _wal_facts(attempt: _Attempt, cfg: PostgresConfig, left: float) -> Optional[WalFacts]:
+    """The `wal` facts, waited for at most what is `left` of query_timeout (the main
+    query's facts are already in hand: a listing that hangs costs only these)."""
+    if attempt.wal_done.wait(max(0.0, left)):
+        return attempt.wal
+    attempt.interrupt()
+    return WalFacts(error=f"no answer within query_timeout {format_duration(cfg.query_timeout)}"
+                    " (connection shut down)")

@@ -88,10 +88,11 @@ class _Attempt:
     `_replay_gap_suspect` and both reads fit well inside `budget` (the caller's
     query_timeout); a failed second read keeps the first row. Then, still on the open
     connection: a standby without pg_stat_wal_receiver (9.5) has its WAL receiver looked
-    up in `proc_root`; a primary (`wal`) has its WAL facts read (slots, archiver, WAL
-    directory: three small statements, within the caller's query_timeout); and a primary
-    asked for a canary writes it (`answered` is set before the canary, so the caller
-    bounds the canary with its own deadline).
+    up in `proc_root`. `answered` is set then: the other checks' facts are in hand. After
+    it, each with its own event so the caller bounds it with its own deadline: a primary
+    asked for a canary writes it (`canary_done`), then a primary (`wal`) has the `wal`
+    check's facts read (`wal_done`: slots, archiver, WAL directory in three small
+    statements; a listing that hangs costs only those facts).
     """
 
     def __init__(self, connect: Callable[..., Any], dsn: str, kwargs: Dict[str, Any],
@@ -114,6 +115,8 @@ class _Attempt:
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.answered = threading.Event()
+        self.canary_done = threading.Event()
+        self.wal_done = threading.Event()
         self.done = threading.Event()
         self.conn: Any = None
         self.abandoned = False
@@ -133,6 +136,8 @@ class _Attempt:
                 self.connect_error = _reason(exc)
                 self.connected.set()
             self.answered.set()
+            self.canary_done.set()
+            self.wal_done.set()
             self.done.set()
             return
         with self.lock:
@@ -155,13 +160,20 @@ class _Attempt:
                 except Exception:
                     pass  # the first read stands
             self._look_up_receiver()
-            self._read_wal(conn)
         except Exception as exc:
             self.query_error = _reason(exc)
         self.answered.set()
         try:
-            if self.query_error is None and self._canary_allowed():
-                self._write_canary(conn)
+            try:
+                if self.query_error is None and self._canary_allowed():
+                    self._write_canary(conn)
+            finally:
+                self.canary_done.set()
+            try:
+                if self.query_error is None:
+                    self._read_wal(conn)
+            finally:
+                self.wal_done.set()
         finally:
             with self.lock:
                 self.conn = None

@@ -251,6 +251,7 @@ def test_the_config_section():
     assert (section.slot_warning_bytes, section.ignore_slots) == (2 * GiB, ("nightly",))
     assert (section.archive_max_age, section.for_) == (7200.0, 600.0)
     assert Config_default_for() == 300.0
+    assert parse_config("", "/etc/x.toml").check("wal").unknown_for == 900.0
     with pytest.raises(ConfigError) as info:
         parse_config('[wal]\nslot_warning_bytes = "2GB"\nslot_critical_bytes = "1GB"\n',
                      "/etc/x.toml")

@@ -50,7 +50,9 @@ from watchdog.units import format_bytes, format_duration
 GiB = 1024**3
 
 
-@check_section(for_="5m", recover_for="1m", unknown_as="warning")
+# unknown_for 15m: a PostgreSQL that does not answer already pages through postgres_role;
+# what wal alone cannot read (a listing refused or hung) is not urgent.
+@check_section(for_="5m", recover_for="1m", unknown_as="warning", unknown_for="15m")
 class WalConfig(CheckTiming):
     """[wal]: limits for slots, archiving and the WAL directory (see README "wal")."""
 

@@ -92,6 +92,8 @@ def sql_name(name: str, version_num: int) -> str:
 def _version_settings(version_num: int) -> Dict[str, Any]:
     settings: Dict[str, Any] = {"wal_level": "replica" if version_num >= 90600 else "hot_standby"}
     # Keep WAL for a standby made from a low-level backup, which copies no WAL of its own.
+    if version_num < 100000:
+        settings["max_replication_slots"] = 10  # 10's default (9.x: 0, no slot possible)
     if version_num >= 130000:
         settings["wal_keep_size"] = "256MB"
     else:

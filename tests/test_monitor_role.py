@@ -61,6 +61,8 @@ def test_login_plus_pg_monitor_is_enough_on_both_nodes(monitor_role, tmp_path):
     primary = once(tmp_path, pg, "primary")
     assert {n: c["status"] for n, c in primary.items()} == dict.fromkeys(
         ROLE_CHECKS[Role.PRIMARY], "ok"), primary
+    assert "WAL directory " in primary["wal"]["summary"]  # pg_monitor may list pg_wal
+    assert "not readable" not in primary["wal"]["summary"]
     assert "1 standby streaming" in primary["standbys"]["summary"]
     standby = once(tmp_path, pg, "standby")
     assert {n: c["status"] for n, c in standby.items()} == dict.fromkeys(
@@ -74,6 +76,9 @@ def test_without_pg_monitor_the_checks_say_what_is_missing(monitor_role, tmp_pat
     assert primary["postgres_role"]["status"] == "ok"
     assert primary["standbys"]["status"] != "ok", primary
     assert "pg_monitor" in primary["standbys"]["summary"], primary
+    assert primary["wal"]["status"] == "ok", primary  # slots and archiver need no grant
+    assert "WAL directory size not readable (permission denied" in primary["wal"]["summary"]
+    assert "grant pg_monitor" in primary["wal"]["summary"], primary
     standby = once(tmp_path, pg, "standby")
     assert "pg_monitor" in standby["replay_lag"]["summary"], standby
     # The primary's run above wrote the canary, and its replay proves replication end to

@@ -469,13 +469,37 @@ def test_canary_commits_with_the_standby_gone_synchronous(pg):
 
 
 @pytest.mark.postgres
+class _SlowCanary:
+    """A real connection on which the canary's statement waits in the server first (a
+    deadline of 1 microsecond alone raced with a canary done in half a millisecond)."""
+
+    def __init__(self, conn: Any):
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if "set_config('synchronous_commit'" in sql:
+            self._conn.execute("SELECT pg_sleep(30)")
+        return self._conn.execute(sql, params)
+
+
 def test_canary_deadline_is_its_own_and_its_failure_a_result(pg):
     """A canary that misses its deadline is shut down from outside and reported; the
     snapshot itself is complete (the probe's answer came first)."""
-    snap = probe_postgres(_cfg(pg.primary_dsn), canary=CanaryConfig(timeout=1e-6))
+    import psycopg
+
+    def connect(dsn: str, **kwargs: Any) -> Any:
+        return _SlowCanary(psycopg.connect(dsn, **kwargs))
+
+    snap = probe_postgres(_cfg(pg.primary_dsn), canary=CanaryConfig(timeout=0.2),
+                          connect=connect)
     assert snap.answered and snap.walsenders
     assert snap.canary is not None and not snap.canary.ok
     assert "no answer within [canary] timeout" in snap.canary.error
+    # The wal facts come after the canary on the same connection: said, not waited for.
+    assert snap.wal is not None and "[canary] timeout" in snap.wal.error
 
 
 @pytest.mark.postgres

@@ -12,7 +12,16 @@ from typing import List
 import pytest
 
 from watchdog.metrics import MetricsView, families
-from watchdog.model import BACKUP_LOG, DRBD, REPLAY_LAG, STANDBYS, STORAGE, CheckResult, Status
+from watchdog.model import (
+    BACKUP_LOG,
+    DRBD,
+    REPLAY_LAG,
+    STANDBYS,
+    STORAGE,
+    WAL,
+    CheckResult,
+    Status,
+)
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -123,6 +132,10 @@ def test_metric_table_lists_exactly_what_the_code_exports():
               CheckResult(STORAGE, Status.OK, "x", {"filesystems": [
                   {"path": "/", "size_bytes": 9, "free_bytes": 5, "inodes": 9, "free_inodes": 5,
                    "full_in_seconds": 60.0, "inodes_full_in_seconds": 90.0}]}),
+              CheckResult(WAL, Status.OK, "x", {
+                  "slots": [{"name": "standby1", "retained_bytes": 0, "active": True}],
+                  "archiver": {"failed_count": 0, "last_archived_age": 1.0},
+                  "ready_count": 0, "waldir_bytes": 1}),
               CheckResult(BACKUP_LOG, Status.OK, "x", {"age_seconds": 60.0, "outcome": "success"})]
     everything = MetricsView(node="n", version="v", role="primary", checks=checks,
                              confirmed={"drbd": "ok"}, deliveries={("t", "delivered"): 1},

@@ -24,14 +24,14 @@ DRBD_PRIMARY = Path(__file__).parent / "fixtures/drbd/proc-drbd-8.4-connected-pr
 def test_every_check_is_registered_once_in_display_order():
     names = [c.name for c in CHECKS]
     assert names == ["drbd", "postgres_role", "services", "standbys", "replay_lag", "storage",
-                     "backup_log"]
+                     "wal", "backup_log"]
     assert len(set(names)) == len(names)
     assert tuple(names) == CHECK_NAMES  # model's public tuple is the registry's
 
 
 def test_roles_match_the_documented_role_table():
     assert ROLE_CHECKS == {
-        Role.PRIMARY: ("drbd", "postgres_role", "services", "standbys", "storage",
+        Role.PRIMARY: ("drbd", "postgres_role", "services", "standbys", "storage", "wal",
                        "backup_log"),
         Role.SECONDARY: ("drbd", "postgres_role", "replay_lag", "storage", "backup_log"),
         Role.UNKNOWN: ("drbd", "postgres_role", "storage", "backup_log"),

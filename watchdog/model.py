@@ -64,6 +64,7 @@ SERVICES = "services"
 STANDBYS = "standbys"
 REPLAY_LAG = "replay_lag"
 STORAGE = "storage"
+WAL = "wal"
 BACKUP_LOG = "backup_log"
 
 

@@ -504,6 +504,28 @@ def _postgres_probe(cfg: Config, out: _Out) -> None:
     role = "a standby (in recovery)" if snap.in_recovery else "a primary"
     out.add(OK, "postgres.dsn", f"PostgreSQL: the watchdog's probe answered in "
             f"{snap.duration * 1000:.0f} ms; this server is {role}")
+    _wal_findings(snap, out)
+
+
+def _wal_findings(snap: Any, out: _Out) -> None:
+    """On a primary: what the `wal` check will not see with this role (a warning: the
+    check still judges the rest and says what it lacks)."""
+    wal = getattr(snap, "wal", None)
+    if wal is None:
+        return
+    old = (snap.server_version or 0) < 100000
+    if wal.error:
+        out.add(WARNING, "postgres.dsn", "wal: cannot read replication slots and "
+                f"pg_stat_archiver: {wal.error}; the wal check will say UNKNOWN")
+    if wal.waldir_error:
+        out.add(WARNING, "postgres.dsn", f"wal: the WAL directory cannot be listed "
+                f"({wal.waldir_error}); its size is not judged",
+                "connect as a superuser (PostgreSQL 9.x)" if old
+                else "as a superuser: GRANT pg_monitor TO the watchdog's role;")
+    if wal.ready_error:
+        out.add(WARNING, "postgres.dsn", f"wal: archive_status cannot be listed "
+                f"({wal.ready_error}); archiving is judged from segment names only",
+                "a superuser may list it (pg_monitor does from PostgreSQL 12)")
 
 
 # ---------------------------------------------------------------- the command

@@ -25,6 +25,7 @@ from watchdog.model import (
     SERVICES,
     STANDBYS,
     STORAGE,
+    WAL,
 )
 from watchdog.units import format_bytes, format_duration
 
@@ -278,10 +279,46 @@ def _backup_log_numbers(d: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def _wal_slots(d: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The judged slots, the ones holding most WAL first."""
+    entries = d.get("slots") if isinstance(d.get("slots"), (list, tuple)) else []
+    judged = [e for e in entries if isinstance(e, Mapping) and _text(e.get("name"))
+              and e.get("ignored") is not True]
+    return sorted(judged, key=lambda e: -(_num(e.get("retained_bytes")) or 0.0))
+
+
+def _wal_numbers(d: Mapping[str, Any]) -> List[str]:
+    out = []
+    for entry in _wal_slots(d)[:3]:
+        state = "active" if entry.get("active") is True else "inactive"
+        since = _dur(entry.get("inactive_seconds"))
+        if since and state == "inactive":
+            state += f" for {since}"
+        held = _bytes(entry.get("retained_bytes"))
+        out.append(f"slot {_text(entry.get('name'))}: {state}"
+                   + (f", retains {held}" if held else ""))
+    archiver = _map(d.get("archiver"))
+    failed = _num(archiver.get("failed_count"))
+    if d.get("archive_mode") in ("on", "always") and failed is not None:
+        last = _dur(archiver.get("last_archived_age"))
+        out.append(f"archiving: {int(failed)} failure(s), last success "
+                   + (f"{last} ago" if last else "never"))
+    waiting = _num(d.get("ready_count"))
+    if waiting:
+        oldest = _dur(d.get("oldest_ready_age"))
+        out.append(f"{int(waiting)} segment(s) waiting for archiving"
+                   + (f", the oldest for {oldest}" if oldest else ""))
+    size = _bytes(d.get("waldir_bytes"))
+    if size:
+        out.append(f"WAL directory {size}")
+    return out
+
+
 _NUMBERS: Dict[str, Callable[[Mapping[str, Any]], List[str]]] = {
     STORAGE: _storage_numbers,
     REPLAY_LAG: _replay_lag_numbers,
     STANDBYS: _standbys_numbers,
+    WAL: _wal_numbers,
     DRBD: _drbd_numbers,
     SERVICES: _services_numbers,
     POSTGRES_ROLE: _postgres_numbers,
@@ -491,6 +528,26 @@ def _backup_log_step(d: Mapping[str, Any], node: str) -> Optional[str]:
     return None
 
 
+def _wal_step(d: Mapping[str, Any], node: str) -> Optional[str]:
+    if d.get("archive_failing") is True:
+        return ("WAL archiving fails: the PostgreSQL log (tail -n 100 " + PG_LOG + ") shows "
+                "archive_command's error (archive target full, unmounted, not writable?); "
+                "once the command works PostgreSQL archives the waiting segments by itself. "
+                "Never delete files from pg_wal by hand")
+    for entry in _wal_slots(d):
+        if entry.get("active") is not True:
+            name = _text(entry.get("name"))
+            return (f"replication slot {name} is inactive and keeps WAL on {node}: if its "
+                    f"standby is gone for good, psql -c \"SELECT pg_drop_replication_slot("
+                    f"'{name}')\"; if it will come back, bring it back (a dropped slot means "
+                    "rebuilding that standby)")
+    if d.get("archive_waiting") is True:
+        return ("WAL waits for archive_command: ps -C postgres -o pid,args shows the archiver's "
+                "title (archiving or failed on which segment); a command that hangs must be "
+                "fixed or killed; tail -n 100 " + PG_LOG)
+    return None
+
+
 _STEPS: Dict[str, Callable[[Mapping[str, Any], str], Optional[str]]] = {
     STORAGE: _storage_step,
     DRBD: _drbd_step,
@@ -499,6 +556,7 @@ _STEPS: Dict[str, Callable[[Mapping[str, Any], str], Optional[str]]] = {
     REPLAY_LAG: _replay_step,
     SERVICES: _services_step,
     BACKUP_LOG: _backup_log_step,
+    WAL: _wal_step,
 }
 
 

@@ -48,6 +48,7 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, 
 
 from watchdog.checks.backup_log import BackupLogConfig
 from watchdog.checks.storage import StorageConfig
+from watchdog.checks.wal import WalConfig
 from watchdog.config import (
     Config,
     DrbdConfig,
@@ -65,6 +66,7 @@ from watchdog.model import (
     SERVICES,
     STANDBYS,
     STORAGE,
+    WAL,
     CheckResult,
     Role,
 )
@@ -160,10 +162,30 @@ def _storage_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
     from watchdog.checks.storage import metric_families
 
     return metric_families(result)
+
+
 def _backup_log(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
     from watchdog.checks.backup_log import check_backup_log
 
     return check_backup_log(snaps["backup_log"], section)
+
+
+def _wal(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
+    from watchdog.checks.wal import check_wal
+
+    return check_wal(snaps["postgres"], section, previous=ctx.previous.get("postgres"))
+
+
+def _wal_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
+    from watchdog.checks.wal import metric_families
+
+    return metric_families(result)
+
+
+def _wal_perf(result: CheckResult) -> Sequence[str]:
+    from watchdog.checks.wal import perfdata
+
+    return perfdata(result)
 
 
 def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
@@ -267,6 +289,12 @@ CHECKS: Tuple[Check, ...] = (
           "sort -h | tail shows what grew (GreenArrow: greenarrow disk_usage --details; "
           "PostgreSQL's pg_wal/pg_xlog kept by an inactive replication slot)", _storage,
           _storage_metrics, relaxes_itself=True, perfdata=_storage_perf),
+    Check(WAL, PRIMARY, ("postgres",), WalConfig,
+          'on the primary: psql -x -c "SELECT slot_name, active, restart_lsn FROM '
+          'pg_replication_slots" (an inactive slot keeps WAL: drop it with SELECT '
+          "pg_drop_replication_slot('name') once its standby is gone for good) and psql -x -c "
+          '"SELECT * FROM pg_stat_archiver" (failures: the PostgreSQL log shows '
+          "archive_command's error)", _wal, _wal_metrics, perfdata=_wal_perf),
     Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
           "tail -n 60 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
           'with "The backup is finished. No errors were detected.") and ls -l --time-style='

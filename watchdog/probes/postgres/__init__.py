@@ -4,7 +4,10 @@ What it collects (everything three checks and the backup logic need, in one roun
 recovery state and server version; on a primary the current WAL LSN and one row per
 walsender (pg_stat_replication); on a standby the receive/replay LSNs, the replay pause
 state, the age of the last replayed transaction and the WAL receiver (pg_stat_wal_receiver);
-and backup sessions (pg_dump & co. by application_name, walsenders in state `backup`).
+and backup sessions (pg_dump & co. by application_name, walsenders in state `backup`);
+on a primary also the `wal` check's facts (replication slots, pg_stat_archiver, the WAL
+directory's size and the segments waiting for archiving), by three small statements on
+the same connection within the same deadline.
 
 Why the deadline lives outside the driver: against a SIGSTOPped postmaster a connect waits
 forever, psycopg's own connect_timeout fires only after max(2, t) s, and a query on an open
@@ -34,12 +37,15 @@ from watchdog.probes.postgres.model import (
     APPLICATION_NAME,
     SESSION,
     WALSENDER,
+    Archiver,
     BackupSession,
     CanaryWrite,
     PgSnapshot,
     ReceiverProcess,
+    WalFacts,
     WalReceiver,
     WalSender,
+    WalSlot,
     format_lsn,
     parse_lsn,
     snapshot_details,
@@ -57,16 +63,24 @@ from watchdog.probes.postgres.proc import (
 )
 from watchdog.probes.postgres.sql import (
     SqlNames,
+    WalQueries,
     build_canary,
     build_query,
+    build_wal_queries,
     sql_names,
+    wal_facts_from_row,
 )
 from watchdog.probes.postgres.versions import (
+    ARCHIVE_LIBRARY,
+    ARCHIVE_STATUSDIR,
     BACKEND_TYPE,
     PAUSE_STATE,
     REPLY_TIME,
     SENDER_HOST,
+    SLOT_INACTIVE_SINCE,
+    SLOT_WAL_STATUS,
     WAL_NAMES,
+    WALDIR_FUNCTION,
     WALRECEIVER_VIEW,
     WRITTEN_FLUSHED,
     XACT_ID,
@@ -87,6 +101,12 @@ __all__ = [
     "WALSENDER",
     "WalReceiver",
     "WalSender",
+    "Archiver",
+    "WalFacts",
+    "WalSlot",
+    "WalQueries",
+    "build_wal_queries",
+    "wal_facts_from_row",
     "format_lsn",
     "parse_lsn",
     "snapshot_details",
@@ -109,6 +129,11 @@ __all__ = [
     "WAL_NAMES",
     "WRITTEN_FLUSHED",
     "XACT_ID",
+    "ARCHIVE_LIBRARY",
+    "ARCHIVE_STATUSDIR",
+    "SLOT_INACTIVE_SINCE",
+    "SLOT_WAL_STATUS",
+    "WALDIR_FUNCTION",
     "RESAMPLE_AFTER",
     "RESAMPLE_MIN_AGE",
     "_replay_gap_suspect",

@@ -118,6 +118,68 @@ class BackupSession:
 
 
 @dataclass(frozen=True)
+class WalSlot:
+    """One row of pg_replication_slots (primary; the `wal` check's facts)."""
+
+    name: str
+    slot_type: Optional[str] = None  # physical / logical
+    database: Optional[str] = None  # logical slots only
+    active: Optional[bool] = None
+    active_pid: Optional[int] = None
+    restart_lsn: Optional[int] = None  # None: the slot reserves no WAL (yet)
+    retained_bytes: Optional[int] = None  # current LSN - restart_lsn: WAL kept for this slot
+    wal_status: Optional[str] = None  # 13+: reserved / extended / unreserved / lost
+    safe_wal_size: Optional[int] = None  # 13+: bytes until the slot would lose WAL
+    inactive_age: Optional[float] = None  # 17+: s since inactive_since (server's clock)
+    # Filled in by track() on the probe's clock: since when this slot has been seen
+    # inactive (None: active, or first look without an earlier cycle).
+    inactive_since: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Archiver:
+    """pg_stat_archiver (ages in seconds on the server's clock; None: never)."""
+
+    archived_count: Optional[int] = None
+    last_archived_wal: Optional[str] = None
+    last_archived_age: Optional[float] = None
+    failed_count: Optional[int] = None
+    last_failed_wal: Optional[str] = None
+    last_failed_age: Optional[float] = None
+    stats_reset_age: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class WalFacts:
+    """The primary's WAL retention and archiving (read only when not in recovery).
+
+    `error`: the statement for slots and archiver failed (the rest is then empty). The
+    WAL directory size and the archive status files are read by statements of their own
+    that need more privilege (pg_monitor 10+, superuser before): each failure is its own
+    `*_error`, never the whole snapshot's. The archive command's text is never read (it may
+    hold credentials): only whether one is set.
+    """
+
+    error: Optional[str] = None
+    archive_mode: Optional[str] = None  # off / on / always
+    archive_command_set: Optional[bool] = None  # archive_command or archive_library; None: hidden
+    current_walfile: Optional[str] = None  # the segment being written
+    archiver: Optional[Archiver] = None
+    slots: Tuple[WalSlot, ...] = ()  # at most sql.SLOT_LIMIT, those holding the most WAL
+    slot_count: Optional[int] = None  # all slots on the server
+    waldir_bytes: Optional[int] = None
+    waldir_files: Optional[int] = None
+    waldir_error: Optional[str] = None
+    ready_count: Optional[int] = None  # segments waiting for archive_command (.ready files)
+    oldest_ready_age: Optional[float] = None  # s since the oldest of them was ready
+    ready_error: Optional[str] = None
+
+    @property
+    def archiving(self) -> bool:
+        return self.archive_mode in ("on", "always")
+
+
+@dataclass(frozen=True)
 class PgSnapshot:
     """What the probe saw. A failure is `reachable=False` or `error`, never an exception."""
 
@@ -140,6 +202,7 @@ class PgSnapshot:
     canary: Optional[CanaryWrite] = None  # primary: this cycle's canary, when one was asked
     taken_at: Optional[float] = None  # the probe's clock when the answer came
     tracked: bool = False  # track() has compared this snapshot with the previous one
+    wal: Optional[WalFacts] = None  # primary: slots, archiver, WAL directory (the `wal` check)
 
     @property
     def walreceiver_view(self) -> bool:
@@ -207,6 +270,7 @@ def track(current: PgSnapshot, previous: Optional[PgSnapshot]) -> PgSnapshot:
     """
     if current.tracked or not current.answered or current.in_recovery:
         return current
+    current = _track_slots(current, previous)
     if (previous is None or not previous.answered or previous.in_recovery
             or current.taken_at is None or previous.taken_at is None):
         return dataclasses.replace(current, tracked=True)
@@ -230,6 +294,34 @@ def track(current: PgSnapshot, previous: Optional[PgSnapshot]) -> PgSnapshot:
             since = current.taken_at  # arrived since: when exactly is unknown, so now
         senders.append(dataclasses.replace(sender, flush_moved=False, flush_waiting_since=since))
     return dataclasses.replace(current, walsenders=tuple(senders), tracked=True)
+
+
+def _track_slots(current: PgSnapshot, previous: Optional[PgSnapshot]) -> PgSnapshot:
+    """Each inactive slot's `inactive_since` (probe clock): carried from the previous
+    cycle's look at the same slot, else the time it was first seen inactive (a lower
+    bound: it went inactive since the previous look). None on a first look, unless the
+    server tells (17+: inactive_since). Servers before 17 do not say since when."""
+    if current.wal is None or not current.wal.slots:
+        return current
+    prev_wal = previous.wal if previous is not None else None
+    before = {s.name: s for s in (prev_wal.slots if prev_wal is not None else ())}
+    now = current.taken_at
+    slots = []
+    for slot in current.wal.slots:
+        since: Optional[float] = None
+        if slot.active is False and now is not None:
+            old = before.get(slot.name)
+            if slot.inactive_age is not None:
+                since = now - slot.inactive_age
+            elif old is not None and old.active is False and old.inactive_since is not None:
+                since = old.inactive_since
+            elif old is not None and old.active is False and previous is not None:
+                since = previous.taken_at  # inactive on the first look already
+            elif prev_wal is not None and prev_wal.error is None:
+                since = now  # active (or absent) at the previous look: inactive since then
+        slots.append(dataclasses.replace(slot, inactive_since=since))
+    wal = dataclasses.replace(current.wal, slots=tuple(slots))
+    return dataclasses.replace(current, wal=wal)
 
 
 def snapshot_details(snapshot: PgSnapshot) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from watchdog.config import BackupConfig, CanaryConfig, PostgresConfig
-from watchdog.probes.postgres.model import CanaryWrite, PgSnapshot
+from watchdog.probes.postgres.model import CanaryWrite, PgSnapshot, WalFacts
 from watchdog.probes.postgres.sql import _snapshot_from_row
 from watchdog.probes.postgres.worker import (
     RESAMPLE_AFTER,
@@ -48,6 +48,12 @@ def _scrub_errors(probe: Callable[..., PgSnapshot]) -> Callable[..., PgSnapshot]
             canary = dataclasses.replace(snapshot.canary,
                                          error=scrub_dsn(snapshot.canary.error, cfg.dsn))
             snapshot = dataclasses.replace(snapshot, canary=canary)
+        if snapshot.wal is not None:
+            wal = snapshot.wal
+            snapshot = dataclasses.replace(snapshot, wal=dataclasses.replace(
+                wal, **{key: scrub_dsn(getattr(wal, key), cfg.dsn)
+                        for key in ("error", "waldir_error", "ready_error")
+                        if getattr(wal, key)}))
         return snapshot
 
     wrapper.__name__ = probe.__name__
@@ -64,9 +70,11 @@ def probe_postgres(
     resample_after: Optional[float] = RESAMPLE_AFTER,
     canary: Optional[CanaryConfig] = None,
     proc_root: Optional[str] = "/proc",
+    wal: bool = True,
 ) -> PgSnapshot:
     """Snapshot of the local PostgreSQL; returns within connect_timeout + query_timeout
-    (+ canary.timeout when a canary is written).
+    (+ canary.timeout when a canary is written): the main query and the `wal` statements
+    share query_timeout.
 
     `connect(dsn, **kwargs)` must return a psycopg-like connection (`execute`, `info`,
     `fileno`, `close`); the default is psycopg.connect. `backup_cfg` names the backup
@@ -74,7 +82,8 @@ def probe_postgres(
     `resample_after=None` never reads a standby twice (see RESAMPLE_AFTER). `canary`: write
     the canary (build_canary) if this server turns out not to be in recovery; the caller
     asks only on the node DRBD says is primary. `proc_root`: where a 9.5 standby's WAL
-    receiver is looked up (None: not at all).
+    receiver is looked up (None: not at all). `wal`: on a server not in recovery, also
+    read the `wal` check's facts (replication slots, pg_stat_archiver, WAL directory).
     """
     start = clock()
     backup_cfg = backup_cfg if backup_cfg is not None else BackupConfig()
@@ -90,7 +99,7 @@ def probe_postgres(
     want_canary = canary is not None and canary.enabled
     attempt = _Attempt(connect or _default_connect, cfg.dsn, kwargs,
                        {"names": list(backup_cfg.application_names)}, with_backups,
-                       resample_after, cfg.query_timeout, want_canary, proc_root)
+                       resample_after, cfg.query_timeout, want_canary, proc_root, wal)
     worker = threading.Thread(target=attempt.run, name="ha-watchdog-postgres", daemon=True)
     worker.start()
 
@@ -105,6 +114,7 @@ def probe_postgres(
         return PgSnapshot(reachable=False, error=attempt.connect_error,
                           **_timing(clock, start))
 
+    query_start = clock()
     if not attempt.answered.wait(cfg.query_timeout):
         attempt.interrupt()
         return PgSnapshot(
@@ -123,16 +133,36 @@ def probe_postgres(
         )
     answered_at = clock()  # taken_at: what track() compares across cycles
     written: Optional[CanaryWrite] = None
-    if want_canary and attempt.row[0] is False:
+    cut = False  # the connection was shut down at the canary's deadline
+    primary = attempt.row[0] is False
+    if want_canary and primary:
         assert canary is not None
-        if attempt.done.wait(canary.timeout):
+        if attempt.canary_done.wait(canary.timeout):
             written = attempt.canary
         else:
             attempt.interrupt()  # one attempt per cycle, never a retry loop
+            cut = True
             written = CanaryWrite(
                 ok=False, duration=canary.timeout,
                 error=f"no answer within [canary] timeout {format_duration(canary.timeout)} "
                 "(connection shut down)")
+    facts: Optional[WalFacts] = None
+    if wal and primary:
+        if cut:
+            facts = WalFacts(error="not read: the connection was shut down at the "
+                             "[canary] timeout")
+        else:
+            facts = _wal_facts(attempt, cfg, cfg.query_timeout - (answered_at - query_start))
     snapshot = _snapshot_from_row(attempt.row, backup_cfg, answered_at - start, attempt.resampled)
     return dataclasses.replace(snapshot, receiver_process=attempt.receiver_process,
-                               canary=written, taken_at=answered_at)
+                               canary=written, taken_at=answered_at, wal=facts)
+
+
+def _wal_facts(attempt: _Attempt, cfg: PostgresConfig, left: float) -> Optional[WalFacts]:
+    """The `wal` facts, waited for at most what is `left` of query_timeout (the main
+    query's facts are already in hand: a listing that hangs costs only these)."""
+    if attempt.wal_done.wait(max(0.0, left)):
+        return attempt.wal
+    attempt.interrupt()
+    return WalFacts(error=f"no answer within query_timeout {format_duration(cfg.query_timeout)}"
+                    " (connection shut down)")

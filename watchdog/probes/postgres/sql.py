@@ -11,18 +11,26 @@ from watchdog.config import BackupConfig
 from watchdog.probes.postgres.model import (
     SESSION,
     WALSENDER,
+    Archiver,
     BackupSession,
     PgSnapshot,
+    WalFacts,
     WalReceiver,
     WalSender,
+    WalSlot,
     parse_lsn,
 )
 from watchdog.probes.postgres.versions import (
+    ARCHIVE_LIBRARY,
+    ARCHIVE_STATUSDIR,
     BACKEND_TYPE,
     PAUSE_STATE,
     REPLY_TIME,
     SENDER_HOST,
+    SLOT_INACTIVE_SINCE,
+    SLOT_WAL_STATUS,
     WAL_NAMES,
+    WALDIR_FUNCTION,
     WALRECEIVER_VIEW,
     WRITTEN_FLUSHED,
     XACT_ID,
@@ -159,6 +167,132 @@ def build_canary(server_version: int) -> str:
         CASE WHEN NOT pg_is_in_recovery() THEN {n.xact_id}::text END AS xid,
         CASE WHEN NOT pg_is_in_recovery() THEN {n.insert_lsn}::text END AS before_lsn,
         set_config('synchronous_commit', 'local', true) AS synchronous_commit"""
+
+
+# ---------------------------------------------------------------- the WAL facts
+
+
+@dataclass(frozen=True)
+class WalQueries:
+    """The `wal` check's statements for one server version (primary only).
+
+    `facts` (slots, archiver, settings) needs no privilege; `waldir` and `ready` list
+    directories, which needs pg_monitor (10+: pg_ls_waldir, 12+: pg_ls_archive_statusdir)
+    or a superuser (pg_ls_dir before), so each runs alone: a refusal costs only its part.
+    All three aggregate on the server: one row each, however many files pg_wal holds.
+    """
+
+    facts: str
+    waldir: str
+    ready: str
+
+
+#: At most this many slots are read, those holding the most WAL (the oldest restart_lsn):
+#: the read stays bounded on a server with max_replication_slots in the thousands.
+SLOT_LIMIT = 100
+
+
+def build_wal_queries(server_version: int) -> WalQueries:
+    n = sql_names(server_version)
+    if server_version >= WAL_NAMES:
+        diff, walfile, waldir = "pg_wal_lsn_diff", "pg_walfile_name", "pg_wal"
+    else:
+        diff, walfile, waldir = "pg_xlog_location_diff", "pg_xlogfile_name", "pg_xlog"
+    if server_version >= SLOT_WAL_STATUS:
+        wal_status, safe = "wal_status", "safe_wal_size"
+    else:
+        wal_status, safe = "NULL::text", "NULL::bigint"
+    inactive = (_age("inactive_since") if server_version >= SLOT_INACTIVE_SINCE
+                else "NULL::float8")
+    # With archive_mode off the setting reads '(disabled)' (its show hook), whatever it is.
+    target = ("(SELECT setting NOT IN ('', '(disabled)') FROM pg_settings "
+              "WHERE name = 'archive_command')")
+    if server_version >= ARCHIVE_LIBRARY:
+        # A hidden setting (no pg_read_all_settings) gives NULL, not false.
+        target = (f"({target} OR (SELECT setting <> '' FROM pg_settings "
+                  "WHERE name = 'archive_library'))")
+    current = n.current_lsn
+    facts = f"""SELECT
+        current_setting('archive_mode') AS archive_mode,
+        {target} AS archive_command_set,
+        CASE WHEN NOT pg_is_in_recovery() THEN {walfile}({current}) END AS current_walfile,
+        (SELECT json_build_object(
+            'archived_count', archived_count, 'last_archived_wal', last_archived_wal,
+            'last_archived_age', {_age('last_archived_time')},
+            'failed_count', failed_count, 'last_failed_wal', last_failed_wal,
+            'last_failed_age', {_age('last_failed_time')},
+            'stats_reset_age', {_age('stats_reset')})
+         FROM pg_stat_archiver) AS archiver,
+        (SELECT json_agg(json_build_object(
+            'name', slot_name, 'slot_type', slot_type, 'database', database,
+            'active', active, 'active_pid', active_pid, 'restart_lsn', restart_lsn::text,
+            'retained_bytes', CASE WHEN NOT pg_is_in_recovery()
+                THEN {diff}({current}, restart_lsn)::float8 END,
+            'wal_status', {wal_status}, 'safe_wal_size', {safe},
+            'inactive_age', {inactive}) ORDER BY slot_name)
+         FROM (SELECT * FROM pg_replication_slots ORDER BY restart_lsn NULLS LAST, slot_name
+               LIMIT {SLOT_LIMIT}) AS s) AS slots,
+        (SELECT count(*) FROM pg_replication_slots) AS slot_count"""
+    if server_version >= WALDIR_FUNCTION:
+        waldir_sql = "SELECT count(*), sum(size)::float8 FROM pg_ls_waldir()"
+    else:
+        waldir_sql = (f"SELECT count(*), sum(s.size)::float8 FROM pg_ls_dir('{waldir}') AS f, "
+                      f"LATERAL pg_stat_file('{waldir}/' || f, true) AS s WHERE NOT s.isdir")
+    if server_version >= ARCHIVE_STATUSDIR:
+        ready_sql = (f"SELECT count(*), {_age('min(modification)')} "
+                     "FROM pg_ls_archive_statusdir() WHERE right(name, 6) = '.ready'")
+    else:
+        status = f"{waldir}/archive_status"
+        ready_sql = (f"SELECT count(*), {_age('min(s.modification)')} "
+                     f"FROM pg_ls_dir('{status}') AS f, "
+                     f"LATERAL pg_stat_file('{status}/' || f, true) AS s "
+                     "WHERE right(f, 6) = '.ready' AND s.modification IS NOT NULL")
+    return WalQueries(facts=facts, waldir=waldir_sql, ready=ready_sql)
+
+
+def _int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def wal_facts_from_row(row: Sequence[Any]) -> WalFacts:
+    """The `facts` row read back (the directory parts are added by the worker)."""
+    mode, command_set, walfile, archiver_json, slots_json = row[:5]
+    slot_count = row[5] if len(row) > 5 else None
+    archiver = None
+    a = json.loads(archiver_json) if isinstance(archiver_json, (str, bytes)) else archiver_json
+    if isinstance(a, dict):
+        archiver = Archiver(
+            archived_count=_int(a.get("archived_count")),
+            last_archived_wal=a.get("last_archived_wal"),
+            last_archived_age=_num(a.get("last_archived_age")),
+            failed_count=_int(a.get("failed_count")),
+            last_failed_wal=a.get("last_failed_wal"),
+            last_failed_age=_num(a.get("last_failed_age")),
+            stats_reset_age=_num(a.get("stats_reset_age")),
+        )
+    slots = []
+    for item in _json(slots_json):
+        retained = item.get("retained_bytes")
+        slots.append(WalSlot(
+            name=str(item.get("name")),
+            slot_type=item.get("slot_type"),
+            database=item.get("database"),
+            active=item.get("active"),
+            active_pid=item.get("active_pid"),
+            restart_lsn=parse_lsn(item.get("restart_lsn")),
+            retained_bytes=None if retained is None else max(0, int(retained)),
+            wal_status=item.get("wal_status"),
+            safe_wal_size=_int(item.get("safe_wal_size")),
+            inactive_age=_num(item.get("inactive_age")),
+        ))
+    return WalFacts(
+        archive_mode=None if mode is None else str(mode),
+        archive_command_set=None if command_set is None else bool(command_set),
+        current_walfile=walfile,
+        archiver=archiver,
+        slots=tuple(slots),
+        slot_count=len(slots) if slot_count is None else int(slot_count),
+    )
 
 
 # ---------------------------------------------------------------- the row

@@ -10,3 +10,9 @@ REPLY_TIME = 120000  # pg_stat_replication.reply_time
 PAUSE_STATE = 140000  # pg_get_wal_replay_pause_state()
 BACKEND_TYPE = 100000  # pg_stat_activity.backend_type
 XACT_ID = 130000  # pg_current_xact_id() (txid_current() before; deprecated after)
+# The `wal` check's facts (primary only; see sql.build_wal_queries):
+WALDIR_FUNCTION = 100000  # pg_ls_waldir() (pg_monitor); before: pg_ls_dir('pg_xlog') (superuser)
+ARCHIVE_STATUSDIR = 120000  # pg_ls_archive_statusdir() (pg_monitor); before: pg_ls_dir
+SLOT_WAL_STATUS = 130000  # pg_replication_slots.wal_status, safe_wal_size
+ARCHIVE_LIBRARY = 150000  # archive_library (an alternative to archive_command)
+SLOT_INACTIVE_SINCE = 170000  # pg_replication_slots.inactive_since

@@ -5,6 +5,7 @@ the caller stops waiting (abandon, shut the socket down)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import socket
@@ -13,9 +14,20 @@ import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from watchdog.config import PostgresConfig
-from watchdog.probes.postgres.model import APPLICATION_NAME, CanaryWrite, ReceiverProcess, parse_lsn
+from watchdog.probes.postgres.model import (
+    APPLICATION_NAME,
+    CanaryWrite,
+    ReceiverProcess,
+    WalFacts,
+    parse_lsn,
+)
 from watchdog.probes.postgres.proc import find_receiver_process
-from watchdog.probes.postgres.sql import build_canary, build_query
+from watchdog.probes.postgres.sql import (
+    build_canary,
+    build_query,
+    build_wal_queries,
+    wal_facts_from_row,
+)
 from watchdog.probes.postgres.versions import WALRECEIVER_VIEW
 
 # ---------------------------------------------------------------- the worker
@@ -76,14 +88,18 @@ class _Attempt:
     `_replay_gap_suspect` and both reads fit well inside `budget` (the caller's
     query_timeout); a failed second read keeps the first row. Then, still on the open
     connection: a standby without pg_stat_wal_receiver (9.5) has its WAL receiver looked
-    up in `proc_root`, and a primary asked for a canary writes it (`answered` is set before
-    the canary, so the caller bounds the canary with its own deadline).
+    up in `proc_root`. `answered` is set then: the other checks' facts are in hand. After
+    it, each with its own event so the caller bounds it with its own deadline: a primary
+    asked for a canary writes it (`canary_done`), then a primary (`wal`) has the `wal`
+    check's facts read (`wal_done`: slots, archiver, WAL directory in three small
+    statements; a listing that hangs costs only those facts).
     """
 
     def __init__(self, connect: Callable[..., Any], dsn: str, kwargs: Dict[str, Any],
                  params: Dict[str, Any], with_backups: bool,
                  resample_after: Optional[float] = None, budget: float = 0.0,
-                 canary: bool = False, proc_root: Optional[str] = "/proc"):
+                 canary: bool = False, proc_root: Optional[str] = "/proc",
+                 wal: bool = False):
         self.connect = connect
         self.dsn = dsn
         self.kwargs = kwargs
@@ -93,10 +109,14 @@ class _Attempt:
         self.budget = budget
         self.want_canary = canary
         self.proc_root = proc_root
+        self.want_wal = wal
+        self.wal: Optional[WalFacts] = None
         self.resampled = False
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.answered = threading.Event()
+        self.canary_done = threading.Event()
+        self.wal_done = threading.Event()
         self.done = threading.Event()
         self.conn: Any = None
         self.abandoned = False
@@ -116,6 +136,8 @@ class _Attempt:
                 self.connect_error = _reason(exc)
                 self.connected.set()
             self.answered.set()
+            self.canary_done.set()
+            self.wal_done.set()
             self.done.set()
             return
         with self.lock:
@@ -142,8 +164,16 @@ class _Attempt:
             self.query_error = _reason(exc)
         self.answered.set()
         try:
-            if self.query_error is None and self._canary_allowed():
-                self._write_canary(conn)
+            try:
+                if self.query_error is None and self._canary_allowed():
+                    self._write_canary(conn)
+            finally:
+                self.canary_done.set()
+            try:
+                if self.query_error is None:
+                    self._read_wal(conn)
+            finally:
+                self.wal_done.set()
         finally:
             with self.lock:
                 self.conn = None
@@ -160,6 +190,32 @@ class _Attempt:
         if backend_pid is None:
             return
         self.receiver_process = find_receiver_process(int(backend_pid), self.proc_root)
+
+    def _read_wal(self, conn: Any) -> None:
+        """Primary only (this server just said it is not in recovery): the `wal` facts.
+        Each statement's failure is data (its reason), never the probe's failure."""
+        if not self.want_wal or self.row is None or self.row[0] is not False:
+            return
+        queries = build_wal_queries(self.server_version or 0)
+        try:
+            facts = wal_facts_from_row(conn.execute(queries.facts).fetchone())
+        except Exception as exc:
+            self.wal = WalFacts(error=_reason(exc))
+            return
+        parts: Dict[str, Any] = {}
+        try:
+            files, size = conn.execute(queries.waldir).fetchone()
+            parts.update(waldir_files=int(files), waldir_bytes=int(size or 0))
+        except Exception as exc:
+            parts["waldir_error"] = _reason(exc)
+        if facts.archiving:
+            try:
+                count, oldest = conn.execute(queries.ready).fetchone()
+                parts.update(ready_count=int(count),
+                             oldest_ready_age=None if oldest is None else float(oldest))
+            except Exception as exc:
+                parts["ready_error"] = _reason(exc)
+        self.wal = dataclasses.replace(facts, **parts)
 
     def _canary_allowed(self) -> bool:
         """Only when asked for and this very server just said it is not in recovery."""

@@ -124,11 +124,6 @@ def _cross_checks(cfg: Config, out: _Collector) -> None:
         out.add("replay_lag.critical_bytes", "must not be smaller than replay_lag.warning_bytes")
     if cfg.replay_lag.backup_critical < cfg.replay_lag.backup_warning:
         out.add("replay_lag.backup_critical", "must not be smaller than replay_lag.backup_warning")
-    for name, section in sorted(cfg.extra_checks.items()):
-        # A check added through the registry alone validates its own pairs of keys:
-        # `section.problems()` -> [(key, why)], e.g. a critical limit below the warning one.
-        for key, why in getattr(section, "problems", lambda: ())():
-            out.add(f"{name}.{key}", why)
     state_dir = cfg.daemon.state_dir
     if not state_dir.strip():
         out.add("daemon.state_dir", "must not be empty (the daemon keeps its state there)")

@@ -26,9 +26,10 @@ Adding a check (the next issue's disk/WAL, archiving and backup checks land this
    check needing a new kind of snapshot also needs its probe there), its section class, its
    first-look runbook line (the command a person runs first; alerts print it), and its
    metrics: a function `(result or None) -> [Family]` (`watchdog.families`; the names are
-   a public interface, listed in README "Metrics"), usually `metric_families` in its module.
+   a public interface, listed in README "Metrics"), usually `_lazy("<name>",
+   "metric_families")` (its module's function, imported at the first call).
    `perfdata`: a function `result -> ["label=value;warn;crit", ...]` for `--once --nagios`
-   (`watchdog.nagios.perf`), usually `perfdata` in its module; None: the check adds none.
+   (`watchdog.nagios.perf`), usually `_lazy("<name>", "perfdata")`; None: the check adds none.
    `relaxes_itself=True` only for a check that applies its own relaxed limits (and its own
    hard ceiling) when `context.relaxation` is active: the engine then never holds its
    results; every other relaxed check's warning/unknown is held by the engine instead.
@@ -43,6 +44,7 @@ section's timing, alerts name its first look, and the exporter shows its familie
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
@@ -116,6 +118,18 @@ class Check:
         return role in self.roles
 
 
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """`watchdog.checks.<module>.<name>`, imported at its first call: a metrics or
+    perfdata entry without an adapter of its own, and `import registry` stays light."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"watchdog.checks.{module}"), name)(*args,
+                                                                                   **kwargs)
+
+    call.__name__ = f"{module}.{name}"
+    return call
+
+
 # ---------------------------------------------------------------- adapters
 # The check modules keep their own signatures (tests call them directly); these adapters
 # are the registry's uniform `(snapshots, section, context)` call.
@@ -158,12 +172,6 @@ def _storage(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> Check
     return check_storage(snaps["storage"], section, relaxed=ctx.relaxation.active)
 
 
-def _storage_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
-    from watchdog.checks.storage import metric_families
-
-    return metric_families(result)
-
-
 def _backup_log(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResult:
     from watchdog.checks.backup_log import check_backup_log
 
@@ -174,78 +182,6 @@ def _wal(snaps: Mapping[str, Any], section: Any, ctx: CheckContext) -> CheckResu
     from watchdog.checks.wal import check_wal
 
     return check_wal(snaps["postgres"], section, previous=ctx.previous.get("postgres"))
-
-
-def _wal_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
-    from watchdog.checks.wal import metric_families
-
-    return metric_families(result)
-
-
-def _wal_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.wal import perfdata
-
-    return perfdata(result)
-
-
-def _drbd_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
-    from watchdog.checks.drbd import metric_families
-
-    return metric_families(result)
-
-
-def _standbys_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
-    from watchdog.checks.standbys import metric_families
-
-    return metric_families(result)
-
-
-def _replay_lag_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
-    from watchdog.checks.replay_lag import metric_families
-
-    return metric_families(result)
-
-
-def _backup_log_metrics(result: Optional[CheckResult]) -> Sequence[Any]:
-    from watchdog.checks.backup_log import metric_families
-
-    return metric_families(result)
-
-
-def _drbd_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.drbd import perfdata
-
-    return perfdata(result)
-
-
-def _services_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.services import perfdata
-
-    return perfdata(result)
-
-
-def _standbys_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.standbys import perfdata
-
-    return perfdata(result)
-
-
-def _replay_lag_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.replay_lag import perfdata
-
-    return perfdata(result)
-
-
-def _storage_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.storage import perfdata
-
-    return perfdata(result)
-
-
-def _backup_log_perf(result: CheckResult) -> Sequence[str]:
-    from watchdog.checks.backup_log import perfdata
-
-    return perfdata(result)
 
 
 # ---------------------------------------------------------------- runbook lines
@@ -267,39 +203,44 @@ SECONDARY = frozenset({Role.SECONDARY})
 
 #: Every check, in display order (a role's checks are shown in this order).
 CHECKS: Tuple[Check, ...] = (
-    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd, _drbd_metrics,
-          perfdata=_drbd_perf),
+    Check(DRBD, ALL_ROLES, ("drbd",), DrbdConfig, _DRBD_LOOK, _drbd,
+          _lazy("drbd", "metric_families"), perfdata=_lazy("drbd", "perfdata")),
     Check(POSTGRES_ROLE, ALL_ROLES, ("postgres",), PostgresRoleConfig,
           'psql -c "SELECT pg_is_in_recovery()" (t on the secondary, f on the primary) and the '
           "PostgreSQL log (GreenArrow: /var/hvmail/log/postgres/)", _postgres_role),
     Check(SERVICES, PRIMARY, ("services",), ServicesConfig,
           "service greenarrow status (abnormal services are shown in red; hvmail-qmail-smtpd3 "
-          "and hvmail-dnscache are down by default)", _services, perfdata=_services_perf),
+          "and hvmail-dnscache are down by default)", _services,
+          perfdata=_lazy("services", "perfdata")),
     Check(STANDBYS, PRIMARY, ("postgres",), StandbysConfig,
           'on the primary: psql -x -c "SELECT application_name, client_addr, state, sent_lsn, '
           'flush_lsn, replay_lsn, reply_time FROM pg_stat_replication" (one streaming row per '
-          'standby)', _standbys, _standbys_metrics, perfdata=_standbys_perf),
+          'standby)', _standbys, _lazy("standbys", "metric_families"),
+          perfdata=_lazy("standbys", "perfdata")),
     Check(REPLAY_LAG, SECONDARY, ("postgres",), ReplayLagConfig,
           'on the secondary: psql -c "SELECT EXTRACT(EPOCH FROM now() - '
           'pg_last_xact_replay_timestamp())" and psql -x -c "SELECT * FROM pg_stat_wal_receiver" '
           "(no row: not connected to the primary; compare received and replayed LSNs)",
-          _replay_lag, _replay_lag_metrics, relaxes_itself=True, perfdata=_replay_lag_perf),
+          _replay_lag, _lazy("replay_lag", "metric_families"), relaxes_itself=True,
+          perfdata=_lazy("replay_lag", "perfdata")),
     Check(STORAGE, ALL_ROLES, ("storage",), StorageConfig,
           "df -h <path> and df -i <path> (bytes and inodes); du -xh --max-depth=2 <path> | "
           "sort -h | tail shows what grew (GreenArrow: greenarrow disk_usage --details; "
           "PostgreSQL's pg_wal/pg_xlog kept by an inactive replication slot)", _storage,
-          _storage_metrics, relaxes_itself=True, perfdata=_storage_perf),
+          _lazy("storage", "metric_families"), relaxes_itself=True,
+          perfdata=_lazy("storage", "perfdata")),
     Check(WAL, PRIMARY, ("postgres",), WalConfig,
           'on the primary: psql -x -c "SELECT slot_name, active, restart_lsn FROM '
           'pg_replication_slots" (an inactive slot keeps WAL: drop it with SELECT '
           "pg_drop_replication_slot('name') once its standby is gone for good) and psql -x -c "
           '"SELECT * FROM pg_stat_archiver" (failures: the PostgreSQL log shows '
-          "archive_command's error)", _wal, _wal_metrics, perfdata=_wal_perf),
+          "archive_command's error)", _wal, _lazy("wal", "metric_families"),
+          perfdata=_lazy("wal", "perfdata")),
     Check(BACKUP_LOG, ALL_ROLES, ("backup_log",), BackupLogConfig,
           "tail -n 60 /var/backup/greenarrow-backup.log (or [backup_log] path; a good run ends "
           'with "The backup is finished. No errors were detected.") and ls -l --time-style='
-          "full-iso on it (when the newest run ended)", _backup_log, _backup_log_metrics,
-          perfdata=_backup_log_perf),
+          "full-iso on it (when the newest run ended)", _backup_log,
+          _lazy("backup_log", "metric_families"), perfdata=_lazy("backup_log", "perfdata")),
 )
 
 

@@ -221,10 +221,16 @@ def test_running_basebackup_seen_on_primary_and_not_counted_as_standby(pg):
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 30  # a loaded machine starts pg_basebackup slowly
+
+        def started(snap: PgSnapshot) -> bool:
+            # Its walsender shows in pg_stat_activity before BASE_BACKUP puts it in state
+            # "backup" (seen under load): wait for both.
+            return any(b.kind == WALSENDER and b.application_name == "pg_basebackup"
+                       for b in snap.backups) and any(s.state == "backup"
+                                                      for s in snap.walsenders)
+
         snap: PgSnapshot = probe_postgres(_cfg(pg.primary_dsn))
-        while time.monotonic() < deadline and not any(
-                b.kind == WALSENDER and b.application_name == "pg_basebackup"
-                for b in snap.backups):
+        while time.monotonic() < deadline and not started(snap):
             time.sleep(0.1)
             snap = probe_postgres(_cfg(pg.primary_dsn))
         assert any(b.kind == WALSENDER for b in snap.backups), snap

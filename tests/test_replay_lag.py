@@ -308,6 +308,7 @@ def _idle_standby_snapshot(pg, seconds: float, attempts: int = 3) -> PgSnapshot:
                                                     "FROM pg_stat_activity")))
 
 
+@pytest.mark.slow  # 20-60 s of an idle pair; the server's behaviour, not Python's
 @pytest.mark.postgres
 def test_real_idle_primary_does_not_false_alarm(pg):
     snap = _idle_standby_snapshot(pg, 20)

@@ -57,6 +57,7 @@ def _by_name(checks: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     return {c["name"]: c for c in checks}
 
 
+@pytest.mark.slow  # a daemon through a page and its recovery (about 20 s)
 def test_status_shows_role_checks_incidents_outbox_and_history(tmp_path, pg, http_receiver):
     node = make_node(tmp_path, pg, http_receiver)
     with node:
